@@ -1,0 +1,70 @@
+"""ollama_nb: a `%%ollama` cell magic that streams local Ollama models into notebooks.
+
+    %load_ext ollama_nb
+
+    %%ollama llama3.2 --read-timeout 60
+    Explain NDJSON in one sentence.
+
+The data path reads in order: `_magics` (the cell) → `_stream` (drives one request) →
+`_client` (HTTP, timeouts, errors) → `_view` (what the notebook shows).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._exceptions import (
+    OllamaConnectionError,
+    OllamaError,
+    OllamaModelNotFoundError,
+    OllamaResponseError,
+    OllamaTimeoutError,
+)
+from ._result import OllamaResult
+
+__all__ = [
+    "OllamaConnectionError",
+    "OllamaError",
+    "OllamaMagics",
+    "OllamaModelNotFoundError",
+    "OllamaResponseError",
+    "OllamaResult",
+    "OllamaTimeoutError",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # OllamaMagics pulls in IPython and ipywidgets; import it only when asked for.
+    if name == "OllamaMagics":
+        from ._magics import OllamaMagics
+
+        return OllamaMagics
+    raise AttributeError(name)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    from ._magics import OllamaMagics
+    from ._transform import make_transformer
+
+    if "OllamaMagics" in ipython.magics_manager.registry:
+        return  # %load_ext twice, or %reload_ext: keep the session's settings and history
+    ipython.register_magics(OllamaMagics(shell=ipython))
+    transformer = make_transformer(ipython)
+    # First, so that IPython's prompt-stripping cleanups never touch the prompt text.
+    ipython.input_transformers_cleanup.insert(0, transformer)
+    ipython._ollama_nb_transformer = transformer
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    transformer = getattr(ipython, "_ollama_nb_transformer", None)
+    if transformer in ipython.input_transformers_cleanup:
+        ipython.input_transformers_cleanup.remove(transformer)
+    ipython._ollama_nb_transformer = None
+    magics = ipython.magics_manager.registry.pop("OllamaMagics", None)
+    if magics is not None:
+        for kind in ("line", "cell"):
+            table = ipython.magics_manager.magics[kind]
+            if getattr(table.get("ollama"), "__self__", None) is magics:
+                del table["ollama"]

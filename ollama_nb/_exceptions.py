@@ -1,0 +1,68 @@
+"""The errors a request can end with.
+
+Every failure reaches the user as one of these, never as a raw httpx, h11 or JSON
+exception::
+
+    OllamaError                     base class; `.partial_text` keeps what arrived
+    ├── OllamaConnectionError       cannot reach the server, or it hung up mid-answer
+    ├── OllamaTimeoutError          `.kind` is "connect", "read" or "total"
+    ├── OllamaModelNotFoundError    HTTP 404 for the model: `ollama pull NAME`
+    └── OllamaResponseError         HTTP error status, an error line mid-stream, bad data;
+                                    `.status_code` (-1 when it came inside a 200 stream)
+
+Bad input in the magic line is IPython's own `UsageError`, raised before anything is sent.
+
+In a notebook an error shows as one short line: IPython calls `_render_traceback_`
+instead of printing a traceback that would only point into this package.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+TimeoutKind = Literal["connect", "read", "total"]
+
+
+class OllamaError(Exception):
+    """Base class of every error a request can end with."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+        # Filled in by the stream when the error ends a request that had begun answering.
+        self.partial_text = ""
+
+    def __str__(self) -> str:
+        return self.message
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self.message}"]
+
+
+class OllamaConnectionError(OllamaError):
+    """The server could not be reached, or closed the connection before the answer ended."""
+
+
+class OllamaTimeoutError(OllamaError):
+    """A connect, read (silence) or total (wall-clock) timeout ended the request."""
+
+    def __init__(self, message: str, kind: TimeoutKind) -> None:
+        super().__init__(message)
+        self.kind: TimeoutKind = kind
+
+
+class OllamaResponseError(OllamaError):
+    """The server answered with an error status, an error line, or data that is not NDJSON."""
+
+    def __init__(self, message: str, status_code: int = -1) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class OllamaModelNotFoundError(OllamaError):
+    """The server does not have the model (HTTP 404)."""
+
+    def __init__(self, message: str, model: str) -> None:
+        super().__init__(message)
+        self.model = model
+        self.status_code = 404

@@ -1,0 +1,301 @@
+"""`%%ollama` and `%ollama`: settings, the request a cell makes, and where it runs.
+
+A `%%ollama` cell runs as an async cell (see `_transform`): the kernel's loop stays free
+while the answer streams, which is what lets a Stop click reach it. Where that rewrite
+does not apply (terminal IPython, `%autoawait off`) the cell magic itself runs the same
+request from a worker thread (`_sync`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from traitlets import Float, Int, TraitError, Unicode, observe, validate
+
+from ._client import OllamaClient
+from ._config import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_HOST,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_RETRIES,
+    Timeouts,
+    auth_headers,
+    check_retries,
+    check_seconds,
+    parse_host,
+)
+from ._exceptions import OllamaError
+from ._kernel import CellOutput, click_delivery, current_kernel
+from ._options import CellOptions, declare, interpolate, parse_line, resolve_format
+from ._result import OllamaResult
+from ._stream import Request, StopControl, View, drive
+from ._sync import run_in_thread
+from ._view import TextView, WidgetView
+
+HINT_SYNC = "Stop cannot reach a synchronous cell (%autoawait off): use Interrupt (■)"
+HINT_KERNEL = "this ipykernel (7.0-7.3) cannot deliver clicks to a running cell: use Interrupt (■)"
+PUMP_SECONDS = 0.02
+
+
+@dataclass(frozen=True)
+class Setting:
+    value: Any
+    source: str  # "cell option", "%config", "$OLLAMA_HOST", "default", ...
+
+
+@magics_class
+class OllamaMagics(Magics):
+    """Talk to local models served by Ollama from a notebook."""
+
+    host = Unicode(
+        None, allow_none=True, config=True, help="Ollama server; else $OLLAMA_HOST, else local."
+    )
+    model = Unicode(None, allow_none=True, config=True, help="Default model; else $OLLAMA_MODEL.")
+    connect_timeout = Float(
+        DEFAULT_CONNECT_TIMEOUT, config=True, help="Seconds to establish the connection."
+    )
+    read_timeout = Float(
+        DEFAULT_READ_TIMEOUT,
+        config=True,
+        help="Longest silence allowed: before the first chunk (model load) or between chunks.",
+    )
+    timeout = Float(
+        None, allow_none=True, config=True, help="Wall-clock cap for a whole request, or None."
+    )
+    retries = Int(
+        DEFAULT_RETRIES, config=True, help="Re-tries of a failed connection, with backoff."
+    )
+    system = Unicode(None, allow_none=True, config=True, help="Default system prompt.")
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        self._configured: set[str] = set()
+        super().__init__(shell=shell, **kwargs)
+        self.results: list[OllamaResult] = []  # this session's requests, for `%ollama stats`
+
+    # -- settings ---------------------------------------------------------------------
+
+    @validate("connect_timeout", "read_timeout")
+    def _check_timeout(self, proposal: Any) -> float:
+        return self._checked(lambda: check_seconds(proposal.trait.name, proposal.value))
+
+    @validate("timeout")
+    def _check_total(self, proposal: Any) -> float | None:
+        return self._checked(lambda: check_seconds("timeout", proposal.value, allow_none=True))
+
+    @validate("retries")
+    def _check_retries(self, proposal: Any) -> int:
+        return self._checked(lambda: check_retries(proposal.value))
+
+    @validate("host")
+    def _check_host(self, proposal: Any) -> str | None:
+        return None if proposal.value is None else self._checked(lambda: parse_host(proposal.value))
+
+    @staticmethod
+    def _checked(check: Callable[[], Any]) -> Any:
+        try:
+            return check()
+        except ValueError as exc:
+            raise TraitError(f"OllamaMagics: {exc}") from None
+
+    @observe("host", "model", "connect_timeout", "read_timeout", "timeout", "retries", "system")
+    def _remember_configured(self, change: Any) -> None:
+        self._configured.add(change["name"])
+
+    def settings(self, cell: CellOptions | None = None) -> dict[str, Setting]:
+        """Each effective setting and where it came from (cell > %config > env > default)."""
+        cell = cell or CellOptions()
+
+        def pick(name: str, cell_value: Any, env: str | None, default: Any) -> Setting:
+            if cell_value is not None:
+                return Setting(cell_value, "cell option")
+            if name in self._configured and getattr(self, name) is not None:
+                return Setting(getattr(self, name), "%config")
+            if env and os.environ.get(env):
+                return Setting(os.environ[env], f"${env}")
+            return Setting(default, "default")
+
+        host = pick("host", cell.host, "OLLAMA_HOST", DEFAULT_HOST)
+        if host.source.startswith("$"):
+            try:
+                host = Setting(parse_host(host.value), host.source)
+            except ValueError as exc:
+                raise UsageError(f"%%ollama: $OLLAMA_HOST: {exc}") from None
+        return {
+            "host": host,
+            "model": pick("model", cell.model, "OLLAMA_MODEL", None),
+            "connect_timeout": pick(
+                "connect_timeout", cell.connect_timeout, None, self.connect_timeout
+            ),
+            "read_timeout": pick("read_timeout", cell.read_timeout, None, self.read_timeout),
+            "timeout": pick("timeout", cell.timeout, None, self.timeout),
+            "retries": pick("retries", cell.retries, None, self.retries),
+            "system": pick("system", cell.system, None, self.system),
+        }
+
+    # -- the cell magic ---------------------------------------------------------------
+
+    @declare
+    @cell_magic("ollama")
+    def ollama_cell(self, line: str, cell: str) -> None:
+        """Stream a model's answer to the prompt in the cell body.
+
+        {name} in the prompt is replaced by the notebook's value of `name`; {{ and }} give
+        literal braces. The result is stored in `_ollama` (and in NAME with --out).
+        """
+        kernel = current_kernel()
+        control = StopControl()
+        view: View
+        if kernel is not None:
+            view = WidgetView(CellOutput(kernel), control, stop_hint=HINT_SYNC)
+        else:
+            view = TextView()
+        run_in_thread(lambda queued: self._execute(line, cell, queued, control), view)
+
+    async def run_cell_async(self, line: str, cell: str) -> None:
+        """What a `%%ollama` cell becomes in a kernel: the same request, awaited."""
+        kernel = current_kernel()
+        control = StopControl()
+        delivery = click_delivery()
+        view = WidgetView(
+            CellOutput(kernel), control, stop_hint=HINT_KERNEL if delivery == "none" else None
+        )
+        if delivery != "pump":
+            await self._execute(line, cell, view, control)
+            return
+        # ipykernel 6: a click reaches this cell only if the cell hands shell messages to
+        # the kernel itself. (On 7.x that same pump breaks the kernel, hence the check.)
+        from jupyter_ui_poll import ui_events
+
+        async with ui_events() as poll:
+            pump = asyncio.ensure_future(_pump(poll))
+            try:
+                await self._execute(line, cell, view, control)
+            finally:
+                pump.cancel()
+
+    async def _execute(self, line: str, cell: str, view: View, control: StopControl) -> None:
+        request, out = await self._prepare(line, cell)
+        result = await drive(request, view, control, lambda r: self._store(r, out))
+        if result.error is not None:
+            raise result.error
+
+    async def _prepare(self, line: str, cell: str) -> tuple[Request, str | None]:
+        """Parse and check everything before anything is sent; UsageError on bad input."""
+        options = parse_line(self.ollama_cell, line)
+        namespace = self.shell.user_ns if self.shell is not None else {}
+        prompt = interpolate(cell, namespace)
+        fmt = resolve_format(options.format, namespace)
+        s = self.settings(options)
+        client = OllamaClient(
+            s["host"].value,
+            Timeouts(s["connect_timeout"].value, s["read_timeout"].value, s["timeout"].value),
+            retries=s["retries"].value,
+            headers=auth_headers(),
+        )
+        model = s["model"].value or await _no_model(client)
+        payload: dict[str, Any] = {"model": model, "prompt": prompt.strip("\n"), "stream": True}
+        if s["system"].value:
+            payload["system"] = s["system"].value
+        if options.options:
+            payload["options"] = options.options
+        if options.think:
+            payload["think"] = True
+        if fmt is not None:
+            payload["format"] = fmt
+        request = Request(
+            client=client,
+            path="/api/generate",
+            payload=payload,
+            model=model,
+            total_timeout=s["timeout"].value,
+            stop_on=options.stop_on,
+            want_json=fmt is not None,
+        )
+        return request, options.out
+
+    def _store(self, result: OllamaResult, out: str | None) -> None:
+        self.results.append(result)
+        if self.shell is not None:
+            self.shell.user_ns["_ollama"] = result
+            if out:
+                self.shell.user_ns[out] = result
+
+    # -- the line magic ---------------------------------------------------------------
+
+    @line_magic("ollama")
+    def ollama_line(self, line: str) -> Any:
+        """%ollama config | version: the effective settings, the server's version."""
+        command, _, _rest = line.strip().partition(" ")
+        if command == "config":
+            return _config_table(self.settings())
+        if command == "version":
+            return _Text(run_in_thread(lambda _view: self._version(), TextView()))
+        raise UsageError(f"%ollama: unknown command {command!r}; try: config, version")
+
+    async def _version(self) -> str:
+        s = self.settings()
+        client = OllamaClient(
+            s["host"].value,
+            Timeouts(s["connect_timeout"].value, s["read_timeout"].value),
+            headers=auth_headers(),
+        )
+        from importlib.metadata import version
+
+        server = await client.call("GET", "/api/version")
+        server_version = server.get("version", "?")
+        return f"ollama-nb {version('ollama-nb')} · server {server_version} at {client.host}"
+
+
+async def _pump(poll: Callable[[int], Any]) -> None:
+    while True:
+        await poll(10)
+        await asyncio.sleep(PUMP_SECONDS)
+
+
+async def _no_model(client: OllamaClient) -> str:
+    """No model anywhere: say so, with the server's models when it answers."""
+    hint = "name one (`%%ollama MODEL`), or set %config OllamaMagics.model / $OLLAMA_MODEL"
+    try:
+        tags = await client.call("GET", "/api/tags")
+        names = [m.get("name", "?") for m in tags.get("models", [])]
+        have = f"; {client.host} has: {', '.join(names)}" if names else f"; {client.host} has none"
+    except OllamaError as exc:
+        have = f" (and listing the server's models failed: {exc})"
+    raise UsageError(f"%%ollama: no model given: {hint}{have}")
+
+
+def _config_table(settings: dict[str, Setting]) -> str:
+    width = max(len(name) for name in settings)
+    rows = [f"{name:<{width}}  {s.value!s:<30}  ({s.source})" for name, s in settings.items()]
+    key = "set (not shown)" if os.environ.get("OLLAMA_API_KEY") else "not set"
+    rows.append(f"{'api key':<{width}}  {key:<30}  ($OLLAMA_API_KEY)")
+    return _Text("\n".join(rows))
+
+
+class _Text(str):
+    """Shows as plain lines, not as a quoted string."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def active() -> OllamaMagics:
+    """The OllamaMagics instance registered in the running shell."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    magics = shell.magics_manager.registry.get("OllamaMagics") if shell else None
+    if magics is None:
+        raise UsageError("%%ollama: the extension is not loaded (%load_ext ollama_nb)")
+    return magics
+
+
+async def run_cell_async(line: str, cell: str) -> None:
+    """Entry point of a rewritten `%%ollama` cell."""
+    await active().run_cell_async(line, cell)

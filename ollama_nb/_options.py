@@ -1,0 +1,205 @@
+"""The `%%ollama` line: its declaration (which is also the `%%ollama?` help) and parsing.
+
+Parsing is pure: a line in, a validated `CellOptions` out, or a `UsageError` whose
+message is short enough to read at a glance. Nothing is sent for a bad line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import string
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from IPython.core.error import UsageError
+from IPython.core.magic_arguments import argument, magic_arguments
+
+from ._config import check_retries, check_seconds, parse_host
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_OPTION_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+
+
+def declare(func: F) -> F:
+    """Apply the cell magic's argument declaration to `func`."""
+    decorators = [
+        magic_arguments(),
+        argument("model", nargs="?", default=None, help="Model name, e.g. llama3.2 or qwen3:8b."),
+        argument("--host", help="Server: host, host:port or http(s)://host:port[/path]."),
+        argument("--connect-timeout", type=float, metavar="S", help="Seconds to connect."),
+        argument(
+            "--read-timeout",
+            type=float,
+            metavar="S",
+            help="Longest silence allowed, before the first chunk (model load) or between two.",
+        ),
+        argument(
+            "--timeout", type=float, metavar="S", help="Wall-clock cap for the whole request."
+        ),
+        argument(
+            "--retries",
+            type=int,
+            metavar="N",
+            help="Re-tries of a failed connection (never once an answer began).",
+        ),
+        argument("--system", metavar="TEXT", help="System prompt."),
+        argument(
+            "--think",
+            action="store_true",
+            help="Ask a thinking model to think; the thinking is shown apart, collapsed.",
+        ),
+        argument(
+            "--format",
+            metavar="json|NAME",
+            help="Structured output: json, or the name of a JSON-schema dict in the notebook.",
+        ),
+        argument(
+            "-o",
+            "--option",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="Model option, repeatable (temperature=0, num_predict=64); VALUE read as JSON"
+            " where it parses.",
+        ),
+        argument(
+            "--stop-on",
+            metavar="REGEX",
+            help="Close the response as soon as the text so far matches REGEX.",
+        ),
+        argument("--out", metavar="NAME", help="Also store the result in variable NAME."),
+    ]
+    for decorate in reversed(decorators):
+        func = decorate(func)
+    return func
+
+
+@dataclass
+class CellOptions:
+    """The validated options of one cell; None means "not given on the line"."""
+
+    model: str | None = None
+    host: str | None = None
+    connect_timeout: float | None = None
+    read_timeout: float | None = None
+    timeout: float | None = None
+    retries: int | None = None
+    system: str | None = None
+    think: bool = False
+    format: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    stop_on: re.Pattern[str] | None = None
+    out: str | None = None
+
+
+def parse_line(magic: Callable[..., Any], line: str) -> CellOptions:
+    """Parse with the parser `declare` attached to `magic`; any problem is a UsageError."""
+    try:
+        argv = shlex.split(line)
+    except ValueError as exc:  # "No closing quotation"
+        raise UsageError(f"%%ollama: cannot read the line: {exc}") from None
+    try:
+        args = magic.parser.parse_args(argv)  # type: ignore[attr-defined]
+    except UsageError as exc:  # argparse's own wording, e.g. "unrecognized arguments: --x"
+        raise UsageError(f"%%ollama: {exc}") from None
+    try:
+        return CellOptions(
+            model=args.model,
+            host=parse_host(args.host) if args.host is not None else None,
+            connect_timeout=check_seconds(
+                "--connect-timeout", args.connect_timeout, allow_none=True
+            ),
+            read_timeout=check_seconds("--read-timeout", args.read_timeout, allow_none=True),
+            timeout=check_seconds("--timeout", args.timeout, allow_none=True),
+            retries=check_retries(args.retries) if args.retries is not None else None,
+            system=args.system,
+            think=args.think,
+            format=args.format,
+            options=parse_model_options(args.option),
+            stop_on=_compile(args.stop_on),
+            out=_identifier("--out", args.out),
+        )
+    except ValueError as exc:
+        raise UsageError(f"%%ollama: {exc}") from None
+
+
+def parse_model_options(pairs: list[str]) -> dict[str, Any]:
+    """`-o KEY=VALUE` pairs; VALUE as JSON where it parses (`0` → 0), else the string."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or not _OPTION_KEY.match(key):
+            raise ValueError(f"-o takes KEY=VALUE (e.g. -o temperature=0), not {pair!r}")
+        try:
+            options[key] = json.loads(raw)
+        except ValueError:
+            options[key] = raw
+    return options
+
+
+def _compile(pattern: str | None) -> re.Pattern[str] | None:
+    if pattern is None:
+        return None
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(
+            f"--stop-on {pattern!r} is not a valid regular expression: {exc}"
+        ) from None
+
+
+def _identifier(option: str, name: str | None) -> str | None:
+    if name is not None and not name.isidentifier():
+        raise ValueError(f"{option} needs a Python variable name, not {name!r}")
+    return name
+
+
+def resolve_format(value: str | None, namespace: Mapping[str, Any]) -> str | dict[str, Any] | None:
+    """`--format json` passes through; `--format NAME` is a schema dict from the notebook."""
+    if value is None or value == "json":
+        return value
+    if value not in namespace:
+        raise UsageError(f"%%ollama: --format {value}: no variable {value!r} in the notebook")
+    schema = namespace[value]
+    if not isinstance(schema, dict):
+        raise UsageError(
+            f"%%ollama: --format {value}: expected a JSON-schema dict, got {type(schema).__name__}"
+        )
+    return schema
+
+
+class _NotebookNames(string.Formatter):
+    """str.format over the notebook's variables; a missing name is a clear error."""
+
+    def __init__(self, namespace: Mapping[str, Any]) -> None:
+        self._namespace = namespace
+
+    def get_value(self, key: int | str, args: Any, kwargs: Any) -> Any:
+        if isinstance(key, int):
+            raise UsageError(
+                "%%ollama: the prompt has an empty {} field; write {{ and }} for literal braces"
+            )
+        if key not in self._namespace:
+            raise UsageError(
+                f"%%ollama: the prompt uses {{{key}}} but {key!r} is not defined in the notebook"
+                " (write {{ and }} for literal braces); nothing was sent"
+            )
+        return self._namespace[key]
+
+
+def interpolate(body: str, namespace: Mapping[str, Any]) -> str:
+    """Replace `{name}` with the notebook's value of `name`; `{{`/`}}` are literal braces."""
+    try:
+        return _NotebookNames(namespace).vformat(body, (), {})
+    except UsageError:
+        raise
+    except (ValueError, AttributeError, LookupError, TypeError) as exc:
+        raise UsageError(
+            f"%%ollama: cannot fill the prompt's {{…}} fields: {exc}"
+            " (write {{ and }} for literal braces); nothing was sent"
+        ) from None

@@ -1,0 +1,70 @@
+"""The static record: an answer as safe HTML, and the one-line status. Pure functions.
+
+JupyterLab renders the running session's HTML and Markdown outputs without sanitising
+them, so model output must never reach the page as markup. The answer is rendered from
+Markdown with raw HTML disabled: `<script>` in prose shows as text, while code blocks
+keep their `<` readable (a naive `&lt;` pass would show entities inside code).
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+from typing import TYPE_CHECKING
+
+from markdown_it import MarkdownIt
+
+if TYPE_CHECKING:
+    from ._result import OllamaResult
+
+STATUS_STYLE = "color: var(--jp-ui-font-color2, #666); font-size: 0.85em; margin-top: 0.4em"
+
+
+@functools.lru_cache(maxsize=1)
+def _markdown() -> MarkdownIt:
+    # "html": False turns raw HTML into text; markdown-it also refuses javascript: links.
+    return MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
+
+
+def markdown_html(text: str) -> str:
+    return _markdown().render(text)
+
+
+def format_seconds(seconds: float) -> str:
+    return f"{seconds:.1f} s"
+
+
+def status_line(result: OllamaResult) -> str:
+    reason = result.done_reason or "running"
+    if result.timeout_kind:
+        reason = f"{reason} ({result.timeout_kind})"
+    tokens = result.eval_count if result.eval_count is not None else result.chunks
+    parts = [result.model, reason, f"{tokens} token{'' if tokens == 1 else 's'}"]
+    if result.tokens_per_second is not None:
+        parts.append(f"{result.tokens_per_second:.1f} tokens/s")
+    parts.append(format_seconds(result.elapsed))
+    return " · ".join(parts)
+
+
+def record_html(result: OllamaResult) -> str:
+    pieces = ['<div class="ollama-nb-record">']
+    if result.thinking:
+        pieces.append(
+            "<details><summary>Thinking</summary>"
+            f'<div class="ollama-nb-thinking">{markdown_html(result.thinking)}</div></details>'
+        )
+    pieces.append(f'<div class="ollama-nb-answer">{markdown_html(result.text)}</div>')
+    pieces.append(
+        f'<div class="ollama-nb-status" style="{STATUS_STYLE}">{html.escape(result.status)}</div>'
+    )
+    pieces.append("</div>")
+    return "".join(pieces)
+
+
+def record_text(result: OllamaResult) -> str:
+    parts = []
+    if result.thinking:
+        parts.append(f"[thinking]\n{result.thinking}\n[/thinking]")
+    parts.append(result.text)
+    parts.append(result.status)
+    return "\n\n".join(parts)

@@ -1,0 +1,247 @@
+"""Drive one streaming request to its end, whatever that end is.
+
+Three tasks run side by side on one event loop:
+
+- the consumer reads chunks from the client into a `Transcript`;
+- the ticker refreshes the view (elapsed time, tokens, new text) at most `TICK_HZ` times a
+  second, however fast tokens arrive, so the view costs the same at 10 or 20k tokens/s;
+- the stop waiter wakes when the Stop button (or `--stop-on`) asks to stop.
+
+The first of "consumer finished", "stop asked", "total deadline passed" or "this task was
+cancelled" (a kernel interrupt) decides the outcome. Every path cancels the consumer and
+waits for it, so the HTTP response is closed before the result is built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ._client import OllamaClient
+from ._exceptions import OllamaError, OllamaResponseError, OllamaTimeoutError
+from ._result import OllamaResult
+
+TICK_HZ = 10
+SETTLE_SECONDS = 5.0  # closing a response is local work; never wait on it longer than this
+STOP_ON_OVERLAP = 1024  # chars before the new text that a --stop-on match may start in
+
+
+@dataclass
+class Transcript:
+    """What has arrived so far. Text is kept as parts; views read the parts they lack."""
+
+    started: float = field(default_factory=time.monotonic)
+    answer: list[str] = field(default_factory=list)
+    thinking: list[str] = field(default_factory=list)
+    chunks: int = 0
+    first_token_at: float | None = None
+    final: dict[str, Any] | None = None
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def add(self, text: str, thinking: str) -> None:
+        if thinking:
+            self.thinking.append(thinking)
+        if text:
+            self.answer.append(text)
+        if text or thinking:
+            self.chunks += 1
+            if self.first_token_at is None:
+                self.first_token_at = time.monotonic()
+
+
+class View(Protocol):
+    """Where a running request shows itself. Called on the loop that drives it."""
+
+    def start(self, model: str) -> None: ...
+
+    def update(self, transcript: Transcript) -> None: ...
+
+    def finish(self, result: OllamaResult) -> None: ...
+
+
+class StopControl:
+    """The Stop button's side of a request: `stop()` may be called from the loop's thread."""
+
+    def __init__(self) -> None:
+        self._event: asyncio.Event | None = None
+        self._requested = False
+
+    def bind(self) -> asyncio.Event:
+        self._event = asyncio.Event()
+        if self._requested:
+            self._event.set()
+        return self._event
+
+    def stop(self) -> None:
+        self._requested = True
+        if self._event is not None:
+            self._event.set()
+
+    @property
+    def requested(self) -> bool:
+        return self._requested
+
+
+@dataclass
+class Request:
+    """A request ready to send: the endpoint, its JSON body and how to read its chunks."""
+
+    client: OllamaClient
+    path: str
+    payload: dict[str, Any]
+    model: str
+    total_timeout: float | None = None
+    stop_on: re.Pattern[str] | None = None
+    want_json: bool = False
+
+    @property
+    def is_chat(self) -> bool:
+        return self.path == "/api/chat"
+
+
+def chunk_text(chunk: dict[str, Any], chat: bool) -> tuple[str, str]:
+    """(answer text, thinking text) carried by one chunk of /api/chat or /api/generate."""
+    if chat:
+        message = chunk.get("message") or {}
+        return str(message.get("content") or ""), str(message.get("thinking") or "")
+    return str(chunk.get("response") or ""), str(chunk.get("thinking") or "")
+
+
+async def _consume(request: Request, transcript: Transcript, control: StopControl) -> None:
+    stop_on = request.stop_on
+    searched = 0  # length of the text already searched for stop_on
+    text_so_far = ""
+    async with contextlib.aclosing(request.client.stream(request.path, request.payload)) as chunks:
+        async for chunk in chunks:
+            text, thinking = chunk_text(chunk, request.is_chat)
+            transcript.add(text, thinking)
+            if chunk.get("done"):
+                transcript.final = chunk
+                return
+            if stop_on is not None and text:
+                text_so_far += text
+                if stop_on.search(text_so_far, max(0, searched - STOP_ON_OVERLAP)):
+                    control.stop()
+                    return
+                searched = len(text_so_far)
+    raise OllamaResponseError("the stream ended without its final 'done' chunk")
+
+
+async def _tick(view: View, transcript: Transcript) -> None:
+    while True:
+        await asyncio.sleep(1 / TICK_HZ)
+        view.update(transcript)
+
+
+async def _settle(tasks: list[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    # Bounded: a response that refuses to close must not hang the cell.
+    await asyncio.wait(tasks, timeout=SETTLE_SECONDS)
+
+
+async def drive(
+    request: Request,
+    view: View,
+    control: StopControl,
+    on_result: Callable[[OllamaResult], None],
+) -> OllamaResult:
+    """Run the request; hand the result to `on_result` on every path, then return it.
+
+    A cancellation (kernel interrupt) is re-raised after the result is handed over.
+    """
+    transcript = Transcript()
+    view.start(request.model)
+    stop_event = control.bind()
+    consumer = asyncio.ensure_future(_consume(request, transcript, control))
+    waiter = asyncio.ensure_future(stop_event.wait())
+    ticker = asyncio.ensure_future(_tick(view, transcript))
+    reason: str | None = None
+    error: BaseException | None = None
+    try:
+        done, _ = await asyncio.wait(
+            {consumer, waiter}, timeout=request.total_timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if consumer in done and not control.requested:
+            consumer.result()
+        elif consumer in done or waiter in done:
+            reason = "stopped"
+        else:
+            error = OllamaTimeoutError(
+                f"total timeout: the request ran for its whole {request.total_timeout:g} s"
+                " (raise --timeout, or use --stop-on / num_predict to bound the answer)",
+                "total",
+            )
+    except OllamaError as exc:
+        error = exc
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        reason = "interrupted"
+        raise
+    finally:
+        await _settle([consumer, waiter, ticker])
+        result = build_result(request, transcript, reason, error)
+        view.finish(result)
+        on_result(result)
+    return result
+
+
+def build_result(
+    request: Request, transcript: Transcript, reason: str | None, error: BaseException | None
+) -> OllamaResult:
+    final = transcript.final or {}
+    result = OllamaResult(
+        model=str(final.get("model") or request.model),
+        text="".join(transcript.answer),
+        thinking="".join(transcript.thinking),
+        elapsed=transcript.elapsed(),
+        ttft=(
+            transcript.first_token_at - transcript.started
+            if transcript.first_token_at is not None
+            else None
+        ),
+        host=request.client.host,
+        chunks=transcript.chunks,
+        final=final,
+    )
+    result.eval_count = _int_or_none(final.get("eval_count"))
+    result.prompt_eval_count = _int_or_none(final.get("prompt_eval_count"))
+    eval_ns = _int_or_none(final.get("eval_duration"))
+    if result.eval_count is not None and eval_ns:
+        result.tokens_per_second = result.eval_count / eval_ns * 1e9
+    if error is None and reason is None and request.want_json:
+        error = _parse_json(result)
+    if error is not None:
+        result.error = error
+        if isinstance(error, OllamaError):
+            error.partial_text = result.text
+        if isinstance(error, OllamaTimeoutError):
+            result.done_reason, result.timeout_kind = "timeout", error.kind
+        else:
+            result.done_reason = "error"
+    elif reason is not None:
+        result.done_reason = reason
+    else:
+        result.done_reason = str(final.get("done_reason") or "stop")
+    result.stopped = result.done_reason == "stopped"
+    return result
+
+
+def _parse_json(result: OllamaResult) -> OllamaError | None:
+    import json
+
+    try:
+        result.json = json.loads(result.text)
+    except ValueError as exc:
+        return OllamaResponseError(f"the answer is not valid JSON ({exc}); the text is kept")
+    return None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

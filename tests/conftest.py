@@ -1,0 +1,58 @@
+"""Shared parts: one stand-in server and one kernel per environment for the whole run.
+
+Sharing keeps the suite fast; tests stay independent because each resets the stand-in's
+records and knobs, and passes every setting it depends on in its own cell.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+
+import pytest
+from kernel_driver import KernelDriver
+
+from ollama_nb.testing import StandInServer
+
+IN_CI = bool(os.environ.get("CI"))
+
+
+@pytest.fixture(scope="session")
+def standin_server() -> Iterator[StandInServer]:
+    with StandInServer() as server:
+        yield server
+
+
+@pytest.fixture
+def server(standin_server: StandInServer) -> StandInServer:
+    standin_server.reset()
+    return standin_server
+
+
+def _start_kernel(python: str, server: StandInServer) -> KernelDriver:
+    kernel = KernelDriver(python, env={"OLLAMA_HOST": server.url, "OLLAMA_MODEL": ""})
+    kernel.ok("%load_ext ollama_nb")
+    return kernel
+
+
+@pytest.fixture(scope="session")
+def kernel(standin_server: StandInServer) -> Iterator[KernelDriver]:
+    """ipykernel 7.4 from the test environment, with the extension loaded."""
+    driver = _start_kernel(sys.executable, standin_server)
+    yield driver
+    driver.close()
+
+
+@pytest.fixture(scope="session")
+def k6_kernel(standin_server: StandInServer) -> Iterator[KernelDriver]:
+    """ipykernel 6.29 from the second environment that tests/run makes."""
+    python = os.environ.get("OLLAMA_NB_K6_PYTHON", "")
+    if not python or not os.path.exists(python):
+        message = "no ipykernel 6.29 environment (tests/run makes it: OLLAMA_NB_K6_PYTHON)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    driver = _start_kernel(python, standin_server)
+    yield driver
+    driver.close()

@@ -1,0 +1,56 @@
+"""Helpers shared by the kernel tests: run a cell, read `_ollama`, check an error line."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from kernel_driver import Cell, KernelDriver
+
+RESULT_FIELDS = (
+    "text", "thinking", "model", "done_reason", "stopped", "elapsed", "ttft", "eval_count",
+    "prompt_eval_count", "tokens_per_second", "timeout_kind", "json", "final",
+)  # fmt: skip
+
+REPLY = "Hello from the stand-in, one token at a time."
+
+
+def run_cell(
+    kernel: KernelDriver, line: str, prompt: str = "Say hello.", timeout: float = 30
+) -> Cell:
+    return kernel.run(f"%%ollama {line}\n{prompt}", timeout)
+
+
+def result(kernel: KernelDriver, name: str = "_ollama") -> dict[str, Any]:
+    """The fields of the result stored in `name`, plus the error's name, kind and status."""
+    return kernel.value(
+        f"{{k: getattr({name}, k) for k in {RESULT_FIELDS!r}}}"
+        f" | {{'error': type({name}.error).__name__ if {name}.error else None,"
+        f" 'kind': getattr({name}.error, 'kind', None),"
+        f" 'status_code': getattr({name}.error, 'status_code', None)}}"
+    )
+
+
+def assert_one_line_error(cell: Cell, name: str, *words: str) -> str:
+    assert cell.status == "error"
+    err = cell.error()
+    assert err is not None and err["ename"] == name, cell.error_text()
+    assert len(err["traceback"]) == 1, err["traceback"]
+    line = err["traceback"][0]
+    assert line.startswith(f"{name}: ")
+    for forbidden in ("Traceback", "httpx", "httpcore", "h11", "JSONDecodeError"):
+        assert forbidden not in line
+    for word in words:
+        assert word in line, line
+    return line
+
+
+def tokens(text: str) -> list[str]:
+    """How the stand-in splits a reply into chunks: a word with its trailing space."""
+    return re.findall(r"\S+\s*|\s+", text)
+
+
+def elapsed_of(cell: Cell) -> float:
+    """Seconds from sending the cell to its execute_reply."""
+    assert cell.reply is not None
+    return cell.reply.at - cell.sent_at
