@@ -17,6 +17,8 @@ from markdown_it import MarkdownIt
 if TYPE_CHECKING:
     from ._result import OllamaResult
 
+PLAIN_LIMIT = 64 * 1024  # a record's text/plain copy beyond this shows its head only
+PLAIN_HEAD = 4 * 1024
 STATUS_STYLE = "color: var(--jp-ui-font-color2, #666); font-size: 0.85em; margin-top: 0.4em"
 
 
@@ -62,9 +64,18 @@ def record_html(result: OllamaResult) -> str:
 
 
 def record_text(result: OllamaResult) -> str:
+    """The plain-text side of the record (consoles, nbval). A huge answer shows its head:
+    the HTML side has it all, and a second full copy would double the notebook's size."""
     parts = []
     if result.thinking:
-        parts.append(f"[thinking]\n{result.thinking}\n[/thinking]")
-    parts.append(result.text)
+        parts.append(f"[thinking]\n{_head(result.thinking)}\n[/thinking]")
+    parts.append(_head(result.text))
     parts.append(result.status)
     return "\n\n".join(parts)
+
+
+def _head(text: str) -> str:
+    if len(text) <= PLAIN_LIMIT:
+        return text
+    rest = len(text) - PLAIN_HEAD
+    return f"{text[:PLAIN_HEAD]}… [{rest:,} more characters: print(_ollama) shows them all]"

@@ -69,9 +69,9 @@ class WidgetView:
                 widgets.HBox(header, layout={"align_items": "center"}),
                 self._thinking_box,
                 self._answer,
-            ]
+            ],
+            _view_count=0,  # ask front ends to report when they draw the view
         )
-        self._root._view_count = 0  # ask front ends to report when they draw the view
         # Only the widget mime type: nbval skips it, and nothing unstable is compared.
         self._out.display(
             {WIDGET_MIME: {"version_major": 2, "version_minor": 0, "model_id": self._root.model_id}}

@@ -37,15 +37,21 @@ def _start_kernel(python: str, server: StandInServer) -> KernelDriver:
 
 
 @pytest.fixture(scope="session")
-def kernel(standin_server: StandInServer) -> Iterator[KernelDriver]:
-    """ipykernel 7.4 from the test environment, with the extension loaded."""
+def kernel_74(standin_server: StandInServer) -> Iterator[KernelDriver]:
     driver = _start_kernel(sys.executable, standin_server)
     yield driver
     driver.close()
 
 
+@pytest.fixture
+def kernel(kernel_74: KernelDriver) -> Iterator[KernelDriver]:
+    """ipykernel 7.4 from the test environment, with the extension loaded; left idle."""
+    yield kernel_74
+    kernel_74.settle()
+
+
 @pytest.fixture(scope="session")
-def k6_kernel(standin_server: StandInServer) -> Iterator[KernelDriver]:
+def kernel_629(standin_server: StandInServer) -> Iterator[KernelDriver]:
     """ipykernel 6.29 from the second environment that tests/run makes."""
     python = os.environ.get("OLLAMA_NB_K6_PYTHON", "")
     if not python or not os.path.exists(python):
@@ -56,3 +62,9 @@ def k6_kernel(standin_server: StandInServer) -> Iterator[KernelDriver]:
     driver = _start_kernel(python, standin_server)
     yield driver
     driver.close()
+
+
+@pytest.fixture
+def k6_kernel(kernel_629: KernelDriver) -> Iterator[KernelDriver]:
+    yield kernel_629
+    kernel_629.settle()

@@ -148,6 +148,7 @@ class KernelDriver:
         self.kc.start_channels()
         self.kc.wait_for_ready(timeout=60)
         self.messages: list[Msg] = []
+        self._pending: list[Cell] = []
         self._poller = zmq.Poller()
         self._poller.register(self.kc.iopub_channel.socket, zmq.POLLIN)
         self._poller.register(self.kc.shell_channel.socket, zmq.POLLIN)
@@ -181,9 +182,20 @@ class KernelDriver:
     def submit(self, code: str, **kwargs: Any) -> Cell:
         msg_id = self.kc.execute(code, **kwargs)
         cell = Cell(msg_id, time.monotonic(), self)
-        self._cells = getattr(self, "_cells", {})
-        self._cells[msg_id] = cell
+        self._pending.append(cell)
         return cell
+
+    def settle(self, timeout: float = 15) -> None:
+        """After a failed test: interrupt whatever still runs, so the next test starts idle."""
+        for cell in self._pending:
+            self.collect(cell)
+        running = [c for c in self._pending if c.reply is None]
+        if running:
+            self.interrupt()
+            for cell in running:
+                self.finish(cell, timeout)
+        self._pending.clear()
+        self.messages.clear()
 
     def collect(self, cell: Cell) -> None:
         cell.messages = [m for m in self.messages if m.parent_id == cell.msg_id]

@@ -138,3 +138,14 @@ def test_record_shows_html_as_text_and_keeps_code_readable() -> None:
 def test_javascript_links_are_not_links() -> None:
     html = record_html(OllamaResult(model="m", text="[x](javascript:alert(1))"))
     assert "href" not in html
+
+
+def test_plain_record_of_a_huge_answer_shows_its_head() -> None:
+    from ollama_nb._render import record_text
+
+    short = OllamaResult(model="m", text="short answer", done_reason="stop")
+    assert record_text(short).startswith("short answer\n\nm · stop")
+    huge = OllamaResult(model="m", text="x" * 100_000, done_reason="stop")
+    plain = record_text(huge)
+    assert len(plain) < 5_000 and "95,904 more characters" in plain
+    assert plain.endswith(huge.status) and "x" * 100_000 in record_html(huge)
