@@ -11,6 +11,8 @@ exception::
                                     `.status_code` (-1 when it came inside a 200 stream)
 
 Bad input in the magic line is IPython's own `UsageError`, raised before anything is sent.
+A kernel interrupt or Ctrl-C is re-raised as `RequestInterrupted`, a `KeyboardInterrupt`,
+so that Run All stops there.
 
 In a notebook an error shows as one short line: IPython calls `_render_traceback_`
 instead of printing a traceback that would only point into this package.
@@ -66,3 +68,13 @@ class OllamaModelNotFoundError(OllamaError):
         super().__init__(message)
         self.model = model
         self.status_code = 404
+
+
+class RequestInterrupted(KeyboardInterrupt):
+    """A kernel interrupt or Ctrl-C ended the request; the response was closed first."""
+
+    def __str__(self) -> str:
+        return "the request was interrupted; the text so far is in _ollama.text"
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"KeyboardInterrupt: {self}"]

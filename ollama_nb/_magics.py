@@ -30,7 +30,7 @@ from ._config import (
     check_seconds,
     parse_host,
 )
-from ._exceptions import OllamaError
+from ._exceptions import OllamaError, RequestInterrupted
 from ._kernel import CellOutput, click_delivery, current_kernel
 from ._options import CellOptions, declare, interpolate, parse_line, resolve_format
 from ._result import OllamaResult
@@ -181,7 +181,12 @@ class OllamaMagics(Magics):
 
     async def _execute(self, line: str, cell: str, view: View, control: StopControl) -> None:
         request, out = await self._prepare(line, cell)
-        result = await drive(request, view, control, lambda r: self._store(r, out))
+        try:
+            result = await drive(request, view, control, lambda r: self._store(r, out))
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            # The response is closed and the result stored; one line instead of a
+            # traceback through this package, and Run All still stops here.
+            raise RequestInterrupted from None
         if result.error is not None:
             raise result.error
 

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from ._exceptions import RequestInterrupted
 from ._result import OllamaResult
 from ._stream import Transcript, View
 
@@ -79,7 +80,7 @@ def run_in_thread(make: Callable[[View], Coroutine[Any, Any, T]], view: View) ->
                 state["loop"].call_soon_threadsafe(state["task"].cancel)
     worker.join()
     if interrupted:
-        raise KeyboardInterrupt
+        raise RequestInterrupted
     if "error" in state:
         raise state["error"]
     return state["value"]

@@ -54,3 +54,10 @@ def elapsed_of(cell: Cell) -> float:
     """Seconds from sending the cell to its execute_reply."""
     assert cell.reply is not None
     return cell.reply.at - cell.sent_at
+
+
+def assert_kept_what_arrived(text: str, record: Any) -> None:
+    """The kept text is what the server wrote before it saw the close: all of it, but for
+    at most one chunk still in flight when the client hung up."""
+    kept = len(tokens(text))
+    assert 0 < kept <= record.chunks_sent <= kept + 1, (kept, record.chunks_sent)

@@ -1,0 +1,45 @@
+"""What the stand-in remembers about each request, for tests to assert on."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class RequestRecord:
+    """One request as the stand-in saw and answered it.
+
+    Times are ``time.monotonic()`` values of this process, so a test can compare them
+    with its own clock readings. The server thread fills the fields in as handling goes
+    on; read them after :meth:`wait_closed` for a settled view.
+    """
+
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-case names
+    body: Any  # the parsed JSON body, or None
+    started_at: float
+    knobs: dict[str, Any] = field(default_factory=dict)  # the effective knobs
+    # Which TCP connection (1, 2, ... per server) carried the request: equal numbers on
+    # successive requests show that the client reused the connection (keep-alive).
+    connection_id: int = 0
+    status: int = 0  # 0 until a status line was written
+    first_byte_at: float | None = None  # when the response headers went out
+    finished_at: float | None = None  # when handling ended, for any reason
+    completed: bool = False  # the whole response, to its last byte, was written
+    chunks_sent: int = 0  # NDJSON lines written
+    # When the server noticed that the client closed before the response was complete.
+    disconnected_at: float | None = None
+    # Lines written after the disconnect was noticed: a correct server keeps this at 0.
+    chunks_after_disconnect: int = 0
+    closed: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+
+    def wait_closed(self, timeout: float | None = 5.0) -> bool:
+        """Block until handling of this request ended; False if `timeout` passed first."""
+        return self.closed.wait(timeout)
+
+    @property
+    def disconnected(self) -> bool:
+        return self.disconnected_at is not None

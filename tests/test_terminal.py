@@ -1,0 +1,65 @@
+"""Terminal IPython in a real pseudo-terminal: the answer streams as text, Ctrl-C closes
+the response, and the result lands in `_ollama` as in a notebook."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+
+import pexpect
+import pytest
+from support import REPLY
+
+from ollama_nb.testing import StandInServer
+
+
+@pytest.fixture
+def ipython(server: StandInServer) -> Iterator[pexpect.spawn]:
+    env = {**os.environ, "OLLAMA_HOST": server.url, "TERM": "dumb"}
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "IPython", "--simple-prompt", "--no-banner", "--colors=nocolor", "--quick"],
+        env=env,
+        encoding="utf-8",
+        timeout=20,
+    )
+    child.expect(r"In \[1\]: ")
+    child.sendline("%load_ext ollama_nb")
+    child.expect(r"In \[2\]: ")
+    yield child
+    child.sendline("exit")
+    child.expect(pexpect.EOF)
+
+
+def run(child: pexpect.spawn, line: str, prompt: str) -> None:
+    child.sendline(f"%%ollama {line}")
+    child.sendline(prompt)
+    child.sendline("")
+    child.sendline("")  # two blank lines end a cell magic at the terminal
+
+
+def test_answer_streams_to_stdout(ipython: pexpect.spawn, server: StandInServer) -> None:
+    server.configure(reply=REPLY)
+    run(ipython, "stand-in", "Say hello.")
+    ipython.expect("stand-in · stop · 9 tokens · ")
+    assert REPLY in ipython.before
+    ipython.sendline("print(repr(_ollama.done_reason), _ollama.text == " + repr(REPLY) + ")")
+    ipython.expect("'stop' True")
+
+
+def test_ctrl_c_closes_the_response(ipython: pexpect.spawn, server: StandInServer) -> None:
+    server.configure(token_interval=0.05, tokens=2000)
+    run(ipython, "stand-in", "Talk for a long time.")
+    record = server.wait_for_request("/api/generate", timeout=10)
+    ipython.expect(r"\[stand-in\] ")  # text is streaming
+    ipython.sendintr()
+    ipython.expect("stand-in · interrupted · ")
+    ipython.expect(
+        r"KeyboardInterrupt: the request was interrupted; the text so far is in _ollama.text"
+    )
+    assert "Traceback" not in ipython.before
+    assert record.wait_closed(5) and record.disconnected_at is not None
+    assert record.chunks_after_disconnect == 0
+    ipython.sendline("print(_ollama.done_reason, len(_ollama.text) > 0)")
+    ipython.expect("interrupted True")
