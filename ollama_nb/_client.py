@@ -185,7 +185,8 @@ def map_http_error(
 
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip()
-    if "Connection refused" in text:
+    # httpx says "All connection attempts failed" when every address refused the connection.
+    if "Connection refused" in text or "All connection attempts failed" in text:
         return "connection refused"
     if not text:
         return type(exc).__name__

@@ -16,6 +16,7 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.utils.text import DollarFormatter
 from traitlets import Float, Int, TraitError, Unicode, observe, validate
 
 from ._client import OllamaClient
@@ -159,6 +160,7 @@ class OllamaMagics(Magics):
 
     async def run_cell_async(self, line: str, cell: str) -> None:
         """What a `%%ollama` cell becomes in a kernel: the same request, awaited."""
+        line = self._expand(line)
         kernel = current_kernel()
         control = StopControl()
         delivery = click_delivery()
@@ -178,6 +180,16 @@ class OllamaMagics(Magics):
                 await self._execute(line, cell, view, control)
             finally:
                 pump.cancel()
+
+    def _expand(self, line: str) -> str:
+        """`$name` and `{expr}` in the line, as IPython expands them for any magic line
+        (the async rewrite bypasses IPython's own expansion)."""
+        if self.shell is None:
+            return line
+        try:
+            return DollarFormatter().vformat(line, args=[], kwargs=self.shell.user_ns)
+        except Exception:
+            return line  # IPython, too, leaves a line it cannot expand as it is
 
     async def _execute(self, line: str, cell: str, view: View, control: StopControl) -> None:
         request, out = await self._prepare(line, cell)
@@ -253,8 +265,13 @@ class OllamaMagics(Magics):
         from importlib.metadata import version
 
         server = await client.call("GET", "/api/version")
-        server_version = server.get("version", "?")
-        return f"ollama-nb {version('ollama-nb')} · server {server_version} at {client.host}"
+        server_version = str(server.get("version", "?"))
+        line = f"ollama-nb {version('ollama-nb')} · server {server_version} at {client.host}"
+        if server_version.endswith("-stand-in"):
+            line += (
+                "\nThis is the ollama_nb stand-in server: its answers are filler, not a model's."
+            )
+        return line
 
 
 async def _pump(poll: Callable[[int], Any]) -> None:

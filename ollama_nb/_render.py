@@ -69,7 +69,8 @@ def record_text(result: OllamaResult) -> str:
     parts = []
     if result.thinking:
         parts.append(f"[thinking]\n{_head(result.thinking)}\n[/thinking]")
-    parts.append(_head(result.text))
+    if result.text:
+        parts.append(_head(result.text))
     parts.append(result.status)
     return "\n\n".join(parts)
 

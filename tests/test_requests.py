@@ -273,3 +273,19 @@ def test_unload_and_reload(kernel: KernelDriver, server: StandInServer) -> None:
     finally:
         kernel.ok("%load_ext ollama_nb")
     assert run_cell(kernel, "stand-in").status == "ok"
+
+
+def test_line_expands_dollar_variables_like_any_magic(
+    kernel: KernelDriver, server: StandInServer
+) -> None:
+    kernel.ok(f"where = {server.url!r}; wait = 7")
+    cell = run_cell(kernel, "stand-in --host $where --read-timeout {wait * 2}")
+    assert cell.status == "ok", cell.error_text()
+    assert server.last.path == "/api/generate"
+
+
+def test_version_says_plainly_when_the_server_is_the_stand_in(kernel: KernelDriver) -> None:
+    cell = kernel.ok("%ollama version")
+    (out,) = [m.content["data"]["text/plain"] for m in cell.messages if m.type == "execute_result"]
+    assert "server 0.0.0-stand-in" in out
+    assert "stand-in server: its answers are filler, not a model's" in out
