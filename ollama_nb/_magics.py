@@ -9,8 +9,11 @@ request from a worker thread (`_sync`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import Callable
+import shlex
+import sys
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +22,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.utils.text import DollarFormatter
 from traitlets import Float, Int, TraitError, Unicode, observe, validate
 
+from ._chat import Conversation
 from ._client import OllamaClient
 from ._config import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -31,17 +35,23 @@ from ._config import (
     check_seconds,
     parse_host,
 )
-from ._exceptions import OllamaError, RequestInterrupted
+from ._exceptions import OllamaError, OllamaResponseError, RequestInterrupted
 from ._kernel import CellOutput, click_delivery, current_kernel
 from ._options import CellOptions, declare, interpolate, parse_line, resolve_format
+from ._pull import PullView, pull
 from ._result import OllamaResult
+from ._stats import stats_table
 from ._stream import Request, StopControl, View, drive
 from ._sync import run_in_thread
-from ._view import TextView, WidgetView
+from ._tables import Table, human_bytes
+from ._view import TextPullView, TextView, WidgetPullView, WidgetView
 
 HINT_SYNC = "Stop cannot reach a synchronous cell (%autoawait off): use Interrupt (■)"
 HINT_KERNEL = "this ipykernel (7.0-7.3) cannot deliver clicks to a running cell: use Interrupt (■)"
 PUMP_SECONDS = 0.02
+# `%ollama` commands and how many words follow each.
+LINE_COMMANDS = {"models": 0, "ps": 0, "pull": 1, "stats": 0, "history": 0, "reset": 0,
+                 "config": 0, "version": 0}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,8 @@ class OllamaMagics(Magics):
         self._configured: set[str] = set()
         super().__init__(shell=shell, **kwargs)
         self.results: list[OllamaResult] = []  # this session's requests, for `%ollama stats`
+        self.conversation = Conversation()  # the notebook's --chat history
+        self._background: set[asyncio.Task[None]] = set()  # keeps running tasks referenced
 
     # -- settings ---------------------------------------------------------------------
 
@@ -96,6 +108,17 @@ class OllamaMagics(Magics):
     @validate("host")
     def _check_host(self, proposal: Any) -> str | None:
         return None if proposal.value is None else self._checked(lambda: parse_host(proposal.value))
+
+    def _load_config(
+        self, cfg: Any, section_names: list[str] | None = None, traits: dict[str, Any] | None = None
+    ) -> None:
+        # One trait at a time: a bad value (IPython's %config keeps even a rejected one in
+        # shell.config) is reported and skipped instead of stopping the extension loading.
+        for name, trait in (traits or self.traits(config=True)).items():
+            try:
+                super()._load_config(cfg, section_names, {name: trait})
+            except TraitError as exc:
+                print(f"{exc} (keeping {name} = {getattr(self, name)!r})", file=sys.stderr)
 
     @staticmethod
     def _checked(check: Callable[[], Any]) -> Any:
@@ -156,30 +179,33 @@ class OllamaMagics(Magics):
             view = WidgetView(CellOutput(kernel), control, stop_hint=HINT_SYNC)
         else:
             view = TextView()
-        run_in_thread(lambda queued: self._execute(line, cell, queued, control), view)
+
+        async def request(queued: View) -> None:
+            prepared, options = await self._prepare(line, cell)
+            if options.background:
+                raise UsageError(
+                    "%%ollama: --background needs a notebook kernel with %autoawait on"
+                )
+            await self._run(prepared, options, queued, control)
+
+        run_in_thread(request, view)
 
     async def run_cell_async(self, line: str, cell: str) -> None:
         """What a `%%ollama` cell becomes in a kernel: the same request, awaited."""
-        line = self._expand(line)
-        kernel = current_kernel()
+        request, options = await self._prepare(self._expand(line), cell)
+        output = CellOutput(current_kernel())
         control = StopControl()
-        delivery = click_delivery()
-        view = WidgetView(
-            CellOutput(kernel), control, stop_hint=HINT_KERNEL if delivery == "none" else None
-        )
-        if delivery != "pump":
-            await self._execute(line, cell, view, control)
+        if options.background:
+            # The cell returns now; the kernel is idle, so a click reaches any version.
+            view = WidgetView(output, control, stop_hint=None)
+            task = asyncio.ensure_future(
+                self._run_background(request, options, view, control, output)
+            )
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
             return
-        # ipykernel 6: a click reaches this cell only if the cell hands shell messages to
-        # the kernel itself. (On 7.x that same pump breaks the kernel, hence the check.)
-        from jupyter_ui_poll import ui_events
-
-        async with ui_events() as poll:
-            pump = asyncio.ensure_future(_pump(poll))
-            try:
-                await self._execute(line, cell, view, control)
-            finally:
-                pump.cancel()
+        async with clicks_reach_running_cell() as stop_hint:
+            await self._run(request, options, WidgetView(output, control, stop_hint), control)
 
     def _expand(self, line: str) -> str:
         """`$name` and `{expr}` in the line, as IPython expands them for any magic line
@@ -191,34 +217,53 @@ class OllamaMagics(Magics):
         except Exception:
             return line  # IPython, too, leaves a line it cannot expand as it is
 
-    async def _execute(self, line: str, cell: str, view: View, control: StopControl) -> None:
-        request, out = await self._prepare(line, cell)
+    async def _run(
+        self, request: Request, options: CellOptions, view: View, control: StopControl
+    ) -> OllamaResult:
         try:
-            result = await drive(request, view, control, lambda r: self._store(r, out))
+            result = await drive(request, view, control, lambda r: self._store(r, request, options))
         except (asyncio.CancelledError, KeyboardInterrupt):
             # The response is closed and the result stored; one line instead of a
             # traceback through this package, and Run All still stops here.
             raise RequestInterrupted from None
         if result.error is not None:
             raise result.error
+        return result
 
-    async def _prepare(self, line: str, cell: str) -> tuple[Request, str | None]:
+    async def _run_background(
+        self,
+        request: Request,
+        options: CellOptions,
+        view: View,
+        control: StopControl,
+        output: CellOutput,
+    ) -> None:
+        try:
+            await self._run(request, options, view, control)
+        except BaseException as exc:  # no cell to raise into: say it in the request's own cell
+            render = getattr(exc, "_render_traceback_", None)
+            text = render()[0] if render else f"{type(exc).__name__}: {exc}"
+            output.stream(text + "\n", name="stderr")
+            if not isinstance(exc, (Exception, RequestInterrupted)):
+                raise
+
+    async def _prepare(self, line: str, cell: str) -> tuple[Request, CellOptions]:
         """Parse and check everything before anything is sent; UsageError on bad input."""
         options = parse_line(self.ollama_cell, line)
         namespace = self.shell.user_ns if self.shell is not None else {}
-        prompt = interpolate(cell, namespace)
+        prompt = interpolate(cell, namespace).strip("\n")
         fmt = resolve_format(options.format, namespace)
         s = self.settings(options)
-        client = OllamaClient(
-            s["host"].value,
-            Timeouts(s["connect_timeout"].value, s["read_timeout"].value, s["timeout"].value),
-            retries=s["retries"].value,
-            headers=auth_headers(),
-        )
+        client = self._client(s)
         model = s["model"].value or await _no_model(client)
-        payload: dict[str, Any] = {"model": model, "prompt": prompt.strip("\n"), "stream": True}
-        if s["system"].value:
-            payload["system"] = s["system"].value
+        system = s["system"].value
+        payload: dict[str, Any] = {"model": model, "stream": True}
+        if options.chat:
+            payload["messages"] = self.conversation.messages(prompt, system)
+        else:
+            payload["prompt"] = prompt
+            if system:
+                payload["system"] = system
         if options.options:
             payload["options"] = options.options
         if options.think:
@@ -227,51 +272,162 @@ class OllamaMagics(Magics):
             payload["format"] = fmt
         request = Request(
             client=client,
-            path="/api/generate",
+            path="/api/chat" if options.chat else "/api/generate",
             payload=payload,
             model=model,
+            prompt=prompt,
             total_timeout=s["timeout"].value,
             stop_on=options.stop_on,
             want_json=fmt is not None,
         )
-        return request, options.out
+        return request, options
 
-    def _store(self, result: OllamaResult, out: str | None) -> None:
+    def _client(self, s: dict[str, Setting]) -> OllamaClient:
+        return OllamaClient(
+            s["host"].value,
+            Timeouts(s["connect_timeout"].value, s["read_timeout"].value, s["timeout"].value),
+            retries=s["retries"].value,
+            headers=auth_headers(),
+        )
+
+    def _store(self, result: OllamaResult, request: Request, options: CellOptions) -> None:
         self.results.append(result)
+        if options.chat:
+            self.conversation.record(request.prompt, result)
         if self.shell is not None:
             self.shell.user_ns["_ollama"] = result
-            if out:
-                self.shell.user_ns[out] = result
+            if options.out:
+                self.shell.user_ns[options.out] = result
 
     # -- the line magic ---------------------------------------------------------------
 
     @line_magic("ollama")
     def ollama_line(self, line: str) -> Any:
-        """%ollama config | version: the effective settings, the server's version."""
-        command, _, _rest = line.strip().partition(" ")
+        """%ollama COMMAND: models | ps | pull NAME | stats | history | reset | config | version
+
+        models   the server's models (name, size, parameters, quantization)
+        ps       the models loaded now
+        pull     pull a model, with progress and a Stop button; pulling again resumes
+        stats    this session's requests: outcomes, latency and time-to-first-token
+                 percentiles, tokens/s
+        history  the --chat conversation; reset clears it
+        config   the effective host, model and timeouts, and where each came from
+        version  client and server versions
+        """
+        kernel = current_kernel()
+        control = StopControl()
+        view: PullView
+        if kernel is not None:
+            view = WidgetPullView(CellOutput(kernel), control, stop_hint=HINT_SYNC)
+        else:
+            view = TextPullView()
+        return run_in_thread(lambda queued: self._line(line, queued, control), view)
+
+    async def run_line_async(self, line: str) -> Any:
+        """What a one-line `%ollama` cell becomes in a kernel, so that pull's Stop works."""
+        control = StopControl()
+        async with clicks_reach_running_cell() as stop_hint:
+            view = WidgetPullView(CellOutput(current_kernel()), control, stop_hint)
+            return await self._line(self._expand(line), view, control)
+
+    async def _line(self, line: str, view: PullView, control: StopControl) -> Any:
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:
+            raise UsageError(f"%ollama: cannot read the line: {exc}") from None
+        command, args = (words[0], words[1:]) if words else ("", [])
+        if command not in LINE_COMMANDS:
+            known = ", ".join(LINE_COMMANDS)
+            raise UsageError(f"%ollama: unknown command {command!r}; try: {known} (%ollama?)")
+        if len(args) != LINE_COMMANDS[command]:
+            usage = "%ollama pull NAME" if command == "pull" else f"%ollama {command}"
+            raise UsageError(f"%ollama: usage: {usage}")
         if command == "config":
             return _config_table(self.settings())
+        if command == "stats":
+            return stats_table(self.results)
+        if command == "history":
+            return self.conversation.table()
+        if command == "reset":
+            turns = len(self.conversation.turns)
+            self.conversation.reset()
+            return _Text(f"conversation cleared ({turns} turn{'' if turns == 1 else 's'})")
+        client = self._client(self.settings())
         if command == "version":
-            return _Text(run_in_thread(lambda _view: self._version(), TextView()))
-        raise UsageError(f"%ollama: unknown command {command!r}; try: config, version")
+            return await _version(client)
+        if command == "models":
+            return models_table(await client.call("GET", "/api/tags"))
+        if command == "ps":
+            return loaded_table(await client.call("GET", "/api/ps"))
+        try:
+            outcome = await pull(client, args[0], view, control)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            raise RequestInterrupted from None
+        if outcome.outcome not in ("success", "stopped"):
+            raise OllamaResponseError(f"pull of {args[0]} ended with: {outcome.outcome}")
+        return None
 
-    async def _version(self) -> str:
-        s = self.settings()
-        client = OllamaClient(
-            s["host"].value,
-            Timeouts(s["connect_timeout"].value, s["read_timeout"].value),
-            headers=auth_headers(),
-        )
-        from importlib.metadata import version
 
-        server = await client.call("GET", "/api/version")
-        server_version = str(server.get("version", "?"))
-        line = f"ollama-nb {version('ollama-nb')} · server {server_version} at {client.host}"
-        if server_version.endswith("-stand-in"):
-            line += (
-                "\nThis is the ollama_nb stand-in server: its answers are filler, not a model's."
-            )
-        return line
+async def _version(client: OllamaClient) -> str:
+    from importlib.metadata import version
+
+    server = await client.call("GET", "/api/version")
+    server_version = str(server.get("version", "?"))
+    line = f"ollama-nb {version('ollama-nb')} · server {server_version} at {client.host}"
+    if server_version.endswith("-stand-in"):
+        line += "\nThis is the ollama_nb stand-in server: its answers are filler, not a model's."
+    return _Text(line)
+
+
+def models_table(tags: dict[str, Any]) -> Table:
+    rows = [
+        [
+            str(m.get("name", "?")),
+            human_bytes(m.get("size")),
+            str((m.get("details") or {}).get("parameter_size", "")),
+            str((m.get("details") or {}).get("quantization_level", "")),
+        ]
+        for m in tags.get("models", [])
+    ]
+    return Table(["name", "size", "parameters", "quantization"], rows,
+                 empty="no models: pull one with %ollama pull NAME")  # fmt: skip
+
+
+def loaded_table(ps: dict[str, Any]) -> Table:
+    rows = [
+        [
+            str(m.get("name", "?")),
+            human_bytes(m.get("size")),
+            human_bytes(m.get("size_vram")),
+            str(m.get("context_length", "")),
+            str(m.get("expires_at", "")),
+        ]
+        for m in ps.get("models", [])
+    ]
+    return Table(["name", "size", "in VRAM", "context", "unloads at"], rows,
+                 empty="no model is loaded now")  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def clicks_reach_running_cell() -> AsyncIterator[str | None]:
+    """Make a Stop click reach this running async cell where the kernel allows it.
+
+    Yields None when it will, else the hint the disabled button shows.
+    """
+    delivery = click_delivery()
+    if delivery != "pump":
+        yield HINT_KERNEL if delivery == "none" else None
+        return
+    # ipykernel 6: a click reaches the cell only if the cell hands shell messages to the
+    # kernel itself. (On 7.x that same pump breaks the kernel, hence the version check.)
+    from jupyter_ui_poll import ui_events
+
+    async with ui_events() as poll:
+        pump = asyncio.ensure_future(_pump(poll))
+        try:
+            yield None
+        finally:
+            pump.cancel()
 
 
 async def _pump(poll: Callable[[int], Any]) -> None:
@@ -321,3 +477,8 @@ def active() -> OllamaMagics:
 async def run_cell_async(line: str, cell: str) -> None:
     """Entry point of a rewritten `%%ollama` cell."""
     await active().run_cell_async(line, cell)
+
+
+async def run_line_async(line: str) -> Any:
+    """Entry point of a rewritten one-line `%ollama` cell."""
+    return await active().run_line_async(line)

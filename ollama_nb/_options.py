@@ -48,6 +48,11 @@ def declare(func: F) -> F:
         ),
         argument("--system", metavar="TEXT", help="System prompt."),
         argument(
+            "--chat",
+            action="store_true",
+            help="Next turn of the notebook's conversation (%%ollama history; %%ollama reset).",
+        ),
+        argument(
             "--think",
             action="store_true",
             help="Ask a thinking model to think; the thinking is shown apart, collapsed.",
@@ -72,6 +77,11 @@ def declare(func: F) -> F:
             help="Close the response as soon as the text so far matches REGEX.",
         ),
         argument("--out", metavar="NAME", help="Also store the result in variable NAME."),
+        argument(
+            "--background",
+            action="store_true",
+            help="Return at once; the answer streams on in this cell's output, with its Stop.",
+        ),
     ]
     for decorate in reversed(decorators):
         func = decorate(func)
@@ -89,11 +99,13 @@ class CellOptions:
     timeout: float | None = None
     retries: int | None = None
     system: str | None = None
+    chat: bool = False
     think: bool = False
     format: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     stop_on: re.Pattern[str] | None = None
     out: str | None = None
+    background: bool = False
 
 
 def parse_line(magic: Callable[..., Any], line: str) -> CellOptions:
@@ -117,11 +129,13 @@ def parse_line(magic: Callable[..., Any], line: str) -> CellOptions:
             timeout=check_seconds("--timeout", args.timeout, allow_none=True),
             retries=check_retries(args.retries) if args.retries is not None else None,
             system=args.system,
+            chat=args.chat,
             think=args.think,
             format=args.format,
             options=parse_model_options(args.option),
             stop_on=_compile(args.stop_on),
             out=_identifier("--out", args.out),
+            background=args.background,
         )
     except ValueError as exc:
         raise UsageError(f"%%ollama: {exc}") from None

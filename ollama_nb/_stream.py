@@ -97,6 +97,7 @@ class Request:
     path: str
     payload: dict[str, Any]
     model: str
+    prompt: str = ""
     total_timeout: float | None = None
     stop_on: re.Pattern[str] | None = None
     want_json: bool = False
@@ -140,7 +141,7 @@ async def _tick(view: View, transcript: Transcript) -> None:
         view.update(transcript)
 
 
-async def _settle(tasks: list[asyncio.Task[Any]]) -> None:
+async def settle(tasks: list[asyncio.Task[Any]]) -> None:
     for task in tasks:
         task.cancel()
     # Bounded: a response that refuses to close must not hang the cell.
@@ -185,7 +186,7 @@ async def drive(
         reason = "interrupted"
         raise
     finally:
-        await _settle([consumer, waiter, ticker])
+        await settle([consumer, waiter, ticker])
         result = build_result(request, transcript, reason, error)
         view.finish(result)
         on_result(result)

@@ -1,4 +1,4 @@
-"""Make `%%ollama` cells async cells.
+"""Make `%%ollama` cells (and one-line `%ollama` cells) async cells.
 
 A cell magic cannot be a coroutine, so this input transformer rewrites a `%%ollama`
 cell into one awaited call before IPython compiles it. The kernel then runs the cell
@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-MAGIC = "%%ollama"
-CALL = '__import__("ollama_nb._magics", fromlist=["_"]).run_cell_async'
+CELL_MAGIC = "%%ollama"
+LINE_MAGIC = "%ollama"
+MODULE = '__import__("ollama_nb._magics", fromlist=["_"])'
 
 
 def make_transformer(shell: Any) -> Callable[[list[str]], list[str]]:
@@ -26,12 +27,19 @@ def make_transformer(shell: Any) -> Callable[[list[str]], list[str]]:
         if first is None:
             return lines
         head = lines[first].rstrip("\n")
-        if not head.startswith(MAGIC) or (
-            len(head) > len(MAGIC) and not head[len(MAGIC)].isspace()
-        ):
-            return lines
-        line = head[len(MAGIC) :].strip()
-        body = "".join(lines[first + 1 :])
-        return [f"await {CALL}({line!r}, {body!r})\n"]
+        if _starts_with_word(head, CELL_MAGIC):
+            line = head[len(CELL_MAGIC) :].strip()
+            body = "".join(lines[first + 1 :])
+            return [f"await {MODULE}.run_cell_async({line!r}, {body!r})\n"]
+        rest = [text for text in lines[first + 1 :] if text.strip()]
+        if _starts_with_word(head, LINE_MAGIC) and not rest:
+            # Alone in its cell, so that `%ollama pull`'s Stop can reach the running cell.
+            line = head[len(LINE_MAGIC) :].strip()
+            return [f"await {MODULE}.run_line_async({line!r})\n"]
+        return lines
 
     return ollama_async_cell
+
+
+def _starts_with_word(text: str, word: str) -> bool:
+    return text.startswith(word) and (len(text) == len(word) or text[len(word)].isspace())

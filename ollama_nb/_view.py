@@ -20,9 +20,11 @@ from typing import TextIO
 import ipywidgets as widgets
 
 from ._kernel import CellOutput
+from ._pull import PullProgress
 from ._render import format_seconds
 from ._result import OllamaResult
 from ._stream import StopControl, Transcript
+from ._tables import human_bytes
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
@@ -164,3 +166,71 @@ class TextView:
     def _write(self, text: str) -> None:
         self._stream.write(text)
         self._stream.flush()
+
+
+class WidgetPullView:
+    """`%ollama pull`: a progress bar with bytes, percent and rate, and a Stop button."""
+
+    def __init__(self, output: CellOutput, control: StopControl, stop_hint: str | None) -> None:
+        self._out = output
+        self._control = control
+        self._stop_hint = stop_hint
+
+    def start(self, progress: PullProgress) -> None:
+        self._bar = widgets.FloatProgress(value=0.0, min=0.0, max=100.0, description="pull")
+        self._label = widgets.Label(value=f"{progress.model}: {progress.line()}")
+        self._stop = widgets.Button(
+            description="Stop",
+            button_style="danger",
+            icon="stop",
+            disabled=self._stop_hint is not None,
+            tooltip=self._stop_hint or "Stop the pull; pulling again resumes it",
+        )
+        self._stop.on_click(lambda _button: self._control.stop())
+        self._root = widgets.HBox([self._bar, self._label, self._stop])
+        self._out.display(
+            {WIDGET_MIME: {"version_major": 2, "version_minor": 0, "model_id": self._root.model_id}}
+        )
+
+    def update(self, progress: PullProgress) -> None:
+        if progress.total:
+            self._bar.value = 100 * progress.completed / progress.total
+        self._label.value = f"{progress.model}: {progress.line()}"
+
+    def finish(self, progress: PullProgress) -> None:
+        self._out.clear()
+        self._out.display({"text/plain": pull_summary(progress)})
+        _close_tree(self._root)
+
+
+class TextPullView:
+    """Terminal IPython: one line per status change."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream or sys.stdout
+        self._status = ""
+
+    def start(self, progress: PullProgress) -> None:
+        self.update(progress)
+
+    def update(self, progress: PullProgress) -> None:
+        if progress.status != self._status:
+            self._status = progress.status
+            self._stream.write(f"{progress.model}: {progress.line()}\n")
+            self._stream.flush()
+
+    def finish(self, progress: PullProgress) -> None:
+        self._stream.write(pull_summary(progress) + "\n")
+        self._stream.flush()
+
+
+def pull_summary(progress: PullProgress) -> str:
+    if progress.outcome == "success":
+        return f"pulled {progress.model} ({human_bytes(progress.total)})"
+    done = f"{progress.completed / progress.total:.0%}" if progress.total else "nothing"
+    if progress.outcome in ("stopped", "interrupted"):
+        return (
+            f"{progress.outcome}: {progress.model} pull at {done};"
+            f" `%ollama pull {progress.model}` resumes it"
+        )
+    return f"pull of {progress.model} failed at {done}: {progress.outcome}"
