@@ -39,5 +39,5 @@ def stats_table(results: Sequence[OllamaResult]) -> Table:
         rows += [[f"time to first token p{q}", f"{percentile(ttft, q):.2f} s"] for q in (50, 95)]
     rates = [r.tokens_per_second for r in results if r.tokens_per_second is not None]
     if rates:
-        rows.append(["tokens/s (median)", f"{statistics.median(rates):.1f}"])
+        rows.append(["speed (median)", f"{statistics.median(rates):.1f} tokens/s"])
     return Table(["", "this session"], rows, empty="")

@@ -14,6 +14,7 @@ import pytest
 from ollama_nb.testing import StandInServer
 
 _server: StandInServer | None = None
+_current_notebook: pytest.Collector | None = None
 
 # What a notebook kernel needs to find the stand-in; the same in tests/refresh_notebooks.py.
 MODEL = "stand-in"
@@ -29,6 +30,15 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     _server = StandInServer().start()
     os.environ.update(notebook_env(_server.url))  # nbval's kernels inherit this environment
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Each notebook starts from a clean stand-in (no pulled or loaded models), as it does
+    under tests/refresh_notebooks.py, so notebooks do not depend on each other's order."""
+    global _current_notebook
+    if _server is not None and item.parent is not _current_notebook:
+        _current_notebook = item.parent
+        _server.reset()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -1,0 +1,47 @@
+# Sourced by tests/run and notebooks/open: makes and updates the project's virtualenvs.
+#
+# ensure_venv DIR KIND PIP-ARGS...  creates DIR if needed and runs `pip install PIP-ARGS`
+# when the stamp (a hash of pyproject.toml, the interpreter, this recipe and PIP-ARGS)
+# differs from the last successful install, so re-runs cost nothing.
+#
+# OLLAMA_NB_PYTHON picks the interpreter for new venvs (default python3).
+
+PYTHON="${OLLAMA_NB_PYTHON:-python3}"
+# Bump when the install commands change, so existing venvs are re-installed.
+VENV_RECIPE=1
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+
+say() { printf '[%s] %s\n' "${VENV_LOG_PREFIX:-setup}" "$*"; }
+warn() { printf '[%s] WARNING: %s\n' "${VENV_LOG_PREFIX:-setup}" "$*" >&2; }
+
+ensure_venv() {
+    local dir="$1" kind="$2"
+    shift 2
+    local stamp_file="$dir/.ollama-nb-stamp" want have=""
+    if [[ -e "$dir" ]] && ! "$dir/bin/python" -c 'import sys' >/dev/null 2>&1; then
+        warn "$dir is broken (its python does not run): re-creating it"
+        rm -rf "$dir"
+    fi
+    if [[ ! -e "$dir/bin/python" ]]; then
+        say "creating $dir ($("$PYTHON" --version 2>&1))"
+        "$PYTHON" -m venv "$dir"
+    fi
+    want="$(
+        {
+            cat pyproject.toml
+            "$dir/bin/python" -c 'import sys; print(sys.version)'
+            echo "recipe=$VENV_RECIPE kind=$kind args=$*"
+        } | sha256sum | cut -d' ' -f1
+    )"
+    [[ -f "$stamp_file" ]] && have="$(cat "$stamp_file")"
+    if [[ "$want" == "$have" ]]; then
+        say "$dir is up to date"
+        return 0
+    fi
+    say "installing into $dir: $*"
+    rm -f "$stamp_file"
+    # (this machine's pip config names local indexes that may be absent: drop that noise)
+    "$dir/bin/python" -m pip install --quiet "$@" 2>&1 |
+        { grep -v 'is ignored: it is neither a file nor a directory' || true; }
+    echo "$want" >"$stamp_file"
+}
