@@ -142,10 +142,14 @@ async def _tick(view: View, transcript: Transcript) -> None:
 
 
 async def settle(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel `tasks` and wait for them, so that the response is closed on return."""
     for task in tasks:
         task.cancel()
     # Bounded: a response that refuses to close must not hang the cell.
     await asyncio.wait(tasks, timeout=SETTLE_SECONDS)
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            task.exception()  # seen: an outcome already decided elsewhere is not an error
 
 
 async def drive(

@@ -58,6 +58,7 @@ def run_in_thread(make: Callable[[View], Coroutine[Any, Any, T]], view: View) ->
         finally:
             started.set()
             loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())  # DNS lookups' threads
             loop.close()
             calls.put(_DONE)
 
