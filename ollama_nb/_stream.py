@@ -189,6 +189,8 @@ async def drive(
     except (asyncio.CancelledError, KeyboardInterrupt):
         reason = "interrupted"
         raise
+    except Exception as exc:  # a bug: still record it as an error, not as a finished answer
+        error = exc
     finally:
         await settle([consumer, waiter, ticker])
         result = build_result(request, transcript, reason, error)
