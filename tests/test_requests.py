@@ -101,6 +101,7 @@ def test_connect_timeout(kernel: KernelDriver) -> None:
         cell = run_cell(kernel, f"stand-in --host {url} --connect-timeout 1 --retries 0")
     took = elapsed_of(cell)
     assert_one_line_error(cell, "OllamaTimeoutError", "connect timeout", url)
+    print(f"\nconnect timeout T=1 s: cell ended after {took:.3f} s")
     assert 1.0 <= took <= 2.0, took
     r = result(kernel)
     assert (r["done_reason"], r["kind"], r["timeout_kind"]) == ("timeout", "connect", "connect")
@@ -111,6 +112,7 @@ def test_read_timeout_before_the_first_chunk(kernel: KernelDriver, server: Stand
     cell = run_cell(kernel, "stand-in --read-timeout 1")
     took = elapsed_of(cell)
     assert_one_line_error(cell, "OllamaTimeoutError", "read timeout", "1 s")
+    print(f"\nread timeout before the first chunk, T=1 s: cell ended after {took:.3f} s")
     assert 1.0 <= took <= 2.0, took
     r = result(kernel)
     assert (r["done_reason"], r["kind"], r["text"]) == ("timeout", "read", "")
@@ -126,6 +128,7 @@ def test_read_timeout_between_chunks_keeps_the_text(
     cell = run_cell(kernel, "stand-in --read-timeout 1")
     took = elapsed_of(cell)
     assert_one_line_error(cell, "OllamaTimeoutError", "read timeout")
+    print(f"\nread timeout between chunks, T=1 s: cell ended after {took:.3f} s")
     assert 1.0 <= took <= 2.0, took
     r = result(kernel)
     assert r["kind"] == "read" and r["text"] == "".join(tokens(REPLY)[:3])
@@ -140,6 +143,7 @@ def test_total_timeout_under_a_trickle(kernel: KernelDriver, server: StandInServ
     cell = run_cell(kernel, "stand-in --read-timeout 1 --timeout 1.5")
     took = elapsed_of(cell)
     assert_one_line_error(cell, "OllamaTimeoutError", "total timeout", "1.5 s")
+    print(f"\ntotal timeout under a trickle, T=1.5 s: cell ended after {took:.3f} s")
     assert 1.5 <= took <= 2.5, took
     r = result(kernel)
     assert r["kind"] == "total" and r["text"].startswith("[stand-in] ")
