@@ -18,30 +18,33 @@ class LineDecoder:
     """Split a byte stream into complete lines, holding back the unfinished tail."""
 
     def __init__(self, max_line_bytes: int = MAX_LINE_BYTES) -> None:
-        self._buffer = bytearray()
-        self._scanned = 0  # bytes of the buffer already known to hold no newline
+        self._buffer = bytearray()  # the unfinished last line
         self._max = max_line_bytes
 
     def feed(self, data: bytes) -> list[bytes]:
-        self._buffer += data
-        lines: list[bytes] = []
-        start = 0
-        while (end := self._buffer.find(b"\n", max(start, self._scanned))) != -1:
-            lines.append(bytes(self._buffer[start:end]))
-            start = end + 1
-            self._scanned = start
-        if start:
-            del self._buffer[:start]
-        self._scanned = len(self._buffer)
-        if self._scanned > self._max:
+        # One call per HTTP chunk, i.e. per token: split in C, and copy the held-back
+        # tail only when there is one (rarely: Ollama writes whole lines).
+        if b"\n" not in data:
+            self._buffer += data
+            self._check_length()
+            return []
+        lines = data.split(b"\n")
+        if self._buffer:
+            lines[0] = bytes(self._buffer) + lines[0]
+            self._buffer.clear()
+        self._buffer += lines.pop()
+        self._check_length()
+        return [line for line in lines if line.strip()]
+
+    def _check_length(self) -> None:
+        if len(self._buffer) > self._max:
             raise OllamaResponseError(
                 f"the server sent a line longer than {self._max // 2**20} MiB without a newline"
             )
-        return [line for line in lines if line.strip()]
 
     def tail(self) -> bytes:
         """What is left once the stream ended: a last line without its newline."""
-        rest, self._buffer, self._scanned = bytes(self._buffer), bytearray(), 0
+        rest, self._buffer = bytes(self._buffer), bytearray()
         return rest if rest.strip() else b""
 
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import re
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,11 +31,13 @@ from ._result import OllamaResult
 TICK_HZ = 10
 SETTLE_SECONDS = 5.0  # closing a response is local work; never wait on it longer than this
 STOP_ON_OVERLAP = 1024  # chars before the new text that a --stop-on match may start in
+RELEASE_AFTER_CHARS = 1 << 20  # after an answer this big, hand freed memory back to the OS
 
 
 @dataclass
 class Transcript:
-    """What has arrived so far. Text is kept as parts; views read the parts they lack."""
+    """What has arrived so far. Text is kept as parts, one per `flush` (view refresh);
+    views read the parts they lack."""
 
     started: float = field(default_factory=time.monotonic)
     answer: list[str] = field(default_factory=list)
@@ -41,19 +45,30 @@ class Transcript:
     chunks: int = 0
     first_token_at: float | None = None
     final: dict[str, Any] | None = None
+    # Tokens since the last flush. A str per token costs ~60 bytes for ~7 of text: joined
+    # at each refresh, a 2 MB answer no longer passes through ~20 MB of small objects.
+    new_answer: list[str] = field(default_factory=list, repr=False)
+    new_thinking: list[str] = field(default_factory=list, repr=False)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
     def add(self, text: str, thinking: str) -> None:
         if thinking:
-            self.thinking.append(thinking)
+            self.new_thinking.append(thinking)
         if text:
-            self.answer.append(text)
+            self.new_answer.append(text)
         if text or thinking:
             self.chunks += 1
             if self.first_token_at is None:
                 self.first_token_at = time.monotonic()
+
+    def flush(self) -> None:
+        """Move what arrived since the last flush into `answer` / `thinking`, one part each."""
+        for new, parts in ((self.new_thinking, self.thinking), (self.new_answer, self.answer)):
+            if new:
+                parts.append("".join(new))
+                new.clear()
 
 
 class View(Protocol):
@@ -124,6 +139,10 @@ async def _consume(request: Request, transcript: Transcript, control: StopContro
             text, thinking = chunk_text(chunk, request.is_chat)
             transcript.add(text, thinking)
             if chunk.get("done"):
+                # /api/generate's "context" holds one token id per token of the whole
+                # exchange (deprecated by Ollama, never sent back here): as Python ints,
+                # ~5x the answer's size, kept for the session by `_ollama.final`.
+                chunk.pop("context", None)
                 transcript.final = chunk
                 return
             if stop_on is not None and text:
@@ -138,6 +157,7 @@ async def _consume(request: Request, transcript: Transcript, control: StopContro
 async def _tick(view: View, transcript: Transcript) -> None:
     while True:
         await asyncio.sleep(1 / TICK_HZ)
+        transcript.flush()
         view.update(transcript)
 
 
@@ -196,12 +216,24 @@ async def drive(
         result = build_result(request, transcript, reason, error)
         view.finish(result)
         on_result(result)
+        if len(result.text) + len(result.thinking) >= RELEASE_AFTER_CHARS:
+            release_freed_memory()
     return result
+
+
+def release_freed_memory() -> None:
+    """glibc keeps the heap that a big answer's transient copies (chunks, record, message)
+    grew; RSS would stay several times the answer's size. Ask it to give that back."""
+    if sys.platform.startswith("linux"):
+        sys.stdout.flush()  # in a kernel: wait until the IOPub thread has sent the record
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).malloc_trim(0)
 
 
 def build_result(
     request: Request, transcript: Transcript, reason: str | None, error: BaseException | None
 ) -> OllamaResult:
+    transcript.flush()
     final = transcript.final or {}
     result = OllamaResult(
         model=str(final.get("model") or request.model),

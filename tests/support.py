@@ -57,7 +57,9 @@ def elapsed_of(cell: Cell) -> float:
 
 
 def assert_kept_what_arrived(text: str, record: Any) -> None:
-    """The kept text is what the server wrote before it saw the close: all of it, but for
-    at most one chunk still in flight when the client hung up."""
+    """The kept text is a prefix of what the server wrote before it saw the close (chunks
+    still in flight when the client hung up, more of them on a busy machine, are lost),
+    and the server wrote nothing after it saw the close."""
     kept = len(tokens(text))
-    assert 0 < kept <= record.chunks_sent <= kept + 1, (kept, record.chunks_sent)
+    assert 0 < kept <= record.chunks_sent, (kept, record.chunks_sent)
+    assert record.chunks_after_disconnect == 0
