@@ -13,6 +13,8 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import httpx
+
 DEFAULT_HOST = "http://127.0.0.1:11434"
 DEFAULT_PORT = 11434
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -55,7 +57,12 @@ def parse_host(value: str | None) -> str:
     except ValueError:
         pass
     path = split.path.strip("/")
-    return f"{scheme}://{host}:{port}/{path}" if path else f"{scheme}://{host}:{port}"
+    url = f"{scheme}://{host}:{port}/{path}" if path else f"{scheme}://{host}:{port}"
+    try:
+        httpx.Request("GET", f"{url}/api/version")  # what the client will build: IPv4, IDNA
+    except (httpx.InvalidURL, UnicodeError) as exc:
+        raise ValueError(f"cannot use host {value!r}: {exc}") from None
+    return url
 
 
 def check_seconds(name: str, value: float | None, *, allow_none: bool = False) -> float | None:

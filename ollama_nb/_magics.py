@@ -227,7 +227,9 @@ class OllamaMagics(Magics):
             # traceback through this package, and Run All still stops here.
             raise RequestInterrupted from None
         if result.error is not None:
-            raise result.error
+            error = result.error
+            del view  # the raised error's traceback keeps this frame, and so the view, alive
+            raise error
         return result
 
     async def _run_background(

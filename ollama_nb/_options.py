@@ -7,6 +7,8 @@ message is short enough to read at a glance. Nothing is sent for a bad line.
 from __future__ import annotations
 
 import json
+import keyword
+import math
 import re
 import shlex
 import string
@@ -150,10 +152,22 @@ def parse_model_options(pairs: list[str]) -> dict[str, Any]:
         if not sep or not _OPTION_KEY.match(key):
             raise ValueError(f"-o takes KEY=VALUE (e.g. -o temperature=0), not {pair!r}")
         try:
-            options[key] = json.loads(raw)
+            # Strict JSON: NaN, Infinity and 1e999 are not numbers a request can carry.
+            options[key] = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
         except ValueError:
             options[key] = raw
     return options
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
 
 
 def _compile(pattern: str | None) -> re.Pattern[str] | None:
@@ -161,14 +175,14 @@ def _compile(pattern: str | None) -> re.Pattern[str] | None:
         return None
     try:
         return re.compile(pattern)
-    except re.error as exc:
+    except (re.error, OverflowError, RecursionError) as exc:  # a{4294967296}, deep nesting
         raise ValueError(
             f"--stop-on {pattern!r} is not a valid regular expression: {exc}"
         ) from None
 
 
 def _identifier(option: str, name: str | None) -> str | None:
-    if name is not None and not name.isidentifier():
+    if name is not None and (not name.isidentifier() or keyword.iskeyword(name)):
         raise ValueError(f"{option} needs a Python variable name, not {name!r}")
     return name
 

@@ -257,7 +257,10 @@ def build_result(
     if error is None and reason is None and request.want_json:
         error = _parse_json(result)
     if error is not None:
-        result.error = error
+        # Kept in `_ollama` and the session's history: without the frames and the httpx
+        # exception it was raised from, which would keep the whole request alive.
+        result.error = error.with_traceback(None)
+        error.__context__ = None
         if isinstance(error, OllamaError):
             error.partial_text = result.text
         if isinstance(error, OllamaTimeoutError):

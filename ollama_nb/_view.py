@@ -126,6 +126,10 @@ class WidgetView:
 def _close_tree(widget: widgets.Widget) -> None:
     for child in getattr(widget, "children", ()):
         _close_tree(child)
+    # `layout` and `style` are widgets of their own, each with a comm: close them too.
+    for part in ("layout", "style"):
+        if isinstance(getattr(widget, part, None), widgets.Widget):
+            getattr(widget, part).close()
     widget.close()
 
 
