@@ -17,11 +17,12 @@ Fixtures
     chromium is available the fixture FAILS if ``$CI`` is set and SKIPS otherwise. During a
     browser test Playwright's loop is the thread's running loop: no ``asyncio.run()`` there.
 ``open_notebook`` (function)
-    ``open_notebook(front_end, name=None, cells=None, *, kernel="python3", env=None) -> Page``
-    creates the notebook through the contents API, opens it in a new browser context (fresh
-    storage) and returns the page once the kernel can take Shift+Enter. At teardown it closes
-    the page and shuts the notebook's kernel down; when the test failed it saves a screenshot
-    and the browser console into ``artifacts/``.
+    ``open_notebook(front_end, name=None, cells=None, *, kernel="python3", env=None,
+    create=True) -> Page`` creates the notebook through the contents API, opens it in a new
+    browser context (fresh storage) and returns the page once the kernel can take
+    Shift+Enter; ``create=False`` re-opens the saved notebook ``name`` instead (e.g. after a
+    kernel shutdown). At teardown it closes the page and shuts the notebook's kernel down;
+    when the test failed it saves a screenshot and the browser console into ``artifacts/``.
 
 Helpers to drive the page (``run_cell``, ``wait_cell_finished``, ``cell_output_text``,
 ``wait_cell_output``, ``screenshot``, selectors) are in ``browser_helpers``.
@@ -383,7 +384,8 @@ def _notebook_json(cells: list | None, kernelspec: str, display_name: str) -> di
 def open_notebook(
     request: pytest.FixtureRequest, browser: Any, jupyter_server: JupyterServer
 ) -> Iterator[Any]:
-    """``open_notebook(front_end, name=None, cells=None, *, kernel="python3", env=None)``.
+    """``open_notebook(front_end, name=None, cells=None, *, kernel="python3", env=None,
+    create=True)``.
 
     front_end  "lab" (JupyterLab, /lab/workspaces/<fresh>/tree/NAME) or "notebook"
                (Notebook 7, /notebooks/NAME).
@@ -392,6 +394,8 @@ def open_notebook(
                None.
     kernel     "python3" (this venv) or "k6" (ipykernel 6.29.5 venv).
     env        extra environment variables for this notebook's kernel.
+    create     False: open the existing notebook ``name`` (its saved cells and kernelspec)
+               instead of writing one; ``cells`` and ``env`` must then be None.
 
     Returns the Playwright ``Page`` after: the first cell editor is visible, the kernel has a
     connection and is idle (/api/kernels), and the page's execution indicator says idle.
@@ -411,15 +415,19 @@ def open_notebook(
         *,
         kernel: str = "python3",
         env: dict[str, str] | None = None,
+        create: bool = True,
     ) -> Any:
         if front_end not in FRONT_ENDS:
             raise ValueError(f"front_end must be one of {FRONT_ENDS}, not {front_end!r}")
         if kernel == "k6" and "k6" not in server.kernel_pythons:
             _unavailable("OLLAMA_NB_K6_PYTHON is not set: run through tests/run")
         n = next(counter)
-        name = name or f"{stem}-{n}.ipynb"
-        spec = server.add_kernelspec(kernel, env) if env else kernel
-        server.put_notebook(name, _notebook_json(cells, spec, spec))
+        if create:
+            name = name or f"{stem}-{n}.ipynb"
+            spec = server.add_kernelspec(kernel, env) if env else kernel
+            server.put_notebook(name, _notebook_json(cells, spec, spec))
+        elif name is None or cells is not None or env is not None:
+            raise ValueError("create=False re-opens notebook `name` as saved: no cells, no env")
         paths.add(name)
 
         context = browser.new_context(viewport={"width": 1280, "height": 900})
