@@ -1,0 +1,231 @@
+"""Benchmark of ollama_nb: throughput, view updates, IOPub traffic, Stop latency,
+timeout accuracy, memory and CPU of `%%ollama` cells in real kernels.
+
+Run (from the repository root; `tests/run --co -q` creates .venv and .venv-k6)::
+
+    .venv/bin/python bench/run.py                      # ~2-3 minutes on 2 cores
+    .venv/bin/python bench/run.py --python-k6 PATH     # another ipykernel 6.29 python
+    .venv/bin/python bench/run.py --quick --out /tmp/r.json   # a smoke run
+    .venv/bin/python bench/run.py --python-k7 WRAPPER          # kernels of a patched copy
+
+(WRAPPER: a script that runs ``.venv/bin/python "$@"`` with PYTHONPATH set to a patched
+copy of ollama_nb, to measure a change without touching the checkout.)
+
+It prints a table and writes bench/results.json. Every figure is repeated; medians and
+p95 (linear interpolation, so close to the max for few runs) are reported.
+
+Figures
+- throughput: wall time for a 20,000-token answer at full speed from the same stand-in
+  server process (``python -m ollama_nb.testing --token-interval 0``), for a raw
+  ``httpx.AsyncClient`` loop (aiter_lines + json.loads), the official
+  ``ollama.AsyncClient`` and a ``%%ollama`` cell in a real ipykernel 7.4 kernel, driven
+  with jupyter_client, with the view drawn. The cell's time is what a user waits:
+  execute_request sent -> execute_reply received (``_ollama.elapsed``, in the kernel, is
+  reported too). The reference clients create their client before the clock starts.
+  ``server_floor_s`` is the time a bare socket needs to drain the same answer: when it is
+  close to the clients' times the server is the bottleneck, so the same comparison is
+  repeated against a replay server (``throughput_client_bound``) that writes a recorded
+  answer at once and leaves the client as the only limit.
+- UI updates: state updates of the elapsed-time label (one per view refresh) per second
+  of the cell, in every full-speed run of >= 20k tokens with the view drawn (the
+  throughput runs, at 20k-60k tokens/s, and the 100k-token IOPub runs).
+- IOPub traffic: bytes (JSON of header, parent, metadata and content) and messages on
+  IOPub for one cell: its own messages plus all comm messages while it ran, for answers
+  of 1k, 10k and 100k tokens, with the front end having drawn the view (``_view_count``
+  update sent), so that the answer really streams. Goal: bytes <= 3 x answer + 64 KB.
+- Stop latency: 20 Stop clicks (the shell ``comm_msg`` a browser sends) during a
+  ~100 tokens/s stream: click -> execute_reply, and click -> the stand-in server noticed
+  the connection close, on ipykernel 7.4 and 6.29.
+- Timeout accuracy: overshoot past T = 0.5 s of connect (a listener whose accept queue is
+  full, ``--retries 0``), read (model load longer than T) and total (a slow trickle)
+  timeouts: in-kernel (``_ollama.elapsed - T``) and end to end (reply - T).
+- Memory: RSS (``/proc/PID/status`` VmRSS after ``gc.collect()``) before and after a
+  ~2 MB answer (295k tokens), divided by the answer's size; each sample is the first big
+  answer of a fresh kernel (after a small warm-up cell), since a kernel that already held
+  a big answer reuses the freed memory.
+- CPU: kernel process utime + stime (``/proc/PID/stat``) per 1k tokens, from the
+  throughput runs against the stand-in.
+
+Reading the numbers: throughput ratios are medians of per-round ratios (the contenders
+alternate within a round); ``cpu_ratio_*`` compare CPU seconds instead, which other work
+on a shared machine disturbs far less than wall time (``machine.loadavg_*`` tells how
+busy it was). ``timeout_overshoot_ms_p95`` is the worst kind's end-to-end p95.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from _clients import PAYLOAD
+from _figures import (
+    THROUGHPUT_TOKENS,
+    Plan,
+    cpu,
+    iopub,
+    memory,
+    stop_latency,
+    throughput,
+    timed,
+    timeouts,
+    ui_updates,
+)
+from _kernel import ROOT, BenchKernel
+from _report import details, table
+from _servers import record_response, replay, stand_in
+
+from ollama_nb.testing import StandInServer
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--python-k6",
+        default=str(ROOT / ".venv-k6" / "bin" / "python"),
+        help="python of an ipykernel 6.29 environment (default %(default)s)",
+    )
+    parser.add_argument(
+        "--python-k7",
+        default=sys.executable,
+        help="python of the ipykernel 7.4 kernels (default: this one); e.g. a wrapper that"
+        " puts a patched copy of ollama_nb first on PYTHONPATH, to compare a change",
+    )
+    parser.add_argument(
+        "--out", default=str(ROOT / "bench" / "results.json"), help="where to write results"
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (smoke run)")
+    return parser
+
+
+def _machine(k7: str, k6: str | None, load_before: list[float]) -> dict[str, Any]:
+    meminfo = Path("/proc/meminfo").read_text().split()
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = next(
+        (ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if "model name" in ln), "?"
+    )
+    from importlib.metadata import version
+
+    return {
+        "cores": os.cpu_count(),
+        "cpu": model,
+        "memory_gib": round(int(meminfo[meminfo.index("MemTotal:") + 1]) / 2**20, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "ipykernel": {"k7": k7, "k6": k6},
+        "packages": {p: version(p) for p in ("httpx", "ollama", "ipywidgets", "pyzmq")},
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        # Other work on the machine skews wall times: 1/5/15-minute load, before and after.
+        "loadavg_before": load_before,
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def _measure_k7(
+    plan: Plan, python: str, standin: str, replay_url: str, inproc: StandInServer
+) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    with BenchKernel(python, standin) as k7:
+        results["_k7"] = k7.version("ipykernel")
+        results["throughput"], cells = timed(
+            "throughput vs stand-in", lambda: throughput(k7, standin, plan.throughput_runs)
+        )
+        results["throughput_client_bound"], bound = timed(
+            "throughput vs replay", lambda: throughput(k7, replay_url, plan.throughput_runs)
+        )
+        results["iopub"], io_cells = timed(
+            "IOPub traffic", lambda: iopub(k7, standin, plan.iopub_runs)
+        )
+        long_runs = [c for c in cells + bound + io_cells if c.result["chunks"] >= 20_000]
+        results["ui_updates"] = ui_updates(long_runs)
+        results["cpu"] = cpu(cells)
+        results["stop_k7"] = timed(
+            "Stop on 7.4", lambda: stop_latency(k7, inproc, plan.stop_clicks)
+        )
+        results["timeouts"] = timed("timeouts", lambda: timeouts(k7, standin, plan.timeout_runs))
+    return results
+
+
+def _measure_k6(plan: Plan, python: str, inproc: StandInServer) -> dict[str, Any]:
+    if not Path(python).exists():
+        print(f"… no ipykernel 6.29 python at {python}: Stop on 6.29 not measured")
+        return {}
+    with BenchKernel(python, inproc.url) as k6:
+        return {
+            "_k6": k6.version("ipykernel"),
+            "stop_k6": timed("Stop on 6.29", lambda: stop_latency(k6, inproc, plan.stop_clicks)),
+        }
+
+
+def measure(plan: Plan, python_k7: str, python_k6: str) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    with (
+        stand_in(THROUGHPUT_TOKENS) as standin,
+        StandInServer() as inproc,
+        tempfile.TemporaryDirectory(prefix="ollama-nb-bench-") as tmp,
+    ):
+        recording = Path(tmp) / "answer.http"
+        recording.write_bytes(record_response(standin, PAYLOAD))
+        with replay(recording) as replay_url:
+            results |= _measure_k7(plan, python_k7, standin, replay_url, inproc)
+        results |= _measure_k6(plan, python_k6, inproc)
+        results["memory"] = timed(
+            "memory (fresh kernel)", lambda: memory(python_k7, standin, plan.memory_runs)
+        )
+    return results
+
+
+def headline(results: dict[str, Any]) -> dict[str, Any]:
+    """The keys the issue asks for, from the detailed figures."""
+    t, bound = results["throughput"], results["throughput_client_bound"]
+    overshoot = [
+        results["timeouts"][kind]["end_to_end_overshoot_ms"]["p95"]
+        for kind in ("connect", "read", "total")
+    ]
+    stop_k6 = results.get("stop_k6")
+    return {
+        "throughput_ratio_vs_httpx": t["ratio_vs_httpx"],
+        "throughput_ratio_vs_ollama_client": t["ratio_vs_ollama_client"],
+        "throughput_client_bound_ratio_vs_httpx": bound["ratio_vs_httpx"],
+        "throughput_client_bound_ratio_vs_ollama_client": bound["ratio_vs_ollama_client"],
+        "ui_updates_per_s_max": results["ui_updates"]["per_s_max"],
+        "iopub_bytes_ratio_100k": results["iopub"]["100000"]["ratio"],
+        "stop_click_to_close_ms_p95_k7": results["stop_k7"]["click_to_server_close_ms"]["p95"],
+        "stop_click_to_close_ms_p95_k6": (
+            stop_k6["click_to_server_close_ms"]["p95"] if stop_k6 else None
+        ),
+        "timeout_overshoot_ms_p95": max(overshoot),
+        "rss_growth_ratio_2mb": results["memory"]["ratio"]["median"],
+        "cpu_s_per_1k_tokens": results["cpu"]["kernel_cpu_s_per_1k_tokens"]["median"],
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    plan = Plan(2, 2, 5, 2, 1) if args.quick else Plan()
+    started = time.monotonic()
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    results = measure(plan, args.python_k7, args.python_k6)
+    machine = _machine(results.pop("_k7"), results.pop("_k6", None), load_before)
+    report = headline(results) | results | {"machine": machine}
+    report["bench_seconds"] = round(time.monotonic() - started, 1)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print()
+    print(table(report))
+    print()
+    print(details(report))
+    print(f"\nmachine: {json.dumps(machine)}")
+    print(f"wrote {args.out} in {report['bench_seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
