@@ -172,13 +172,8 @@ class OllamaMagics(Magics):
         {name} in the prompt is replaced by the notebook's value of `name`; {{ and }} give
         literal braces. The result is stored in `_ollama` (and in NAME with --out).
         """
-        kernel = current_kernel()
         control = StopControl()
-        view: View
-        if kernel is not None:
-            view = WidgetView(CellOutput(kernel), control, stop_hint=HINT_SYNC)
-        else:
-            view = TextView()
+        view: View = _sync_view(WidgetView, TextView, control)
 
         async def request(queued: View) -> None:
             prepared, options = await self._prepare(line, cell)
@@ -316,13 +311,8 @@ class OllamaMagics(Magics):
         config   the effective host, model and timeouts, and where each came from
         version  client and server versions
         """
-        kernel = current_kernel()
         control = StopControl()
-        view: PullView
-        if kernel is not None:
-            view = WidgetPullView(CellOutput(kernel), control, stop_hint=HINT_SYNC)
-        else:
-            view = TextPullView()
+        view: PullView = _sync_view(WidgetPullView, TextPullView, control)
         return run_in_thread(lambda queued: self._line(line, queued, control), view)
 
     async def run_line_async(self, line: str) -> Any:
@@ -430,6 +420,15 @@ async def clicks_reach_running_cell() -> AsyncIterator[str | None]:
             yield None
         finally:
             pump.cancel()
+
+
+def _sync_view(widget_view: Any, text_view: Any, control: StopControl) -> Any:
+    """The view for a synchronous run: widgets in a kernel (whose Stop cannot reach the
+    running cell, so it says to use Interrupt), plain text in a terminal."""
+    kernel = current_kernel()
+    if kernel is None:
+        return text_view()
+    return widget_view(CellOutput(kernel), control, stop_hint=HINT_SYNC)
 
 
 async def _pump(poll: Callable[[int], Any]) -> None:

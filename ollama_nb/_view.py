@@ -43,20 +43,12 @@ class WidgetView:
         self._stop_hint = stop_hint
         self._sent = {"answer": 0, "thinking": 0}  # parts of each already streamed
         self._capturing: widgets.Output | None = None
-        self.updates = 0  # view refreshes sent; read by tests and the benchmark
 
     def start(self, model: str) -> None:
         self._model = widgets.HTML(value=f"<b>{html.escape(model)}</b>")
         self._elapsed = widgets.Label(value=format_seconds(0.0))
         self._count = widgets.Label(value=_tokens(0))
-        # Where a click cannot reach the running cell, the button says so instead of pretending.
-        self._stop = widgets.Button(
-            description="Stop",
-            button_style="danger",
-            icon="stop",
-            disabled=self._stop_hint is not None,
-            tooltip=self._stop_hint or "Stop generating; the text so far is kept",
-        )
+        self._stop = stop_button(self._stop_hint, "Stop generating; the text so far is kept")
         self._stop.on_click(self._on_stop)
         header: list[widgets.Widget] = [self._model, self._elapsed, self._count, self._stop]
         if self._stop_hint:
@@ -74,10 +66,7 @@ class WidgetView:
             ],
             _view_count=0,  # ask front ends to report when they draw the view
         )
-        # Only the widget mime type: nbval skips it, and nothing unstable is compared.
-        self._out.display(
-            {WIDGET_MIME: {"version_major": 2, "version_minor": 0, "model_id": self._root.model_id}}
-        )
+        show_widget(self._out, self._root)
 
     @property
     def shown(self) -> bool:
@@ -88,7 +77,6 @@ class WidgetView:
         self._control.stop()
 
     def update(self, transcript: Transcript) -> None:
-        self.updates += 1
         self._elapsed.value = format_seconds(transcript.elapsed())
         self._count.value = _tokens(transcript.chunks)
         if not self.shown:
@@ -123,6 +111,26 @@ class WidgetView:
         _close_tree(self._root)
 
 
+def stop_button(hint: str | None, tooltip: str) -> widgets.Button:
+    """Described exactly "Stop". Where a click cannot reach the running cell (`hint` says
+    why), it is disabled and says so instead of pretending."""
+    return widgets.Button(
+        description="Stop",
+        button_style="danger",
+        icon="stop",
+        disabled=hint is not None,
+        tooltip=hint or tooltip,
+    )
+
+
+def show_widget(output: CellOutput, root: widgets.Widget) -> None:
+    # Only the widget mime type: nbval skips such a display, so nothing unstable (a
+    # widget's text/plain repr) is compared, and the static record replaces it anyway.
+    output.display(
+        {WIDGET_MIME: {"version_major": 2, "version_minor": 0, "model_id": root.model_id}}
+    )
+
+
 def _close_tree(widget: widgets.Widget) -> None:
     for child in getattr(widget, "children", ()):
         _close_tree(child)
@@ -140,13 +148,11 @@ class TextView:
         self._stream = stream or sys.stdout
         self._parts = {"answer": 0, "thinking": 0}  # parts of each already written
         self._chars = 0  # answer characters already written
-        self.updates = 0
 
     def start(self, model: str) -> None:
         self._write(f"[{model}]\n")
 
     def update(self, transcript: Transcript) -> None:
-        self.updates += 1
         thinking = self._take("thinking", transcript.thinking)
         if thinking:
             self._write(thinking)
@@ -183,18 +189,10 @@ class WidgetPullView:
     def start(self, progress: PullProgress) -> None:
         self._bar = widgets.FloatProgress(value=0.0, min=0.0, max=100.0, description="pull")
         self._label = widgets.Label(value=f"{progress.model}: {progress.line()}")
-        self._stop = widgets.Button(
-            description="Stop",
-            button_style="danger",
-            icon="stop",
-            disabled=self._stop_hint is not None,
-            tooltip=self._stop_hint or "Stop the pull; pulling again resumes it",
-        )
+        self._stop = stop_button(self._stop_hint, "Stop the pull; pulling again resumes it")
         self._stop.on_click(lambda _button: self._control.stop())
         self._root = widgets.HBox([self._bar, self._label, self._stop])
-        self._out.display(
-            {WIDGET_MIME: {"version_major": 2, "version_minor": 0, "model_id": self._root.model_id}}
-        )
+        show_widget(self._out, self._root)
 
     def update(self, progress: PullProgress) -> None:
         if progress.total:
