@@ -21,6 +21,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.utils.text import DollarFormatter
 from traitlets import Float, Int, TraitError, Unicode, observe, validate
+from traitlets.config import Config
 
 from ._chat import Conversation
 from ._client import OllamaClient
@@ -112,11 +113,21 @@ class OllamaMagics(Magics):
     def _load_config(
         self, cfg: Any, section_names: list[str] | None = None, traits: dict[str, Any] | None = None
     ) -> None:
-        # One trait at a time: a bad value (IPython's %config keeps even a rejected one in
-        # shell.config) is reported and skipped instead of stopping the extension loading.
-        for name, trait in (traits or self.traits(config=True)).items():
+        traits = traits or self.traits(config=True)
+        try:
+            super()._load_config(cfg, section_names, traits)
+            return
+        except TraitError:
+            pass  # all rolled back: load them one by one below
+        # A bad value (IPython's %config keeps even a rejected one in shell.config) is
+        # reported and skipped instead of stopping the extension loading.
+        mine = self._find_my_config(cfg)
+        for name, trait in traits.items():
+            if name not in mine:
+                continue
+            single = Config({type(self).__name__: {name: mine[name]}})
             try:
-                super()._load_config(cfg, section_names, {name: trait})
+                super()._load_config(single, section_names, {name: trait})
             except TraitError as exc:
                 print(f"{exc} (keeping {name} = {getattr(self, name)!r})", file=sys.stderr)
 

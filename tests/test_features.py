@@ -169,13 +169,16 @@ def test_models_ps_version_and_config(kernel: KernelDriver, server: StandInServe
     assert run_cell(kernel, "stand-in").status == "ok"
     assert "stand-in:latest" in out_text(kernel.ok("%ollama ps"))
     assert "server 0.0.0-stand-in" in out_text(kernel.ok("%ollama version"))
-    kernel.ok("%config OllamaMagics.read_timeout = 300")
+    kernel.ok("%config OllamaMagics.model = 'stand-in'")
     try:
+        setting = kernel.ok("%config OllamaMagics.read_timeout = 300")
+        assert setting.stream_text("stderr") == ""  # no warnings about the other settings
         config = out_text(kernel.ok("%ollama config"))
         assert "300.0" in config and "(%config)" in config and "($OLLAMA_HOST)" in config
         assert "api key" in config and "not set" in config
     finally:
         kernel.ok("%config OllamaMagics.read_timeout = 120")
+        kernel.ok("%config OllamaMagics.model = None")
     assert kernel.run("%ollama frobnicate").ename == "UsageError"
     assert kernel.run("%ollama pull").ename == "UsageError"
 
@@ -197,7 +200,9 @@ def test_config_precedence_and_validation(kernel: KernelDriver, server: StandInS
     # IPython keeps the rejected value in its config: loading again reports it, and loads.
     kernel.ok("%unload_ext ollama_nb")
     again = kernel.ok("%load_ext ollama_nb")
+    assert again.stream_text("stderr").startswith("OllamaMagics: read_timeout must be")
     assert "keeping read_timeout = 120.0" in again.stream_text("stderr")
+    assert "not recognized" not in again.stream_text("stderr")
     kernel.ok("%config OllamaMagics.read_timeout = 120")
 
 
