@@ -14,10 +14,10 @@ from typing import Protocol
 
 from ._client import OllamaClient
 from ._exceptions import OllamaError
-from ._stream import StopControl, settle
+from ._stream import StopControl, race
 from ._tables import human_bytes
 
-TICK_SECONDS = 0.25
+PULL_HZ = 4  # progress refreshes a second
 
 
 @dataclass
@@ -74,21 +74,12 @@ async def pull(
             async for chunk in chunks:
                 progress.apply(chunk)
 
-    async def tick() -> None:
-        while True:
-            await asyncio.sleep(TICK_SECONDS)
-            view.update(progress)
-
-    consumer = asyncio.ensure_future(consume())
-    waiter = asyncio.ensure_future(control.bind().wait())
-    ticker = asyncio.ensure_future(tick())
     try:
-        done, _ = await asyncio.wait({consumer, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        if consumer in done:
-            consumer.result()
-            progress.outcome = "success" if progress.status == "success" else progress.status
-        else:
+        outcome = await race(consume(), lambda: view.update(progress), control, hz=PULL_HZ)
+        if outcome == "stopped":
             progress.outcome = "stopped"
+        else:
+            progress.outcome = "success" if progress.status == "success" else progress.status
     except OllamaError as exc:
         progress.outcome = str(exc)
         raise
@@ -96,6 +87,5 @@ async def pull(
         progress.outcome = "interrupted"
         raise
     finally:
-        await settle([consumer, waiter, ticker])
         view.finish(progress)
     return progress

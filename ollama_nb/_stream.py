@@ -1,6 +1,6 @@
 """Drive one streaming request to its end, whatever that end is.
 
-Three tasks run side by side on one event loop:
+Three tasks run side by side on one event loop (`race`, which `%ollama pull` uses too):
 
 - the consumer reads chunks from the client into a `Transcript`;
 - the ticker refreshes the view (elapsed time, tokens, new text) at most `TICK_HZ` times a
@@ -17,12 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from ._client import OllamaClient
 from ._exceptions import OllamaError, OllamaResponseError, OllamaTimeoutError
@@ -154,13 +155,6 @@ async def _consume(request: Request, transcript: Transcript, control: StopContro
     raise OllamaResponseError("the stream ended without its final 'done' chunk")
 
 
-async def _tick(view: View, transcript: Transcript) -> None:
-    while True:
-        await asyncio.sleep(1 / TICK_HZ)
-        transcript.flush()
-        view.update(transcript)
-
-
 async def settle(tasks: list[asyncio.Task[Any]]) -> None:
     """Cancel `tasks` and wait for them, so that the response is closed on return."""
     for task in tasks:
@@ -170,6 +164,42 @@ async def settle(tasks: list[asyncio.Task[Any]]) -> None:
     for task in tasks:
         if task.done() and not task.cancelled():
             task.exception()  # seen: an outcome already decided elsewhere is not an error
+
+
+Outcome = Literal["done", "stopped", "deadline"]
+
+
+async def race(
+    consume: Coroutine[Any, Any, None],
+    refresh: Callable[[], None],
+    control: StopControl,
+    deadline: float | None = None,
+    hz: float = TICK_HZ,
+) -> Outcome:
+    """Run `consume` until it ends, Stop is asked for, or `deadline` seconds pass, calling
+    `refresh` `hz` times a second meanwhile. Re-raises what `consume` raised, and
+    returns only once everything is cancelled and waited for: the response is closed."""
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(1 / hz)
+            refresh()
+
+    consumer = asyncio.ensure_future(consume)
+    waiter = asyncio.ensure_future(control.bind().wait())
+    ticker = asyncio.ensure_future(tick())
+    try:
+        done, _ = await asyncio.wait(
+            {consumer, waiter}, timeout=deadline, return_when=asyncio.FIRST_COMPLETED
+        )
+        if control.requested:  # the button, or --stop-on (which also ends the consumer)
+            return "stopped"
+        if consumer in done:
+            consumer.result()
+            return "done"
+        return "deadline"
+    finally:
+        await settle([consumer, waiter, ticker])
 
 
 async def drive(
@@ -184,21 +214,20 @@ async def drive(
     """
     transcript = Transcript()
     view.start(request.model)
-    stop_event = control.bind()
-    consumer = asyncio.ensure_future(_consume(request, transcript, control))
-    waiter = asyncio.ensure_future(stop_event.wait())
-    ticker = asyncio.ensure_future(_tick(view, transcript))
+
+    def refresh() -> None:
+        transcript.flush()
+        view.update(transcript)
+
     reason: str | None = None
     error: BaseException | None = None
     try:
-        done, _ = await asyncio.wait(
-            {consumer, waiter}, timeout=request.total_timeout, return_when=asyncio.FIRST_COMPLETED
+        outcome = await race(
+            _consume(request, transcript, control), refresh, control, request.total_timeout
         )
-        if consumer in done and not control.requested:
-            consumer.result()
-        elif consumer in done or waiter in done:
+        if outcome == "stopped":
             reason = "stopped"
-        else:
+        elif outcome == "deadline":
             error = OllamaTimeoutError(
                 f"total timeout: the request ran for its whole {request.total_timeout:g} s"
                 " (raise --timeout, or use --stop-on / num_predict to bound the answer)",
@@ -212,7 +241,6 @@ async def drive(
     except Exception as exc:  # a bug: still record it as an error, not as a finished answer
         error = exc
     finally:
-        await settle([consumer, waiter, ticker])
         result = build_result(request, transcript, reason, error)
         view.finish(result)
         on_result(result)
@@ -276,8 +304,6 @@ def build_result(
 
 
 def _parse_json(result: OllamaResult) -> OllamaError | None:
-    import json
-
     try:
         result.json = json.loads(result.text)
     except ValueError as exc:
