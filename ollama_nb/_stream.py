@@ -124,11 +124,33 @@ class Request:
 
 
 def chunk_text(chunk: dict[str, Any], chat: bool) -> tuple[str, str]:
-    """(answer text, thinking text) carried by one chunk of /api/chat or /api/generate."""
+    """(answer text, thinking text) carried by one chunk of /api/chat or /api/generate.
+
+    A field of the wrong type (`"message": "str"`, a number as text) is bad data from the
+    server: an OllamaResponseError, never a raw AttributeError.
+    """
+    where = chunk
     if chat:
-        message = chunk.get("message") or {}
-        return str(message.get("content") or ""), str(message.get("thinking") or "")
-    return str(chunk.get("response") or ""), str(chunk.get("thinking") or "")
+        where = chunk.get("message")
+        if where is None:
+            where = {}
+        elif not isinstance(where, dict):
+            raise OllamaResponseError(
+                f"the server sent a chunk whose 'message' is not an object: {_preview(chunk)}"
+            )
+    text = where.get("content" if chat else "response")
+    thinking = where.get("thinking")
+    for value in (text, thinking):
+        if value is not None and not isinstance(value, str):
+            raise OllamaResponseError(
+                f"the server sent a chunk with text that is not a string: {_preview(chunk)}"
+            )
+    return text or "", thinking or ""
+
+
+def _preview(chunk: dict[str, Any], limit: int = 80) -> str:
+    text = json.dumps(chunk, ensure_ascii=False)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 async def _consume(request: Request, transcript: Transcript, control: StopControl) -> None:
@@ -298,7 +320,9 @@ def build_result(
     elif reason is not None:
         result.done_reason = reason
     else:
-        result.done_reason = str(final.get("done_reason") or "stop")
+        # As the server sent it; None when it sent none (not silently "stop").
+        sent = final.get("done_reason")
+        result.done_reason = str(sent) if sent not in (None, "") else None
     result.stopped = result.done_reason == "stopped"
     return result
 
