@@ -250,8 +250,8 @@ def _proxy_error(host: str, exc: Exception) -> OllamaConnectionError:
     if isinstance(exc, ImportError) and socks:
         where = ", ".join(f"{k} ({redact_url(proxies[k])})" for k in socks)
         return OllamaConnectionError(
-            f"to reach {host}, the proxy in {where} is a SOCKS proxy, which needs httpx's"
-            " SOCKS support: pip install 'httpx[socks]' (or list the host in $NO_PROXY)"
+            f"to reach {host}, the proxy in {where} is a SOCKS proxy, which needs the socksio"
+            " package: pip install socksio (or list the host in $NO_PROXY)"
         )
     where = ", ".join(f"{k}={redact_url(v)}" for k, v in proxies.items() if k != "$NO_PROXY")
     return OllamaConnectionError(
@@ -279,17 +279,16 @@ async def _raise_for_status(
             " (`%ollama models` lists what is there)",
             model,
         )
-    if response.status_code == 404:
-        url = redact_url(str(response.request.url))
-        raise OllamaResponseError(
-            f"no Ollama API answers at {url} (HTTP 404: {detail}); check the host and any"
-            " path in --host / $OLLAMA_HOST",
-            404,
-        )
+    url = redact_url(str(response.request.url))
     redirected = ""
     if response.history:  # 301/302 turn a POST into a GET, as in the official client
-        url = redact_url(str(response.request.url))
         redirected = f" after a redirect to {response.request.method} {url}"
+    if response.status_code == 404:
+        raise OllamaResponseError(
+            f"no Ollama API answers at {url} (HTTP 404{redirected}: {detail}); check the host"
+            " and any path in --host / $OLLAMA_HOST",
+            404,
+        )
     raise OllamaResponseError(
         f"{host} answered HTTP {response.status_code}{redirected}: {detail}",
         response.status_code,

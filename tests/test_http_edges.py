@@ -55,7 +55,7 @@ def test_307_308_redirects_keep_method_and_body(
     assert result(kernel)["text"] == REPLY
     record = server.last
     assert record.method == "POST" and record.path == "/api/generate"
-    assert json.loads(record.body)["prompt"] == "Redirected prompt."
+    assert record.body["prompt"] == "Redirected prompt."
 
 
 @pytest.mark.parametrize("code", [301, 302])

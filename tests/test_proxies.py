@@ -122,7 +122,7 @@ def test_a_socks_proxy_without_socksio_is_one_line(pk: KernelDriver) -> None:
     )
     try:
         cell = run_cell(pk, f"far --host {FAR}")
-        line = assert_one_line_error(cell, "OllamaConnectionError", "SOCKS", "httpx[socks]")
+        line = assert_one_line_error(cell, "OllamaConnectionError", "SOCKS", "pip install socksio")
         assert "SECRET789" not in line and "user:***@" in line
         assert run_cell(pk, "stand-in").status == "ok"  # loopback: the proxy is not used
         pk.ok("os.environ['ALL_PROXY'] = 'socks4://127.0.0.1:1080'")

@@ -200,7 +200,7 @@ def test_nothing_of_a_conversation_is_written_to_disk(
         ("sk-SECRET123\r\nX-Injected: 1", "a line break"),
         ("sk-SECRET123\nmore", "a line break"),
         ("sk-SECRET123-clé", "a non-ASCII character"),
-        ("sk-SECRET123\x00", "a control character"),
+        ("sk-SECRET123\x1b[2J", "a control character"),
     ],
 )
 def test_an_invalid_key_is_one_line_and_nothing_is_sent(
