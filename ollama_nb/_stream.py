@@ -131,21 +131,18 @@ def chunk_text(chunk: dict[str, Any], chat: bool) -> tuple[str, str]:
     """
     where = chunk
     if chat:
-        where = chunk.get("message")
-        if where is None:
-            where = {}
-        elif not isinstance(where, dict):
+        where = chunk.get("message") or {}
+        if type(where) is not dict:
             raise OllamaResponseError(
                 f"the server sent a chunk whose 'message' is not an object: {_preview(chunk)}"
             )
-    text = where.get("content" if chat else "response")
-    thinking = where.get("thinking")
-    for value in (text, thinking):
-        if value is not None and not isinstance(value, str):
-            raise OllamaResponseError(
-                f"the server sent a chunk with text that is not a string: {_preview(chunk)}"
-            )
-    return text or "", thinking or ""
+    text = where.get("content" if chat else "response") or ""
+    thinking = where.get("thinking") or ""
+    if type(text) is not str or type(thinking) is not str:  # per token: kept cheap
+        raise OllamaResponseError(
+            f"the server sent a chunk with text that is not a string: {_preview(chunk)}"
+        )
+    return text, thinking
 
 
 def _preview(chunk: dict[str, Any], limit: int = 80) -> str:
