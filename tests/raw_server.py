@@ -51,9 +51,13 @@ def ndjson_response(lines: list[str]) -> bytes:
 class RawServer:
     """`with RawServer(handler) as server:` serves on `server.url` until the block ends."""
 
-    def __init__(self, handler: Handler, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, handler: Handler, tls: ssl.SSLContext | None = None, socks5: bool = False
+    ) -> None:
         self.handler = handler
         self.requests: list[RawRequest] = []
+        self.socks5 = socks5  # speak SOCKS5 first, then serve HTTP for the target itself
+        self.socks_targets: list[str] = []  # "host:port" asked for by each SOCKS CONNECT
         self.connections = 0  # TCP connections accepted (TLS handshakes attempted)
         self._tls = tls
         self._sock = socket.create_server(("127.0.0.1", 0))
@@ -92,6 +96,8 @@ class RawServer:
         with contextlib.closing(conn):
             conn.settimeout(10)
             try:
+                if self.socks5:
+                    self.socks_targets.append(socks5_accept(conn))
                 if self._tls is not None:
                     conn = self._tls.wrap_socket(conn, server_side=True)
                 request = read_request(conn)
@@ -101,6 +107,33 @@ class RawServer:
                 self.handler(request, conn)
             except (OSError, ssl.SSLError):
                 return  # the client hung up, or refused our certificate
+
+
+def _recv_exactly(conn: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        part = conn.recv(n - len(data))
+        if not part:
+            raise OSError("closed during the SOCKS handshake")
+        data += part
+    return data
+
+
+def socks5_accept(conn: socket.socket) -> str:
+    """The server side of a SOCKS5 CONNECT without authentication (RFC 1928); returns the
+    target it asked for. Nothing is forwarded: the caller then answers as that target."""
+    _, count = _recv_exactly(conn, 2)
+    _recv_exactly(conn, count)
+    conn.sendall(b"\x05\x00")
+    _, _, _, kind = _recv_exactly(conn, 4)
+    if kind == 3:  # a domain name, which the proxy (never this machine) would resolve
+        name = _recv_exactly(conn, _recv_exactly(conn, 1)[0]).decode()
+    else:
+        raw = _recv_exactly(conn, 4 if kind == 1 else 16)
+        name = socket.inet_ntop(socket.AF_INET if kind == 1 else socket.AF_INET6, raw)
+    port = int.from_bytes(_recv_exactly(conn, 2), "big")
+    conn.sendall(b"\x05\x00\x00\x01" + bytes(6))
+    return f"{name}:{port}"
 
 
 def read_request(conn: socket.socket) -> RawRequest | None:

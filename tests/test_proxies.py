@@ -112,6 +112,26 @@ def test_a_dead_proxy_does_not_hide_a_running_ollama(
         pk.ok("os.environ.update(saved)")
 
 
+def test_a_socks_proxy_is_used_for_other_hosts_only(pk: KernelDriver) -> None:
+    if importlib.util.find_spec("socksio") is None:
+        pytest.skip("socksio is not installed: see the next test")
+    with RawServer(answer_as_the_far_host, socks5=True) as socks:
+        pk.ok(
+            "saved = {k: os.environ.pop(k) for k in ('HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy')}\n"
+            "saved['ALL_PROXY'] = os.environ['ALL_PROXY']\n"
+            f"os.environ['ALL_PROXY'] = 'socks5h://127.0.0.1:{socks.port}'"
+        )
+        try:
+            cell = run_cell(pk, f"far --host {FAR}")
+            assert cell.status == "ok", cell.error_text()
+            assert result(pk)["text"] == "via the proxy"
+            assert socks.socks_targets == ["ollama.invalid:11434"]
+            assert run_cell(pk, "stand-in").status == "ok"
+            assert len(socks.socks_targets) == 1  # loopback went direct
+        finally:
+            pk.ok("os.environ.update(saved)")
+
+
 def test_a_socks_proxy_without_socksio_is_one_line(pk: KernelDriver) -> None:
     if importlib.util.find_spec("socksio") is not None:
         pytest.skip("socksio is installed here: httpx speaks SOCKS")
