@@ -273,6 +273,10 @@ async def _raise_for_status(
     detail, from_ollama = _error_detail(bytes(body))
     detail = detail or response.reason_phrase or "no detail"
     model = str((payload or {}).get("model") or (payload or {}).get("name") or "")
+    # Ollama words it "model 'x' not found" (older: `model "x" not found, try pulling it
+    # first`); a router's or a reverse proxy's 404 is another story.
+    lowered = detail.lower()
+    from_ollama = from_ollama and "model" in lowered and "not found" in lowered
     if response.status_code == 404 and model and from_ollama:
         raise OllamaModelNotFoundError(
             f"model {model!r} is not on {host} ({detail}); get it with `ollama pull {model}`"

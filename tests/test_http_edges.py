@@ -127,15 +127,22 @@ def test_certificate_failure_says_so_and_is_not_retried(
 # -- 404s and bad chunks -----------------------------------------------------------
 
 
-def test_a_plain_text_404_is_not_a_missing_model(kernel: KernelDriver) -> None:
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (b"404 page not found", "404 page not found"),  # Ollama's router: a wrong path
+        (b'{"error": "Not Found"}', "Not Found"),  # a reverse proxy's JSON 404
+    ],
+)
+def test_a_404_that_is_not_about_a_model(kernel: KernelDriver, body: bytes, detail: str) -> None:
     def router(request: RawRequest, conn: socket.socket) -> None:
-        conn.sendall(response("404 Not Found", b"404 page not found", "text/plain"))
+        conn.sendall(response("404 Not Found", body, "text/plain"))
 
     with RawServer(router) as wrong:
         cell = run_cell(kernel, f"stand-in --host {wrong.url}/wrong-prefix")
     line = assert_one_line_error(
         cell, "OllamaResponseError", f"{wrong.url}/wrong-prefix/api/generate",
-        "no Ollama API answers", "404 page not found",
+        "no Ollama API answers", detail,
     )  # fmt: skip
     assert "pull" not in line
     assert result(kernel)["status_code"] == 404
