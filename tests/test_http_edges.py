@@ -282,13 +282,20 @@ def test_line_commands_refuse_a_huge_body(kernel: KernelDriver, line_host: None)
     assert after - before < 100 * 1024
 
 
-def test_interrupting_a_line_command_is_one_line(kernel: KernelDriver, line_host: None) -> None:
-    with RawServer(trickle) as slow:
-        kernel.ok(f"%config OllamaMagics.host = '{slow.url}'")
-        cell = kernel.submit("%ollama models")
-        wait_until(lambda: bool(slow.requests), 10, "the request")
-        kernel.interrupt()
-        kernel.finish(cell)
+@pytest.mark.parametrize("autoawait", ["on", "off"])
+def test_interrupting_a_line_command_is_one_line(
+    kernel: KernelDriver, line_host: None, autoawait: str
+) -> None:
+    kernel.ok(f"%autoawait {autoawait}")
+    try:
+        with RawServer(trickle) as slow:
+            kernel.ok(f"%config OllamaMagics.host = '{slow.url}'")
+            cell = kernel.submit("%ollama models")
+            wait_until(lambda: bool(slow.requests), 10, "the request")
+            kernel.interrupt()
+            kernel.finish(cell)
+    finally:
+        kernel.ok("%autoawait on")
     assert cell.error()["traceback"] == [
         "KeyboardInterrupt: the request was interrupted; the text so far is in _ollama.text"
     ]
