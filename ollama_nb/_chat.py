@@ -42,7 +42,8 @@ class Conversation:
         return messages
 
     def record(self, prompt: str, result: OllamaResult) -> None:
-        self.turns.append(Turn(prompt, result.text, result.done_reason or "error", result.model))
+        reason = result.done_reason or ("error" if result.error else "done")
+        self.turns.append(Turn(prompt, result.text, reason, result.model))
 
     def reset(self) -> None:
         self.turns.clear()

@@ -35,6 +35,7 @@ from ._config import (
     check_retries,
     check_seconds,
     parse_host,
+    redact_url,
 )
 from ._exceptions import OllamaError, OllamaResponseError, RequestInterrupted
 from ._kernel import CellOutput, click_delivery, current_kernel
@@ -356,16 +357,16 @@ class OllamaMagics(Magics):
             self.conversation.reset()
             return _Text(f"conversation cleared ({turns} turn{'' if turns == 1 else 's'})")
         client = self._client(self.settings())
-        if command == "version":
-            return await _version(client)
-        if command == "models":
-            return models_table(await client.call("GET", "/api/tags"))
-        if command == "ps":
-            return loaded_table(await client.call("GET", "/api/ps"))
         try:
+            if command == "version":
+                return await _version(client)
+            if command == "models":
+                return models_table(await client.call("GET", "/api/tags"))
+            if command == "ps":
+                return loaded_table(await client.call("GET", "/api/ps"))
             outcome = await pull(client, args[0], view, control)
         except (asyncio.CancelledError, KeyboardInterrupt):
-            raise RequestInterrupted from None
+            raise RequestInterrupted from None  # the response is closed: one line
         if outcome.outcome not in ("success", "stopped"):
             raise OllamaResponseError(f"pull of {args[0]} ended with: {outcome.outcome}")
         return None
@@ -457,12 +458,15 @@ async def _no_model(client: OllamaClient) -> str:
         have = f"; {client.host} has: {', '.join(names)}" if names else f"; {client.host} has none"
     except OllamaError as exc:
         have = f" (and listing the server's models failed: {exc})"
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        raise RequestInterrupted from None
     raise UsageError(f"%%ollama: no model given: {hint}{have}")
 
 
 def _config_table(settings: dict[str, Setting]) -> str:
     width = max(len(name) for name in settings)
-    rows = [f"{name:<{width}}  {s.value!s:<30}  ({s.source})" for name, s in settings.items()]
+    shown = {n: redact_url(s.value) if n == "host" else s.value for n, s in settings.items()}
+    rows = [f"{name:<{width}}  {shown[name]!s:<30}  ({s.source})" for name, s in settings.items()]
     key = "set (not shown)" if os.environ.get("OLLAMA_API_KEY") else "not set"
     rows.append(f"{'api key':<{width}}  {key:<30}  ($OLLAMA_API_KEY)")
     return _Text("\n".join(rows))

@@ -14,7 +14,7 @@ OUTCOMES = ("done", "stopped", "interrupted", "timeout (connect)", "timeout (rea
 
 
 def outcome(result: OllamaResult) -> str:
-    reason = result.done_reason or "error"
+    reason = result.done_reason or ("error" if result.error is not None else "done")
     if reason == "timeout":
         return f"timeout ({result.timeout_kind})"
     return reason if reason in OUTCOMES else "done"
