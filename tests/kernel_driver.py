@@ -106,9 +106,10 @@ class Cell:
         return self.reply.content.get("ename") if self.reply else None
 
     def comm_opens(self) -> list[Msg]:
-        return [
-            m for m in self.driver.messages if m.type == "comm_open" and m.parent_id == self.msg_id
-        ]
+        # A live view opens its widgets under "<cell msg_id>/ollama-nb-view" (so headless
+        # runners do not save their models): they are this cell's too.
+        own = (self.msg_id, f"{self.msg_id}/ollama-nb-view")
+        return [m for m in self.driver.messages if m.type == "comm_open" and m.parent_id in own]
 
     def widget(self, **state: Any) -> Msg | None:
         """The comm_open of this cell's widget whose state has all of `state`."""
