@@ -7,16 +7,20 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
+import pexpect
 import pytest
 from kernel_driver import WIDGET_MIME, Cell, KernelDriver
 from nbclient import NotebookClient
 from support import REPLY, result
+from test_terminal import run as run_in_terminal
 
 from ollama_nb.testing import StandInServer
 
@@ -138,6 +142,40 @@ def test_two_quick_interrupts_with_autoawait_off(
         kernel.ok("x = 1")  # the kernel is fine afterwards
     finally:
         kernel.ok("%autoawait on")
+
+
+@pytest.fixture
+def ipython(server: StandInServer) -> Iterator[pexpect.spawn]:
+    """Terminal IPython in a pseudo-terminal, with the extension loaded."""
+    env = {**os.environ, "OLLAMA_HOST": server.url, "TERM": "dumb"}
+    argv = ["-m", "IPython", "--simple-prompt", "--no-banner", "--colors=nocolor", "--quick"]
+    child = pexpect.spawn(sys.executable, argv, env=env, encoding="utf-8", timeout=20)
+    child.expect(r"In \[1\]: ")
+    child.sendline("%load_ext ollama_nb")
+    child.expect(r"In \[2\]: ")
+    yield child
+    child.sendline("exit")
+    child.expect(pexpect.EOF)
+
+
+def test_two_quick_ctrl_c_in_terminal_ipython(
+    ipython: pexpect.spawn, server: StandInServer
+) -> None:
+    for _ in range(2):
+        server.configure(token_interval=0.05, tokens=2000)
+        run_in_terminal(ipython, "stand-in", "Talk for a long time.")
+        record = server.wait_for_request("/api/generate", timeout=10)
+        ipython.expect(r"\[stand-in\] ")  # text is streaming
+        os.kill(ipython.pid, signal.SIGINT)
+        time.sleep(0.005)
+        os.kill(ipython.pid, signal.SIGINT)
+        ipython.expect("stand-in · interrupted · ")
+        ipython.expect(INTERRUPTED.replace(".", r"\."))
+        ipython.expect(r"In \[\d+\]: ")
+        assert "Traceback" not in ipython.before and "Event loop is closed" not in ipython.before
+        assert record.wait_closed(5) and record.chunks_after_disconnect == 0
+    ipython.sendline("print(_ollama.done_reason)")
+    ipython.expect("interrupted")
 
 
 # -- --chat --background ------------------------------------------------------------------
