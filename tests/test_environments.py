@@ -1,6 +1,7 @@
-"""The whole kernel scenario on the oldest stack the dependency floors allow: a
-Colab-style environment (Python 3.11, ipykernel 6.17.1, IPython 7.34.0, ipywidgets
-7.7.1) into which tests/run installed the project after the stack.
+"""The whole kernel scenario on the other kernel stacks tests/run makes: the oldest one
+the dependency floors allow, a Colab-style environment (Python 3.11, ipykernel 6.17.1,
+IPython 7.34.0, ipywidgets 7.7.1) into which the project was installed after the stack,
+and Python 3.10 with what pip resolves there (ipykernel 6.31, IPython 8.x).
 
 The scenario tests themselves live with their subject (test_live_view, test_requests,
 test_features, test_composition); here each runs again in that kernel.
@@ -33,22 +34,31 @@ def test_installing_the_project_left_the_colab_stack_as_it_was(
     assert versions == {**COLAB_STACK, "python": "3.11"}
 
 
+def test_python_310_gets_an_ipykernel_6_stack(py310_kernel: KernelDriver) -> None:
+    versions = py310_kernel.value(
+        "[__import__('sys').version_info[:2]]"
+        " + [__import__(m).__version__ for m in ('ipykernel', 'IPython', 'ipywidgets')]"
+    )
+    print(f"\nPython 3.10 stack: {versions}")
+    assert versions[0] == [3, 10] and versions[1].startswith("6.")
+
+
 def _with_kernel_name(test: Callable[..., None]) -> Callable[..., None]:
-    def run(kernel: KernelDriver, request: pytest.FixtureRequest, server: StandInServer) -> None:
-        test("colab_kernel", request, server)
+    def run(name: str, kernel: KernelDriver, request: Any, server: StandInServer) -> None:
+        test(name, request, server)
 
     return run
 
 
 def _plain(test: Callable[..., None]) -> Callable[..., None]:
-    def run(kernel: KernelDriver, request: pytest.FixtureRequest, server: StandInServer) -> None:
+    def run(name: str, kernel: KernelDriver, request: Any, server: StandInServer) -> None:
         test(kernel, server)
 
     return run
 
 
 def _kernel_only(test: Callable[..., None]) -> Callable[..., None]:
-    def run(kernel: KernelDriver, request: pytest.FixtureRequest, server: StandInServer) -> None:
+    def run(name: str, kernel: KernelDriver, request: Any, server: StandInServer) -> None:
         test(kernel)
 
     return run
@@ -89,7 +99,7 @@ SCENARIO: dict[str, Callable[..., Any]] = {
     "two background streams stopped": _plain(
         test_features.test_two_background_streams_each_stop_on_their_own
     ),
-    "unsendable input": lambda kernel, request, server: (
+    "unsendable input": lambda name, kernel, request, server: (
         test_composition.test_unsendable_input_is_a_usage_error_before_anything_is_drawn(
             kernel, server, "bad = 'x\\udc80'", "stand-in", "Say {bad}", ("lone surrogate",)
         )
@@ -99,7 +109,9 @@ SCENARIO: dict[str, Callable[..., Any]] = {
 
 @pytest.mark.colab
 @pytest.mark.parametrize("step", list(SCENARIO))
-def test_colab_stack(
-    step: str, colab_kernel: KernelDriver, request: pytest.FixtureRequest, server: StandInServer
+@pytest.mark.parametrize("env", ["colab_kernel", "py310_kernel"])
+def test_kernel_scenario(
+    env: str, step: str, request: pytest.FixtureRequest, server: StandInServer
 ) -> None:
-    SCENARIO[step](colab_kernel, request, server)
+    kernel: KernelDriver = request.getfixturevalue(env)
+    SCENARIO[step](env, kernel, request, server)
