@@ -222,7 +222,12 @@ class KernelDriver:
     def value(self, expression: str, timeout: float = 30) -> Any:
         """The JSON value of `expression` evaluated in the kernel."""
         code = f"__import__('json').dumps({expression}, default=str)"
-        cell = self.finish(self.submit("", silent=True, user_expressions={"v": code}), timeout)
+        for _attempt in range(3):
+            cell = self.finish(self.submit("", silent=True, user_expressions={"v": code}), timeout)
+            # ipykernel 6 aborts a request that arrives just after a failed cell.
+            if cell.reply.content.get("status") != "aborted":
+                break
+        assert "user_expressions" in cell.reply.content, cell.reply.content
         result = cell.reply.content["user_expressions"]["v"]
         assert result["status"] == "ok", result
         return json.loads(ast.literal_eval(result["data"]["text/plain"]))
