@@ -57,7 +57,7 @@ class Conversation:
         for turn in self.turns:
             if turn.done_reason == IN_FLIGHT and turn.prompt == prompt:
                 turn.answer = result.text
-                turn.done_reason = result.done_reason or "error"
+                turn.done_reason = result.done_reason or ("error" if result.error else "done")
                 turn.model = result.model or turn.model
                 return
 
