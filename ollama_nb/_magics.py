@@ -24,6 +24,7 @@ from traitlets import Float, Int, TraitError, Unicode, observe, validate
 from traitlets.config import Config
 
 from ._chat import Conversation
+from ._checks import check_json_value, check_prompt_text
 from ._client import OllamaClient
 from ._config import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -263,12 +264,19 @@ class OllamaMagics(Magics):
         prompt = interpolate(cell, namespace).strip("\n")
         fmt = resolve_format(options.format, namespace)
         s = self.settings(options)
+        try:
+            check_prompt_text(prompt)
+            check_prompt_text(s["system"].value or "", "the system prompt")
+            check_json_value(fmt, "--format")
+            check_json_value(options.options, "-o")
+        except ValueError as exc:
+            raise UsageError(f"%%ollama: {exc}") from None
         client = self._client(s)
         model = s["model"].value or await _no_model(client)
         system = s["system"].value
         payload: dict[str, Any] = {"model": model, "stream": True}
         if options.chat:
-            payload["messages"] = self.conversation.messages(prompt, system)
+            payload["messages"] = self.conversation.ask(prompt, system, model)
         else:
             payload["prompt"] = prompt
             if system:
