@@ -8,8 +8,8 @@ after changing it or the extension's output, and read the diff before committing
 What is stored is what GitHub, nbviewer and nbval can read without a widget front end:
 the records, never widget state (`metadata.widgets`) nor an output that is only a widget
 reference (a live view that had not been replaced yet). A cell that fails on purpose
-carries the tags `raises-exception` (nbclient, JupyterLab) and `nbval-raises-exception`
-(nbval); any other failing cell stops the refresh.
+carries the tag `raises-exception` (read by nbclient, nbval, JupyterLab and Notebook 7);
+any other failing cell stops the refresh.
 """
 
 from __future__ import annotations
