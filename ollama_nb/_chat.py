@@ -76,5 +76,9 @@ class Conversation:
             for i, t in enumerate(self.turns, 1)
         ]
         return Table(
-            ["#", "model", "prompt", "answer", "replayed"], rows, empty="no conversation yet"
+            ["#", "model", "prompt", "answer", "replayed"],
+            rows,
+            empty="no conversation yet",
+            right=("#",),
+            wrap=("prompt", "answer"),
         )

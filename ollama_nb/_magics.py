@@ -40,13 +40,13 @@ from ._config import (
 )
 from ._exceptions import OllamaError, OllamaResponseError, RequestInterrupted
 from ._kernel import CellOutput, click_delivery, current_kernel
+from ._listing import loaded_table, models_table
 from ._options import CellOptions, declare, interpolate, parse_line, resolve_format
 from ._pull import PullView, pull
 from ._result import OllamaResult
 from ._stats import stats_table
 from ._stream import Request, StopControl, View, drive
 from ._sync import run_in_thread
-from ._tables import Table, human_bytes
 from ._view import TextPullView, TextView, WidgetPullView, WidgetView
 
 HINT_SYNC = "Stop cannot reach a synchronous cell (%autoawait off): use Interrupt (■)"
@@ -389,35 +389,6 @@ async def _version(client: OllamaClient) -> str:
     if server_version.endswith("-stand-in"):
         line += "\nThis is the ollama_nb stand-in server: its answers are filler, not a model's."
     return _Text(line)
-
-
-def models_table(tags: dict[str, Any]) -> Table:
-    rows = [
-        [
-            str(m.get("name", "?")),
-            human_bytes(m.get("size")),
-            str((m.get("details") or {}).get("parameter_size", "")),
-            str((m.get("details") or {}).get("quantization_level", "")),
-        ]
-        for m in tags.get("models", [])
-    ]
-    return Table(["name", "size", "parameters", "quantization"], rows,
-                 empty="no models: pull one with %ollama pull NAME")  # fmt: skip
-
-
-def loaded_table(ps: dict[str, Any]) -> Table:
-    rows = [
-        [
-            str(m.get("name", "?")),
-            human_bytes(m.get("size")),
-            human_bytes(m.get("size_vram")),
-            str(m.get("context_length", "")),
-            str(m.get("expires_at", "")),
-        ]
-        for m in ps.get("models", [])
-    ]
-    return Table(["name", "size", "in VRAM", "context", "unloads at"], rows,
-                 empty="no model is loaded now")  # fmt: skip
 
 
 @contextlib.asynccontextmanager

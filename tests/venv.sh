@@ -17,6 +17,24 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 say() { printf '[%s] %s\n' "${VENV_LOG_PREFIX:-setup}" "$*"; }
 warn() { printf '[%s] WARNING: %s\n' "${VENV_LOG_PREFIX:-setup}" "$*" >&2; }
 
+_venv_stamp() {
+    local dir="$1" kind="$2"
+    shift 2
+    {
+        cat pyproject.toml
+        "$dir/bin/python" -c 'import sys; print(sys.version)'
+        echo "recipe=$VENV_RECIPE kind=$kind args=$*"
+    } | sha256sum | cut -d' ' -f1
+}
+
+# venv_current DIR KIND PIP-ARGS...  true when DIR's last successful install was exactly
+# this one and pyproject.toml has not changed since (nothing is installed).
+venv_current() {
+    local dir="$1"
+    [[ -x "$dir/bin/python" && -f "$dir/.ollama-nb-stamp" ]] &&
+        [[ "$(_venv_stamp "$@" 2>/dev/null)" == "$(cat "$dir/.ollama-nb-stamp")" ]]
+}
+
 ensure_venv() {
     local dir="$1" kind="$2"
     shift 2
@@ -29,13 +47,7 @@ ensure_venv() {
         say "creating $dir ($("$PYTHON" --version 2>&1))"
         "$PYTHON" -m venv "$dir"
     fi
-    want="$(
-        {
-            cat pyproject.toml
-            "$dir/bin/python" -c 'import sys; print(sys.version)'
-            echo "recipe=$VENV_RECIPE kind=$kind args=$*"
-        } | sha256sum | cut -d' ' -f1
-    )"
+    want="$(_venv_stamp "$dir" "$kind" "$@")"
     [[ -f "$stamp_file" ]] && have="$(cat "$stamp_file")"
     if [[ "$want" == "$have" ]]; then
         say "$dir is up to date"
