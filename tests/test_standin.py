@@ -690,3 +690,7 @@ def test_cli_help() -> None:
         check=True,
     )
     assert "--first-chunk-delay" in done.stdout and "standin_" in done.stdout
+    for knob in ("--num-parallel", "--max-queue", "--pull-seconds", "num_parallel (default 1)"):
+        assert knob in done.stdout
+    for model in ("stand-in-think", "stand-in-vision", "stand-in-embed"):
+        assert model in done.stdout

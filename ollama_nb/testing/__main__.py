@@ -8,9 +8,13 @@ import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
+from typing import Final
 
 from ._knobs import Knobs, knob_help
 from ._server import StandInServer
+
+# A person watches this server (tutorials, notebooks/open): let a pull's bar be seen.
+CLI_PULL_SECONDS: Final = 2.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,9 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--pull-seconds",
         type=float,
-        default=defaults.pull_seconds,
+        default=CLI_PULL_SECONDS,
         metavar="S",
-        help="make each /api/pull last about S seconds, e.g. 2 to watch a progress bar",
+        help="each /api/pull lasts about S seconds, long enough to watch a progress bar"
+        " (default %(default)s; 0: at once)",
     )
     parser.add_argument(
         "--api-key", default=None, help="require 'Authorization: Bearer KEY' on every request"
