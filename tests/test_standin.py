@@ -31,6 +31,8 @@ from ollama_nb.testing import (
     serve,
     unresponsive_listener,
 )
+from ollama_nb.testing._fields import go_base64_decode, parse_go_duration
+from ollama_nb.testing._names import parse_name
 
 REPO = Path(__file__).resolve().parent.parent
 GENERATE = "/api/generate"
@@ -694,3 +696,51 @@ def test_cli_help() -> None:
         assert knob in done.stdout
     for model in ("stand-in-think", "stand-in-vision", "stand-in-embed"):
         assert model in done.stdout
+
+
+# -- Go's parsing, reproduced -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("0", 0), ("10m", 600), ("1h30m", 5400), ("1.5s", 1.5), ("-1s", -1), ("300ms", 0.3),
+     ("2h45m30.5s", 9930.5), ("+5m", 300), ("1us", 1e-6), ("1\u00b5s", 1e-6)],
+)  # fmt: skip
+def test_go_durations(text: str, seconds: float) -> None:
+    assert parse_go_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("10", 'time: missing unit in duration "10"'), ("", 'time: invalid duration ""'),
+     ("1d", 'time: unknown unit "d" in duration "1d"'), ("m", 'time: invalid duration "m"'),
+     ("1.m", None), (".s", 'time: invalid duration ".s"')],
+)  # fmt: skip
+def test_go_duration_errors(text: str, message: str | None) -> None:
+    if message is None:  # "1." is a number in Go: one minute
+        assert parse_go_duration(text) == 60
+        return
+    with pytest.raises(ValueError) as info:
+        parse_go_duration(text)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("text", "offset"),
+    [("data:image/png;base64,AAAA", 4), ("AAA", 0), ("AAAAA", 4), ("A===", 1), ("AA=A", 2),
+     ("AA=", 3), ("AAAA====", 4), ("AA\nA!", 4)],
+)  # fmt: skip
+def test_go_base64_offsets(text: str, offset: int) -> None:
+    with pytest.raises(ValueError) as info:
+        go_base64_decode(text)
+    assert str(info.value) == f"illegal base64 data at input byte {offset}"
+    assert go_base64_decode("aGk=\n") == b"hi"
+
+
+def test_model_names() -> None:
+    assert parse_name("stand-in").shortest == "stand-in:latest"
+    assert parse_name("Me/Model:Q4").shortest == "Me/Model:Q4"
+    assert parse_name("registry.ollama.ai/library/x:1").shortest == "x:1"
+    assert parse_name("Stand-In").key == parse_name("stand-in:latest").key  # case-insensitive
+    for bad in ("bad name!", "-x", "a:", ":tag", "ns.x/model", "a" * 81):
+        assert not parse_name(bad).valid, bad
