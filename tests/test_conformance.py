@@ -705,7 +705,7 @@ def test_headers_wait_for_the_model(target: Target) -> None:
         raw.close()
 
 
-def test_threads_do_not_share_a_slot_unfairly(target: Target) -> None:
+def test_queue_is_first_in_first_out(target: Target) -> None:
     """FIFO: with one slot, requests are served in the order they arrived."""
     server = target.standin("order of arrival is only known to the stand-in's records")
     server.configure(token_interval=0.01, tokens=5)
