@@ -673,7 +673,9 @@ def test_queue_details(target: Target) -> None:
     finally:
         for raw in (first, *queued, third):
             raw.close()
-    done = [r for r in server.requests if r.path == "/api/generate" and r.completed]
+    generated = [r for r in server.requests if r.path == "/api/generate"]
+    assert all(r.wait_closed(5) for r in generated)  # the server may still be finishing up
+    done = [r for r in generated if r.completed]
     starts = sorted(r.scheduled_at for r in done if r.scheduled_at is not None)
     ends = sorted(r.finished_at for r in done if r.finished_at is not None)
     assert len(starts) == 3 and all(s >= e - 0.001 for s, e in zip(starts[1:], ends, strict=False))
