@@ -60,13 +60,14 @@ class CellOutput:
     def _send(self, msg_type: str, content: dict[str, Any], topic: bytes) -> None:
         self._session.send(self._socket, msg_type, content, parent=self._parent, ident=topic)
 
-    def display(self, data: dict[str, Any]) -> None:
+    def display(self, data: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
         sys.stdout.flush()
-        self._send("display_data", {"data": data, "metadata": {}, "transient": {}}, b"display_data")
+        content = {"data": data, "metadata": metadata or {}, "transient": {}}
+        self._send("display_data", content, b"display_data")
 
-    def clear(self) -> None:
+    def clear(self, wait: bool = False) -> None:
         sys.stdout.flush()
-        self._send("clear_output", {"wait": False}, b"clear_output")
+        self._send("clear_output", {"wait": wait}, b"clear_output")
 
     def stream(self, text: str, name: str = "stdout") -> None:
         self._send("stream", {"name": name, "text": text}, f"stream.{name}".encode())
