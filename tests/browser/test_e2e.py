@@ -333,11 +333,14 @@ def test_saved_record_reads_after_kernel_shutdown(
 
 # -- maths and money; the live view reads like the record ------------------------------------
 
-MONEY = "Tickets cost $5 and parking is $10. Set $HOME first. It is US$ 3."
+# Each in its own paragraph: by Pandoc's rules "$HOME … US$" in one paragraph is maths.
+MONEY = ("Tickets cost $5 and parking is $10.", "Set $HOME first.", "It is US$ 3.")
 MATHS_REPLY = (
-    f"{MONEY}\n\nInline $x^2$ and \\(a+b\\) here.\n\n$$E=mc^2$$\n\n\\[\\int_0^1 f\\]\n\n"
-    "```sh\necho $PATH $y$ \\(z\\)\n```\n\nThe **end**."
+    "\n\n".join(MONEY)
+    + "\n\nInline $x^2$ and \\(a+b\\) here.\n\n$$E=mc^2$$\n\n\\[\\int_0^1 f\\]\n\n"
+    + "```sh\necho $PATH $y$ \\(z\\)\n```\n\nThe **end** comes after a few more words."
 )
+CODE = "echo $PATH $y$ \\(z\\)"
 MATH_OUTPUT = "mjx-container"  # what MathJax 3/4 leaves where it typeset maths
 
 
@@ -347,18 +350,19 @@ def maths_count(page: Page, selector: str) -> int:
 
 def assert_money_and_code_as_written(page: Page, selector: str) -> None:
     answer = cell(page, CELL).locator(selector)
-    prices = answer.locator("p", has_text="Tickets cost").first
-    assert prices.inner_text().strip() == MONEY
-    assert prices.locator(MATH_OUTPUT).count() == 0
-    code = answer.locator("pre code").first
-    assert code.inner_text().strip() == "echo $PATH $y$ \\(z\\)"
+    for money in MONEY:
+        paragraph = answer.locator("p", has_text=money.split()[0]).first
+        assert paragraph.inner_text().strip() == money
+        assert paragraph.locator(MATH_OUTPUT).count() == 0
+    code = answer.locator("pre code", has_text="echo").first
+    poll("the code block", lambda: code.inner_text().strip() == CODE, 20, page)
     assert code.locator(MATH_OUTPUT).count() == 0
 
 
 def test_maths_typeset_and_money_as_written(
     open_notebook: Callable[..., Page], server: StandInServer, front_end: str
 ) -> None:
-    server.configure(reply=MATHS_REPLY, token_interval=0.15)
+    server.configure(reply=MATHS_REPLY, token_interval=0.3)
     page = start_request(open_notebook, front_end, server, "%%ollama stand-in\nPrices?")
 
     # Live: the finished blocks are typeset while the answer still streams.
