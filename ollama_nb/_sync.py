@@ -26,6 +26,7 @@ from ._stream import Transcript, View
 T = TypeVar("T")
 _DONE = object()
 POLL_SECONDS = 0.2
+GRACE_SECONDS = 0.25  # see _Grace
 
 
 class QueuedView:
@@ -104,12 +105,48 @@ def _interrupts_cancel(cancel: Callable[[], None]) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set from the main thread
         return
+    fired = False
 
     def on_sigint(_signum: int, _frame: FrameType | None) -> None:
+        nonlocal fired
+        fired = True
         cancel()
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = _Grace.original(signal.signal(signal.SIGINT, on_sigint))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if fired:
+            _Grace(previous).start()
+        else:
+            signal.signal(signal.SIGINT, previous)
+
+
+class _Grace:
+    """After an interrupt ended a request, swallow SIGINTs for a moment before handing
+    SIGINT back: a second click of Interrupt a few ms after the first would otherwise land
+    while the kernel sends the cell's reply, and ipykernel then loses that reply."""
+
+    def __init__(self, previous: Any) -> None:
+        self.previous = previous
+
+    def __call__(self, _signum: int, _frame: FrameType | None) -> None:
+        pass  # a straggler of the interrupt that already ended the request
+
+    @staticmethod
+    def original(handler: Any) -> Any:
+        """The handler to restore in the end: the one before any grace period."""
+        return handler.previous if isinstance(handler, _Grace) else handler
+
+    def start(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()  # the kernel's loop, running this cell
+        except RuntimeError:  # terminal IPython: no loop to end the grace period on
+            signal.signal(signal.SIGINT, self.previous)
+            return
+        signal.signal(signal.SIGINT, self)
+        loop.call_later(GRACE_SECONDS, self.end)
+
+    def end(self) -> None:
+        if signal.getsignal(signal.SIGINT) is self:  # not taken over by a newer request
+            signal.signal(signal.SIGINT, self.previous)

@@ -185,6 +185,7 @@ def test_background_chat_turns_keep_the_order_asked_and_reset_drops_those_in_fli
     kernel: KernelDriver, server: StandInServer
 ) -> None:
     kernel.ok("%ollama reset")
+    server.configure(num_parallel=2)  # both turns stream at once, as on a server that can
     slow, fast = "-o standin_token_interval=0.2 -o standin_tokens=10", "-o standin_tokens=3"
     kernel.ok(f"%%ollama stand-in --chat --background {slow}\nFirst, slowly.")
     kernel.ok(f"%%ollama stand-in --chat --background {fast}\nSecond, quickly.")
