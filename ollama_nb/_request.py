@@ -312,9 +312,11 @@ async def run(
     view: View,
     control: StopControl,
     on_result: Callable[[OllamaResult], None],
+    interrupted: str | None = None,
 ) -> OllamaResult:
     """Drive the request; the result goes to `on_result` on every path. An interrupt is
-    re-raised as one line (`RequestInterrupted`), an error as itself."""
+    re-raised as one line (`RequestInterrupted`, saying `interrupted` if given), an error
+    as itself."""
     if prepared.images:
         view = _WithThumbnails(view, prepared.thumbnails)
 
@@ -328,7 +330,7 @@ async def run(
     except (asyncio.CancelledError, KeyboardInterrupt):
         # The response is closed and the result handed over; one line instead of a
         # traceback through this package, and Run All still stops here.
-        raise RequestInterrupted from None
+        raise (RequestInterrupted(interrupted) if interrupted else RequestInterrupted()) from None
     if result.error is not None:
         error = result.error
         del view  # the raised error's traceback keeps this frame, and so the view, alive
