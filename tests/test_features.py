@@ -292,12 +292,15 @@ def test_no_vars_sends_the_body_as_written(kernel: KernelDriver, server: StandIn
     kernel.ok("name = 'Ada'")
     assert run_cell(kernel, "stand-in", "Hi {name}.").status == "ok"
     assert server.last.body["prompt"] == "Hi Ada."
+    cell = run_cell(kernel, "stand-in", "Hi {undefined}.")
+    assert cell.ename == "UsageError" and "undefined" in cell.error_text()
     assert run_cell(kernel, "stand-in --no-vars", "Hi {name}, {undefined}.").status == "ok"
     assert server.last.body["prompt"] == "Hi {name}, {undefined}."
     kernel.ok("%config OllamaMagics.variables = False")
     try:
         assert run_cell(kernel, "stand-in", "Hi {name}.").status == "ok"
         assert server.last.body["prompt"] == "Hi {name}."
+        assert kernel.value("_ollama.prompt") == "Hi {name}."
     finally:
         kernel.ok("%config OllamaMagics.variables = True")
 
