@@ -255,7 +255,7 @@ def test_embed_returns_plain_float_vectors(kernel: KernelDriver, server: StandIn
     kernel.ok("import ollama_nb")
     kernel.ok("one = ollama_nb.embed('hello', 'stand-in-embed')")
     assert server.last.path == "/api/embed" and server.last.body["input"] == ["hello"]
-    assert kernel.value("type(one).__name__, all(type(x) is float for x in one)") == [
+    assert kernel.value("[type(one).__name__, all(type(x) is float for x in one)]") == [
         "list",
         True,
     ]

@@ -98,7 +98,7 @@ def test_our_png_writer_matches_pillow() -> None:
     ("value", "words"),
     [
         ("no-such-file.png", "no file 'no-such-file.png' (relative to "),
-        (b"GIF-ish but not an image", "not a PNG, JPEG or WebP image"),
+        (b"TIFF-ish, not an image", "not a PNG, JPEG, GIF, BMP or WebP image"),
         (b"\x89PNG\r\n\x1a\n" + b"\0" * (MAX_BYTES + 1), "the limit is 20 MB"),
         (3.5, "cannot send a float"),
         ({"a": 1}, "cannot send a dict"),
