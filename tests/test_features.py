@@ -145,6 +145,7 @@ def test_background_returns_at_once_and_fills_the_result(
 def test_two_background_streams_each_stop_on_their_own(
     kernel: KernelDriver, server: StandInServer
 ) -> None:
+    server.configure(num_parallel=3)  # else the stand-in queues them, as Ollama would
     slow = "-o standin_token_interval=0.05 -o standin_tokens=2000"
     first = kernel.run(f"%%ollama stand-in --background --out a {slow}\nOne.")
     second = kernel.run(f"%%ollama stand-in --background --out b {slow}\nTwo.")
