@@ -256,3 +256,16 @@ def test_the_servers_400_for_images_says_the_model_cannot_take_them(
     line = assert_one_line_error(cell, "OllamaResponseError", "cannot take images", "HTTP 400")
     assert "stand-in" in line
     assert server.last.path == "/api/generate" and server.last.body["images"]
+
+
+def test_the_live_view_shows_the_thumbnails_too(
+    images_kernel: KernelDriver, server: StandInServer
+) -> None:
+    cell = run_cell(images_kernel, "stand-in-vision --image img_pil", "Hi.")
+    assert cell.status == "ok", cell.error_text()
+    shown = [
+        m.content["data"]["state"]["value"]
+        for m in cell.comm_opens()
+        if '<img src="data:image/png;base64,' in str(m.content["data"]["state"].get("value", ""))
+    ]
+    assert len(shown) == 1 and shown[0].count("<img") == 1
