@@ -175,6 +175,8 @@ def test_each_kind_round_trips_through_the_magic(
         assert cell.status == "ok", (name, cell.error_text())
         (data,) = server.last.body["images"]
         assert decoded(data).size == size, name
+        (seen,) = server.last.images  # what the stand-in itself decoded
+        assert (seen.width, seen.height, seen.format) == (*size, "PNG"), name
     assert decoded(server.last.body["images"][0]).getpixel((0, 0)) == 0
     # Several images, in order.
     run_cell(kernel, "stand-in-vision --image img_u8 --image red.png", "Compare.")
