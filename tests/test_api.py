@@ -333,3 +333,17 @@ def test_terminal_ipython_shows_nothing_and_ctrl_c_closes(server: StandInServer)
     finally:
         child.sendline("exit")
         child.expect(pexpect.EOF)
+
+
+def test_calls_from_worker_threads_show_nothing(
+    kernel: KernelDriver, server: StandInServer
+) -> None:
+    server.configure(reply=REPLY)
+    cell = kernel.ok(
+        "import ollama_nb\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "with ThreadPoolExecutor(2) as pool:\n"
+        "    texts = list(pool.map(lambda p: ollama_nb.generate(p, 'stand-in').text, ['a', 'b']))"
+    )
+    assert kernel.value("texts") == [REPLY, REPLY]
+    assert cell.outputs() == [] and cell.comm_opens() == []
