@@ -90,3 +90,7 @@ def unload_ipython_extension(ipython: Any) -> None:
             table = ipython.magics_manager.magics[kind]
             if getattr(table.get("ollama"), "__self__", None) is magics:
                 del table["ollama"]
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
