@@ -2,6 +2,10 @@
 
 A turn that did not finish (stopped, interrupted, timed out, failed) stays in the
 history, marked, but is not replayed to the model as if it were a complete answer.
+
+A turn takes its place when it is asked (`ask`), not when it finishes, so `--background`
+turns keep the order in which they were asked; `reset` drops turns still in flight, so
+an answer that finishes after it never lands in the new conversation.
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ from ._result import OllamaResult
 from ._tables import Table
 
 UNFINISHED = frozenset({"stopped", "interrupted", "timeout", "error"})
+IN_FLIGHT = "in flight"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Turn:
     prompt: str
     answer: str
@@ -25,7 +30,7 @@ class Turn:
 
     @property
     def complete(self) -> bool:
-        return self.done_reason not in UNFINISHED
+        return self.done_reason not in UNFINISHED and self.done_reason != IN_FLIGHT
 
 
 def _user(prompt: str, images: tuple[str, ...] | list[str]) -> dict[str, Any]:
@@ -51,9 +56,22 @@ class Conversation:
         messages.append(_user(prompt, images or ()))
         return messages
 
-    def record(self, prompt: str, result: OllamaResult, images: list[str] | None = None) -> None:
-        reason = result.done_reason or "error"
-        self.turns.append(Turn(prompt, result.text, reason, result.model, tuple(images or ())))
+    def ask(
+        self, prompt: str, system: str | None, model: str = "", images: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The messages for a new turn (as `messages`), whose place is kept from now on."""
+        messages = self.messages(prompt, system, images)
+        self.turns.append(Turn(prompt, "", IN_FLIGHT, model, tuple(images or ())))
+        return messages
+
+    def record(self, prompt: str, result: OllamaResult) -> None:
+        """Fill the oldest turn in flight with this prompt; none (a reset since): drop it."""
+        for turn in self.turns:
+            if turn.done_reason == IN_FLIGHT and turn.prompt == prompt:
+                turn.answer = result.text
+                turn.done_reason = result.done_reason or ("error" if result.error else "done")
+                turn.model = result.model or turn.model
+                return
 
     def reset(self) -> None:
         self.turns.clear()
@@ -70,5 +88,9 @@ class Conversation:
             for i, t in enumerate(self.turns, 1)
         ]
         return Table(
-            ["#", "model", "prompt", "answer", "replayed"], rows, empty="no conversation yet"
+            ["#", "model", "prompt", "answer", "replayed"],
+            rows,
+            empty="no conversation yet",
+            right=("#",),
+            wrap=("prompt", "answer"),
         )

@@ -1,9 +1,16 @@
 """The HTTP edge: talks to Ollama with httpx and turns every failure into an OllamaError.
 
 Timeouts: httpx enforces `connect` and `read` (a read timeout is the longest silence,
-which also covers model load before the first chunk). The `total` cap is enforced by
-the caller, which cancels the stream; cancellation closes the response here, in
-`finally`, so the server stops generating on every path.
+which also covers model load before the first chunk). For a stream, the `total` cap is
+enforced by the caller, which cancels the stream; cancellation closes the response here,
+in `finally`, so the server stops generating on every path. `call` (one JSON document:
+the line commands) enforces `total` itself, and a size limit on the body.
+
+Where requests go: a loopback host (localhost, 127.0.0.0/8, ::1) is always reached
+directly, never through a proxy from the environment (a proxy would receive the prompt
+and the key, or, dead, make a running Ollama look down); other hosts follow
+`HTTP(S)_PROXY` / `ALL_PROXY` / `NO_PROXY` as httpx reads them. Redirects are followed
+as the official client (httpx) follows them: the same method and body for 307/308.
 """
 
 from __future__ import annotations
@@ -11,13 +18,17 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
+import platform
 import ssl
+import sys
+import urllib.request
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 
-from ._config import Timeouts
+from ._config import Timeouts, is_loopback, redact_url, split_credentials
 from ._exceptions import (
     OllamaConnectionError,
     OllamaError,
@@ -28,17 +39,42 @@ from ._exceptions import (
 from ._ndjson import LineDecoder, parse_line
 
 ERROR_BODY_LIMIT = 64 * 1024
-BACKOFF_FIRST = 0.25  # seconds before the first connection retry; doubles each time
+CALL_BODY_LIMIT = 16 * 1024 * 1024  # a /api/tags of thousands of models is well under 1 MiB
+BACKOFF_FIRST = 0.25  # seconds before the first connection retry; doubles each time...
+BACKOFF_CAP = 8.0  # ...up to this: `--retries 20` against a refused port waits ~2.5 min
+MAX_REDIRECTS = 10
+LOOPBACK_MOUNTS = ("all://localhost", "all://127.0.0.1", "all://[::1]")
 
 
-@functools.lru_cache(maxsize=1)
-def _ssl_context() -> ssl.SSLContext:
-    # Building the context loads the CA bundle (~20 ms); do it once, not per request.
+@functools.lru_cache(maxsize=4)
+def _ssl_context(cafile: str | None, capath: str | None) -> ssl.SSLContext:
+    # Building the context loads the CA bundle (~20 ms): once per SSL_CERT_FILE/DIR value.
+    # httpx reads those two variables itself; they are the key so that a change is seen.
     return httpx.create_ssl_context()
 
 
+def ssl_context() -> ssl.SSLContext:
+    return _ssl_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@functools.lru_cache(maxsize=1)
+def user_agent() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ours = version("ollama-nb")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        ours = "unknown"
+    system = f"{sys.platform} {platform.machine()}".strip()
+    return f"ollama-nb/{ours} (python/{platform.python_version()}; {system})"
+
+
 class OllamaClient:
-    """One host, one set of timeouts. Cheap to create: make one per request."""
+    """One host, one set of timeouts. Cheap to create: make one per request.
+
+    `host` may carry `user:password@` (sent as basic auth); `self.host` is the host as
+    shown to the user, with the password masked.
+    """
 
     def __init__(
         self,
@@ -47,76 +83,181 @@ class OllamaClient:
         *,
         retries: int = 0,
         headers: dict[str, str] | None = None,
+        body_limit: int = CALL_BODY_LIMIT,
     ) -> None:
-        self.host = host
+        self.host = redact_url(host)
+        self._base, credentials = split_credentials(host)
+        self._auth = httpx.BasicAuth(*credentials) if credentials else None
         self.timeouts = timeouts
         self.retries = retries
-        self._headers = headers or {}
+        self.body_limit = body_limit
+        self._headers = {"User-Agent": user_agent(), **(headers or {})}
+        _check_headers(self._headers)
         self.attempts = 0  # connection attempts made by the last request
+        self.lines = 0  # NDJSON lines received by the last stream
+        self.proxy: str | None = None  # the environment's proxy the last request went through
 
     def _http(self) -> httpx.AsyncClient:
         t = self.timeouts
-        return httpx.AsyncClient(
-            base_url=self.host,
-            headers=self._headers,
-            timeout=httpx.Timeout(connect=t.connect, read=t.read, write=t.read, pool=t.connect),
-            verify=_ssl_context(),
-        )
+        verify = ssl_context()
+        url = httpx.URL(self._base)
+        direct = is_loopback(url.host)
+        proxies = {} if direct else urllib.request.getproxies()
+        proxied = bool(proxies)
+        bypass = not proxies or urllib.request.proxy_bypass_environment(url.host, proxies)
+        self.proxy = None if bypass else proxies.get(url.scheme) or proxies.get("all")
+        try:
+            return httpx.AsyncClient(
+                base_url=self._base,
+                auth=self._auth,
+                headers=self._headers,
+                timeout=httpx.Timeout(connect=t.connect, read=t.read, write=t.read, pool=t.connect),
+                verify=verify,
+                # Loopback: no proxy from the environment. Elsewhere httpx reads them,
+                # and a redirect to loopback still goes direct.
+                trust_env=not direct,
+                mounts=(
+                    {p: httpx.AsyncHTTPTransport(verify=verify) for p in LOOPBACK_MOUNTS}
+                    if proxied
+                    else None
+                ),
+                follow_redirects=True,
+                max_redirects=MAX_REDIRECTS,
+            )
+        except (ImportError, ValueError) as exc:
+            raise _proxy_error(self.host, exc) from None
 
     async def stream(self, path: str, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """POST and yield each NDJSON object of the answer as it arrives.
 
         Wrap in `contextlib.aclosing` so that leaving early closes the response at once.
         """
+        self.lines = 0
         async with self._http() as http:
-            response = await self._send(http, "POST", path, payload)
+            response = await self._send(http, "POST", path, payload, "application/x-ndjson")
             try:
                 await _raise_for_status(response, self.host, payload)
                 decoder = LineDecoder()
                 async for data in response.aiter_bytes():
                     for line in decoder.feed(data):
+                        self.lines += 1
                         yield parse_line(line)
                 if tail := decoder.tail():
+                    self.lines += 1
                     yield parse_line(tail)
             except httpx.HTTPError as exc:
-                raise map_http_error(exc, self.host, self.timeouts) from None
+                raise self._error(exc) from None
             finally:
                 await response.aclose()
 
     async def call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
-        """A request whose answer is one JSON document."""
+        """A request whose answer is one JSON object, within the total timeout (if any)
+        and `body_limit` bytes."""
+        total = self.timeouts.total
+        try:
+            return await asyncio.wait_for(self._call(method, path, payload), total)
+        except asyncio.TimeoutError:
+            raise OllamaTimeoutError(
+                f"total timeout: {self.host}{path} did not answer within {total:g} s"
+                " (raise --timeout / OllamaMagics.timeout)",
+                "total",
+            ) from None
+
+    async def _call(self, method: str, path: str, payload: dict[str, Any] | None) -> Any:
         async with self._http() as http:
-            response = await self._send(http, method, path, payload)
+            response = await self._send(http, method, path, payload, "application/json")
             try:
                 await _raise_for_status(response, self.host, payload)
-                body = await response.aread()
+                body = bytearray()
+                async for data in response.aiter_bytes():
+                    body += data
+                    if len(body) > self.body_limit:
+                        raise OllamaResponseError(
+                            f"{self.host}{path} sent more than {self.body_limit // 2**20} MiB;"
+                            " this is not an Ollama answer (check --host)",
+                            response.status_code,
+                        )
             except httpx.HTTPError as exc:
-                raise map_http_error(exc, self.host, self.timeouts) from None
+                raise self._error(exc) from None
             finally:
                 await response.aclose()
         try:
-            return json.loads(body)
+            value = json.loads(body)
         except ValueError:
+            value = None
+        if not isinstance(value, dict):
             raise OllamaResponseError(
-                f"{self.host}{path} did not answer with JSON", response.status_code
-            ) from None
+                f"{self.host}{path} did not answer with a JSON object", response.status_code
+            )
+        return value
 
     async def _send(
-        self, http: httpx.AsyncClient, method: str, path: str, payload: dict[str, Any] | None
+        self,
+        http: httpx.AsyncClient,
+        method: str,
+        path: str,
+        payload: dict[str, Any] | None,
+        accept: str,
     ) -> httpx.Response:
         """Open the response, retrying only failures to connect: nothing was sent then."""
-        request = http.build_request(method, path, json=payload)
+        request = http.build_request(method, path, json=payload, headers={"Accept": accept})
         self.attempts = 0
         while True:
             self.attempts += 1
             try:
                 return await http.send(request, stream=True)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                if self.attempts > self.retries:
-                    raise map_http_error(exc, self.host, self.timeouts, self.attempts) from None
-                await asyncio.sleep(BACKOFF_FIRST * 2 ** (self.attempts - 1))
+                if self.attempts > self.retries or _certificate_problem(exc):
+                    raise self._error(exc) from None
+                await asyncio.sleep(backoff(self.attempts))
             except httpx.HTTPError as exc:
-                raise map_http_error(exc, self.host, self.timeouts) from None
+                raise self._error(exc) from None
+
+    def _error(self, exc: httpx.HTTPError) -> OllamaError:
+        proxied = self.proxy and isinstance(exc, httpx.ConnectError)
+        if proxied and not _certificate_problem(exc):
+            return OllamaConnectionError(
+                f"cannot reach {self.host} through the proxy {redact_url(self.proxy or '')}"
+                f" from the environment ({_reason(exc)}); check $HTTP_PROXY, $HTTPS_PROXY and"
+                " $ALL_PROXY, or list the host in $NO_PROXY"
+            )
+        error = map_http_error(exc, self.host, self.timeouts, self.attempts, self.lines)
+        # Whatever httpx or h11 said, no header value (the key) reaches the user.
+        for value in self._headers.values():
+            if len(value) > 8 and value in error.message:
+                error.message = error.message.replace(value, "***")
+                error.args = (error.message,)
+        return error
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait after failed attempt number `attempt` (1-based)."""
+    return min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** (attempt - 1))
+
+
+def _check_headers(headers: dict[str, str]) -> None:
+    for name, value in headers.items():
+        if any(not " " <= c < "\x7f" for c in value):
+            raise OllamaError(
+                f"the {name} header holds a line break, a control or a non-ASCII character"
+                " (not shown); nothing was sent"
+            )
+
+
+def _proxy_error(host: str, exc: Exception) -> OllamaConnectionError:
+    proxies = {f"${k.upper()}_PROXY": v for k, v in urllib.request.getproxies().items()}
+    socks = [k for k, v in proxies.items() if v.lower().startswith("socks")]
+    if isinstance(exc, ImportError) and socks:
+        where = ", ".join(f"{k} ({redact_url(proxies[k])})" for k in socks)
+        return OllamaConnectionError(
+            f"to reach {host}, the proxy in {where} is a SOCKS proxy, which needs the socksio"
+            " package: pip install socksio (or list the host in $NO_PROXY)"
+        )
+    where = ", ".join(f"{k}={redact_url(v)}" for k, v in proxies.items() if k != "$NO_PROXY")
+    return OllamaConnectionError(
+        f"cannot use the proxy from the environment to reach {host} ({where}): only http,"
+        " https, socks5 and socks5h proxies are supported"
+    )
 
 
 async def _raise_for_status(
@@ -129,33 +270,66 @@ async def _raise_for_status(
         body += data
         if len(body) >= ERROR_BODY_LIMIT:
             break
-    detail = _error_detail(bytes(body)) or response.reason_phrase or "no detail"
+    detail, from_ollama = _error_detail(bytes(body))
+    detail = detail or response.reason_phrase or "no detail"
     model = str((payload or {}).get("model") or (payload or {}).get("name") or "")
-    if response.status_code == 404 and model:
+    # Ollama words it "model 'x' not found" (older: `model "x" not found, try pulling it
+    # first`); a router's or a reverse proxy's 404 is another story.
+    lowered = detail.lower()
+    from_ollama = from_ollama and "model" in lowered and "not found" in lowered
+    if response.status_code == 404 and model and from_ollama:
         raise OllamaModelNotFoundError(
             f"model {model!r} is not on {host} ({detail}); get it with `ollama pull {model}`"
             " (`%ollama models` lists what is there)",
             model,
         )
+    url = redact_url(str(response.request.url))
+    redirected = ""
+    if response.history:  # 301/302 turn a POST into a GET, as in the official client
+        redirected = f" after a redirect to {response.request.method} {url}"
+    if response.status_code == 404:
+        raise OllamaResponseError(
+            f"no Ollama API answers at {url} (HTTP 404{redirected}: {detail}); check the host"
+            " and any path in --host / $OLLAMA_HOST",
+            404,
+        )
     raise OllamaResponseError(
-        f"{host} answered HTTP {response.status_code}: {detail}", response.status_code
+        f"{host} answered HTTP {response.status_code}{redirected}: {detail}",
+        response.status_code,
     )
 
 
-def _error_detail(body: bytes) -> str:
+def _error_detail(body: bytes) -> tuple[str, bool]:
+    """The error text of a body, and whether it is Ollama's JSON `{"error": "..."}`."""
     try:
         value = json.loads(body)
     except ValueError:
-        return body[:200].decode("utf-8", errors="replace").strip()
-    if isinstance(value, dict) and "error" in value:
-        return str(value["error"])
-    return ""
+        text = body[:200].decode("utf-8", errors="replace").strip()
+        return " ".join(text.split()), False
+    if isinstance(value, dict) and isinstance(value.get("error"), str):
+        return value["error"], True
+    return "", False
+
+
+def _certificate_problem(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    seen: BaseException | None = exc
+    for _ in range(10):  # the httpcore/ssl chain is a few links long
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def map_http_error(
-    exc: httpx.HTTPError, host: str, timeouts: Timeouts, attempts: int = 1
+    exc: httpx.HTTPError, host: str, timeouts: Timeouts, attempts: int = 1, lines: int = 0
 ) -> OllamaError:
-    """The contract's error for an httpx failure, worded for a notebook user."""
+    """The contract's error for an httpx failure, worded for a notebook user.
+
+    `lines`: NDJSON lines received before it, which tells a model still loading (or a
+    request queued on the server) from a server gone quiet mid-answer.
+    """
     tries = f" ({attempts} attempts)" if attempts > 1 else ""
     if isinstance(exc, httpx.ConnectTimeout):
         return OllamaTimeoutError(
@@ -164,22 +338,41 @@ def map_http_error(
             "connect",
         )
     if isinstance(exc, httpx.TimeoutException):  # read, write or pool: the server went quiet
+        if lines:
+            return OllamaTimeoutError(
+                f"read timeout: {host} went quiet for {timeouts.read:g} s after"
+                f" {lines} chunk{'' if lines == 1 else 's'} of the answer (the server stalled"
+                " mid-answer; the text so far is kept)",
+                "read",
+            )
         return OllamaTimeoutError(
-            f"read timeout: {host} sent nothing for {timeouts.read:g} s"
-            " (a cold model can take longer to load: raise --read-timeout)",
+            f"read timeout: {host} sent nothing for {timeouts.read:g} s: the model may still"
+            " be loading, or the request is queued behind others on the server"
+            " (raise --read-timeout)",
             "read",
+        )
+    if certificate := _certificate_problem(exc):
+        return OllamaConnectionError(
+            f"the TLS certificate of {host} is not trusted ({certificate.verify_message}):"
+            " a certificate problem, not retried. If the server uses your own CA, set"
+            " $SSL_CERT_FILE to that CA's PEM file (or $SSL_CERT_DIR to its folder)"
+            " in the kernel's environment"
         )
     if isinstance(exc, httpx.ConnectError):
         return OllamaConnectionError(
             f"cannot reach Ollama at {host}{tries} ({_reason(exc)}). Start it with "
             "`ollama serve`, or point --host / $OLLAMA_HOST at your server."
         )
+    if isinstance(exc, httpx.TooManyRedirects):
+        return OllamaResponseError(
+            f"{host} redirected more than {MAX_REDIRECTS} times; check --host", -1
+        )
     if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
         return OllamaConnectionError(
             f"{host} closed the connection before the answer was complete ({_reason(exc)})"
         )
     if isinstance(exc, (httpx.UnsupportedProtocol, httpx.InvalidURL)):
-        return OllamaConnectionError(f"cannot use host {host}: {_reason(exc)}")
+        return OllamaConnectionError(f"cannot use host {host}: {redact_url(_reason(exc))}")
     return OllamaConnectionError(f"request to {host} failed: {_reason(exc)}")
 
 

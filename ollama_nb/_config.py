@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from ._exceptions import OllamaError
+
 DEFAULT_HOST = "http://127.0.0.1:11434"
 DEFAULT_PORT = 11434
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -24,45 +26,116 @@ API_KEY_ENV = "OLLAMA_API_KEY"
 
 
 def parse_host(value: str | None) -> str:
-    """Normalise a host the way the official client reads `OLLAMA_HOST`.
+    """Normalise a host the way Ollama reads `OLLAMA_HOST` (envconfig.Host).
 
-    `host`, `host:port`, `http(s)://host[:port][/path]`; the scheme defaults to http,
-    the port to 11434 (80/443 when the scheme is given without a port).
+    Surrounding quotes and spaces are trimmed; the scheme defaults to http; a bare host
+    gets port 11434, `http://host` 80 and `https://host` 443; `ollama.com` alone means
+    `https://ollama.com:443`; an IPv6 address may come bare (`::1`) or bracketed; a path
+    is kept (reverse proxies). `user:password@` is kept: the client sends it as basic
+    auth, and `redact_url` masks the password wherever the host is shown.
 
     >>> parse_host("example.com")
     'http://example.com:11434'
     >>> parse_host("https://example.com/ollama/")
     'https://example.com:443/ollama'
+    >>> parse_host("::1")
+    'http://[::1]:11434'
     """
-    text = (value or "").strip()
+    text = (value or "").strip().strip("\"'").strip()
+    shown = redact_url(text)
     port = DEFAULT_PORT
-    scheme, sep, hostport = text.partition("://")
+    scheme, sep, rest = text.partition("://")
     if not sep:
-        scheme, hostport = "http", text
-    elif scheme == "http":
-        port = 80
-    elif scheme == "https":
-        port = 443
+        scheme, rest = "http", text
+        if rest.rstrip("/").lower() == "ollama.com":
+            scheme, rest = "https", "ollama.com:443"
+    elif scheme.lower() == "http":
+        scheme, port = "http", 80
+    elif scheme.lower() == "https":
+        scheme, port = "https", 443
     else:
-        raise ValueError(f"unsupported scheme {scheme!r} in host {value!r} (use http or https)")
-    try:
-        split = urllib.parse.urlsplit(f"{scheme}://{hostport}")
-        host = split.hostname or "127.0.0.1"
-        port = split.port or port
-    except ValueError as exc:
-        raise ValueError(f"cannot read host {value!r}: {exc}") from None
-    try:
-        if isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address):
-            host = f"[{host}]"
-    except ValueError:
-        pass
-    path = split.path.strip("/")
-    url = f"{scheme}://{host}:{port}/{path}" if path else f"{scheme}://{host}:{port}"
+        raise ValueError(f"unsupported scheme {scheme!r} in host {shown!r} (use http or https)")
+    hostport, _, path = rest.partition("/")
+    userinfo, at, hostport = hostport.rpartition("@")
+    if at and (not userinfo or any(c.isspace() for c in userinfo)):
+        raise ValueError(f"cannot read the user name and password in host {shown!r}")
+    host, port = _split_host_port(hostport, port, shown)
+    credentials = f"{userinfo}@" if at else ""
+    path = path.strip("/")
+    url = f"{scheme}://{credentials}{host}:{port}" + (f"/{path}" if path else "")
     try:
         httpx.Request("GET", f"{url}/api/version")  # what the client will build: IPv4, IDNA
     except (httpx.InvalidURL, UnicodeError) as exc:
-        raise ValueError(f"cannot use host {value!r}: {exc}") from None
+        raise ValueError(f"cannot use host {shown!r}: {redact_url(str(exc))}") from None
     return url
+
+
+def _split_host_port(hostport: str, port: int, shown: str) -> tuple[str, int]:
+    """`host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 address; an empty host is
+    127.0.0.1, as in Ollama."""
+    try:  # a bare or bracketed IP address, without a port
+        address = ipaddress.ip_address(hostport.strip("[]"))
+    except ValueError:
+        pass
+    else:
+        return (f"[{address}]" if address.version == 6 else str(address)), port
+    port_text = ""
+    if hostport.startswith("["):
+        host, _, after = hostport[1:].partition("]")
+        if after and not after.startswith(":"):
+            raise ValueError(f"cannot read host {shown!r}")
+        port_text = after[1:]
+        try:
+            host = f"[{ipaddress.IPv6Address(host)}]"
+        except ValueError:
+            raise ValueError(f"cannot read host {shown!r}: {host!r} is no IPv6 address") from None
+    elif ":" in hostport:
+        host, _, port_text = hostport.rpartition(":")
+        if ":" in host:
+            raise ValueError(f"cannot read host {shown!r}: put an IPv6 address in brackets")
+    else:
+        host = hostport
+    if port_text or hostport.endswith(":"):
+        if not port_text.isdigit() or not 0 < int(port_text) <= 65535:
+            raise ValueError(f"cannot read host {shown!r}: {port_text!r} is not a port number")
+        port = int(port_text)
+    return (host or "127.0.0.1"), port
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by `***`, for messages, tables and records."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    authority, slash, path = rest.partition("/")
+    userinfo, at, hostport = authority.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.partition(":")[0]
+    return f"{scheme}{sep}{user}:***@{hostport}{slash}{path}"
+
+
+def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """(the URL without `user:password@`, (user, password) or None)."""
+    scheme, sep, rest = url.partition("://")
+    hostport, slash, path = rest.partition("/")
+    userinfo, at, hostport = hostport.rpartition("@")
+    if not at:
+        return url, None
+    user, _, password = userinfo.partition(":")
+    plain = f"{scheme}{sep}{hostport}{slash}{path}"
+    return plain, (urllib.parse.unquote(user), urllib.parse.unquote(password))
+
+
+def is_loopback(host: str) -> bool:
+    """`localhost`, 127.0.0.0/8 or ::1: never reached through a proxy."""
+    name = host.strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def check_seconds(name: str, value: float | None, *, allow_none: bool = False) -> float | None:
@@ -96,7 +169,24 @@ class Timeouts:
 
 
 def auth_headers(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """`$OLLAMA_API_KEY` becomes a bearer token; it is never shown anywhere else."""
+    """`$OLLAMA_API_KEY` becomes a bearer token; it is never shown anywhere else.
+
+    A key that cannot go into a header (a line break, a control or non-ASCII character)
+    is refused before anything is sent, with a message that does not show it.
+    """
     env = os.environ if environ is None else environ
     key = env.get(API_KEY_ENV, "").strip()
-    return {"Authorization": f"Bearer {key}"} if key else {}
+    if not key:
+        return {}
+    bad = next((c for c in key if not " " <= c < "\x7f"), None)
+    if bad is not None:
+        what = (
+            "a line break" if bad in "\r\n"
+            else "a non-ASCII character" if ord(bad) > 0x7F
+            else "a control character"
+        )  # fmt: skip
+        raise OllamaError(
+            f"${API_KEY_ENV} is not a valid key: it contains {what} (the key is not shown;"
+            " nothing was sent). Set it again without it."
+        )
+    return {"Authorization": f"Bearer {key}"}

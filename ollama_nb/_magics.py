@@ -31,9 +31,11 @@ from ._config import (
     check_retries,
     check_seconds,
     parse_host,
+    redact_url,
 )
 from ._exceptions import OllamaResponseError, RequestInterrupted
 from ._kernel import CellOutput, click_delivery, current_kernel
+from ._listing import loaded_table, models_table
 from ._options import CellOptions, declare, parse_line, to_ask
 from ._pull import PullView, pull
 from ._request import (
@@ -51,7 +53,6 @@ from ._show import show_model, unload_model
 from ._stats import stats_table
 from ._stream import StopControl, View
 from ._sync import run_in_thread
-from ._tables import Table, human_bytes
 from ._view import TextPullView, TextView, WidgetPullView, WidgetView
 
 HINT_SYNC = "Stop cannot reach a synchronous cell (%autoawait off): use Interrupt (■)"
@@ -263,7 +264,7 @@ class OllamaMagics(Magics):
     def _store(self, result: OllamaResult, prepared: Prepared, options: CellOptions) -> None:
         self.results.append(result)
         if options.chat:
-            self.conversation.record(prepared.request.prompt, result, prepared.encoded)
+            self.conversation.record(prepared.request.prompt, result)
         if self.shell is not None:
             self.shell.user_ns["_ollama"] = result
             if options.out:
@@ -322,23 +323,20 @@ class OllamaMagics(Magics):
             self.conversation.reset()
             return _Text(f"conversation cleared ({turns} turn{'' if turns == 1 else 's'})")
         client = make_client(self.settings())
-        if command == "version":
-            return await _version(client)
-        if command == "models":
-            return models_table(await client.call("GET", "/api/tags"))
-        if command == "ps":
-            return loaded_table(await client.call("GET", "/api/ps"))
-        if command in ("show", "unload"):
-            try:
-                if command == "show":
-                    return await show_model(client, args[0])
-                return _Text(await unload_model(client, args[0]))
-            except (asyncio.CancelledError, KeyboardInterrupt):
-                raise RequestInterrupted from None
         try:
+            if command == "version":
+                return await _version(client)
+            if command == "models":
+                return models_table(await client.call("GET", "/api/tags"))
+            if command == "ps":
+                return loaded_table(await client.call("GET", "/api/ps"))
+            if command == "show":
+                return await show_model(client, args[0])
+            if command == "unload":
+                return _Text(await unload_model(client, args[0]))
             outcome = await pull(client, args[0], view, control)
         except (asyncio.CancelledError, KeyboardInterrupt):
-            raise RequestInterrupted from None
+            raise RequestInterrupted from None  # the response is closed: one line
         if outcome.outcome not in ("success", "stopped"):
             raise OllamaResponseError(f"pull of {args[0]} ended with: {outcome.outcome}")
         return None
@@ -353,35 +351,6 @@ async def _version(client: OllamaClient) -> str:
     if server_version.endswith("-stand-in"):
         line += "\nThis is the ollama_nb stand-in server: its answers are filler, not a model's."
     return _Text(line)
-
-
-def models_table(tags: dict[str, Any]) -> Table:
-    rows = [
-        [
-            str(m.get("name", "?")),
-            human_bytes(m.get("size")),
-            str((m.get("details") or {}).get("parameter_size", "")),
-            str((m.get("details") or {}).get("quantization_level", "")),
-        ]
-        for m in tags.get("models", [])
-    ]
-    return Table(["name", "size", "parameters", "quantization"], rows,
-                 empty="no models: pull one with %ollama pull NAME")  # fmt: skip
-
-
-def loaded_table(ps: dict[str, Any]) -> Table:
-    rows = [
-        [
-            str(m.get("name", "?")),
-            human_bytes(m.get("size")),
-            human_bytes(m.get("size_vram")),
-            str(m.get("context_length", "")),
-            str(m.get("expires_at", "")),
-        ]
-        for m in ps.get("models", [])
-    ]
-    return Table(["name", "size", "in VRAM", "context", "unloads at"], rows,
-                 empty="no model is loaded now")  # fmt: skip
 
 
 @contextlib.asynccontextmanager
@@ -423,7 +392,8 @@ async def _pump(poll: Callable[[int], Any]) -> None:
 
 def _config_table(settings: dict[str, Setting]) -> str:
     width = max(len(name) for name in settings)
-    rows = [f"{name:<{width}}  {s.value!s:<30}  ({s.source})" for name, s in settings.items()]
+    shown = {n: redact_url(s.value) if n == "host" else s.value for n, s in settings.items()}
+    rows = [f"{name:<{width}}  {shown[name]!s:<30}  ({s.source})" for name, s in settings.items()]
     key = "set (not shown)" if os.environ.get("OLLAMA_API_KEY") else "not set"
     rows.append(f"{'api key':<{width}}  {key:<30}  ($OLLAMA_API_KEY)")
     return _Text("\n".join(rows))

@@ -39,7 +39,8 @@ def format_seconds(seconds: float) -> str:
 
 
 def status_line(result: OllamaResult) -> str:
-    reason = result.done_reason or "running"
+    # None: the server finished without saying why (no done_reason in its final chunk).
+    reason = result.done_reason or ("error" if result.error is not None else "done")
     if result.timeout_kind:
         reason = f"{reason} ({result.timeout_kind})"
     tokens = result.eval_count if result.eval_count is not None else result.chunks

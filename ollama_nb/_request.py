@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ._checks import check_json_value, check_prompt_text
 from ._client import OllamaClient
 from ._config import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -215,6 +216,10 @@ async def build(
     try:
         think = check_think(ask.think)
         keep_alive = check_keep_alive(settings["keep_alive"].value)
+        check_prompt_text(prompt)
+        check_prompt_text(settings["system"].value or "", "the system prompt")
+        check_json_value(ask.format, "--format")
+        check_json_value(ask.options, "-o")
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
     images = encode_images(ask.images) if ask.images else []
@@ -228,7 +233,8 @@ async def build(
     if ask.chat:
         if conversation is None:
             raise InvalidRequest("chat needs a conversation")
-        payload["messages"] = conversation.messages(prompt, system, encoded)
+        # Last: `ask` reserves the turn's place in the conversation.
+        payload["messages"] = conversation.ask(prompt, system, model, encoded)
     else:
         payload["prompt"] = prompt
         if system:
@@ -286,6 +292,8 @@ async def _no_model(client: OllamaClient, hint: str) -> str:
         have = f"; {client.host} has: {', '.join(names)}" if names else f"; {client.host} has none"
     except OllamaError as exc:
         have = f" (and listing the server's models failed: {exc})"
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        raise RequestInterrupted from None
     raise InvalidRequest(f"no model given: {hint}{have}")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ._result import OllamaResult
 from ._tables import Table
@@ -12,9 +12,14 @@ from ._tables import Table
 OUTCOMES = ("done", "stopped", "interrupted", "timeout (connect)", "timeout (read)",
             "timeout (total)", "error")  # fmt: skip
 
+# A tail percentile from a handful of samples is only the largest sample under another name:
+# show it once there are enough samples for it to mean something.
+MIN_SAMPLES = {50: 1, 95: 20, 99: 100}
+NOTE = "p95 is shown from 20 samples on, p99 from 100."
+
 
 def outcome(result: OllamaResult) -> str:
-    reason = result.done_reason or "error"
+    reason = result.done_reason or ("error" if result.error is not None else "done")
     if reason == "timeout":
         return f"timeout ({result.timeout_kind})"
     return reason if reason in OUTCOMES else "done"
@@ -26,18 +31,36 @@ def percentile(values: Sequence[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
+def spread(name: str, values: Sequence[float], show: Callable[[float], str]) -> list[list[str]]:
+    """Rows ``[name min|pN|max, value, sample count]`` for the percentiles ``values`` can back."""
+    n = str(len(values))
+    rows = [[f"{name} p{q}", show(percentile(values, q)), n]
+            for q, least in MIN_SAMPLES.items() if len(values) >= least]  # fmt: skip
+    if len(values) > 1:  # one sample is its own min, median and max
+        rows.insert(0, [f"{name} min", show(min(values)), n])
+        rows.append([f"{name} max", show(max(values)), n])
+    return rows
+
+
+def seconds(value: float) -> str:
+    return f"{value:.2f} s"
+
+
 def stats_table(results: Sequence[OllamaResult]) -> Table:
     if not results:
         return Table([], [], empty="no requests yet in this session")
     counts = Counter(outcome(r) for r in results)
-    rows = [["requests", str(len(results))]]
-    rows += [[name, str(counts[name])] for name in OUTCOMES if counts[name]]
-    elapsed = [r.elapsed for r in results]
-    rows += [[f"latency p{q}", f"{percentile(elapsed, q):.2f} s"] for q in (50, 95, 99)]
+    rows = [["requests", str(len(results)), ""]]
+    rows += [[name, str(counts[name]), ""] for name in OUTCOMES if counts[name]]
+    rows += spread("latency", [r.elapsed for r in results], seconds)
     ttft = [r.ttft for r in results if r.ttft is not None]
     if ttft:
-        rows += [[f"time to first token p{q}", f"{percentile(ttft, q):.2f} s"] for q in (50, 95)]
+        rows += spread("time to first token", ttft, seconds)
     rates = [r.tokens_per_second for r in results if r.tokens_per_second is not None]
     if rates:
-        rows.append(["speed (median)", f"{statistics.median(rates):.1f} tokens/s"])
-    return Table(["", "this session"], rows, empty="")
+        rows.append(["speed (median)", f"{statistics.median(rates):.1f} tokens/s", str(len(rates))])
+    few = len(results) < max(MIN_SAMPLES.values())
+    # the value column's title is wider than its values: run-to-run figures (tokens/s up to
+    # 9999.9) never change the text form's layout, which nbval compares
+    return Table(["", "in this session", "samples"], rows, empty="", right=("samples",),
+                 note=NOTE if few else "")  # fmt: skip

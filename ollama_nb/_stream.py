@@ -124,11 +124,30 @@ class Request:
 
 
 def chunk_text(chunk: dict[str, Any], chat: bool) -> tuple[str, str]:
-    """(answer text, thinking text) carried by one chunk of /api/chat or /api/generate."""
+    """(answer text, thinking text) carried by one chunk of /api/chat or /api/generate.
+
+    A field of the wrong type (`"message": "str"`, a number as text) is bad data from the
+    server: an OllamaResponseError, never a raw AttributeError.
+    """
+    where = chunk
     if chat:
-        message = chunk.get("message") or {}
-        return str(message.get("content") or ""), str(message.get("thinking") or "")
-    return str(chunk.get("response") or ""), str(chunk.get("thinking") or "")
+        where = chunk.get("message") or {}
+        if type(where) is not dict:
+            raise OllamaResponseError(
+                f"the server sent a chunk whose 'message' is not an object: {_preview(chunk)}"
+            )
+    text = where.get("content" if chat else "response") or ""
+    thinking = where.get("thinking") or ""
+    if type(text) is not str or type(thinking) is not str:  # per token: kept cheap
+        raise OllamaResponseError(
+            f"the server sent a chunk with text that is not a string: {_preview(chunk)}"
+        )
+    return text, thinking
+
+
+def _preview(chunk: dict[str, Any], limit: int = 80) -> str:
+    text = json.dumps(chunk, ensure_ascii=False)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 async def _consume(request: Request, transcript: Transcript, control: StopControl) -> None:
@@ -299,7 +318,9 @@ def build_result(
     elif reason is not None:
         result.done_reason = reason
     else:
-        result.done_reason = str(final.get("done_reason") or "stop")
+        # As the server sent it; None when it sent none (not silently "stop").
+        sent = final.get("done_reason")
+        result.done_reason = str(sent) if sent not in (None, "") else None
     result.stopped = result.done_reason == "stopped"
     return result
 

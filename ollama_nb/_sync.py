@@ -3,16 +3,20 @@
 The request runs on an event loop in a worker thread (the kernel's own loop is busy
 running this very cell, and nest_asyncio would lose shell messages). View calls are
 queued back to the calling thread, which owns the widgets and the cell's output; that
-thread also catches Ctrl-C / kernel interrupts and cancels the request, so the response
-is closed before the interrupt is re-raised.
+thread also takes Ctrl-C / kernel interrupts (as a SIGINT handler, so that none can cut a
+view call short) and cancels the request, so the response is closed and the record shown
+before the interrupt is re-raised as one line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
+import signal
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from types import FrameType
 from typing import Any, TypeVar
 
 from ._exceptions import RequestInterrupted
@@ -41,47 +45,71 @@ class QueuedView:
 
 
 def run_in_thread(make: Callable[[View], Coroutine[Any, Any, T]], view: View) -> T:
-    """Run `make(queued_view)` to completion on a worker loop; replay view calls here."""
+    """Run `make(queued_view)` to completion on a worker loop; replay view calls here.
+
+    An interrupt (however many, however close together) only cancels the request: the
+    calls replayed here, `finish` included, always run whole, so the live view is always
+    replaced by its record and its widgets closed, and one RequestInterrupted follows.
+    """
     calls: queue.SimpleQueue[Any] = queue.SimpleQueue()
     state: dict[str, Any] = {}
-    started = threading.Event()
 
     def work() -> None:
         loop = asyncio.new_event_loop()
         try:
             task = loop.create_task(make(QueuedView(calls)))
             state["loop"], state["task"] = loop, task
-            started.set()
+            if state.get("cancel"):  # interrupted before the task existed
+                task.cancel()
             state["value"] = loop.run_until_complete(task)
         except BaseException as exc:
             state["error"] = exc
         finally:
-            started.set()
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.run_until_complete(loop.shutdown_default_executor())  # DNS lookups' threads
             loop.close()
             calls.put(_DONE)
 
+    def cancel() -> None:
+        state["cancel"] = True
+        loop, task = state.get("loop"), state.get("task")
+        if loop is not None and task is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: done anyway
+                loop.call_soon_threadsafe(task.cancel)
+
     worker = threading.Thread(target=work, name="ollama-nb-request", daemon=True)
-    worker.start()
-    interrupted = False
-    while True:
-        try:
-            item = calls.get(timeout=POLL_SECONDS)
+    with _interrupts_cancel(cancel):
+        worker.start()
+        while True:
+            try:
+                item = calls.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                continue
             if item is _DONE:
                 break
             method, argument = item
             getattr(view, method)(argument)
-        except queue.Empty:
-            continue
-        except KeyboardInterrupt:
-            interrupted = True
-            started.wait()
-            if "task" in state:
-                state["loop"].call_soon_threadsafe(state["task"].cancel)
-    worker.join()
-    if interrupted:
+        worker.join()
+    if state.get("cancel"):
         raise RequestInterrupted
     if "error" in state:
         raise state["error"]
     return state["value"]
+
+
+@contextlib.contextmanager
+def _interrupts_cancel(cancel: Callable[[], None]) -> Iterator[None]:
+    """While the request runs, SIGINT (Ctrl-C, a kernel interrupt) calls `cancel` instead of
+    raising KeyboardInterrupt wherever the main thread happens to be."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def on_sigint(_signum: int, _frame: FrameType | None) -> None:
+        cancel()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

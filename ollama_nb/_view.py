@@ -13,9 +13,11 @@ holds. Live text is `stream` output, which front ends show as text, never as HTM
 
 from __future__ import annotations
 
+import functools
 import html
 import sys
-from typing import TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 import ipywidgets as widgets
 
@@ -33,6 +35,18 @@ def _tokens(n: int) -> str:
     return f"{n} token{'' if n == 1 else 's'}"
 
 
+def unrecorded_widgets(start: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+    """Makes a live view's widgets under `CellOutput.comms_unrecorded`, so that a headless
+    run does not save their dead models in the notebook."""
+
+    @functools.wraps(start)
+    def wrapped(self: Any, first: Any) -> None:
+        with self._out.comms_unrecorded():
+            start(self, first)
+
+    return wrapped
+
+
 class WidgetView:
     """Header (model · elapsed · tokens · Stop), collapsed thinking, streaming answer."""
 
@@ -44,6 +58,7 @@ class WidgetView:
         self._sent = {"answer": 0, "thinking": 0}  # parts of each already streamed
         self._capturing: widgets.Output | None = None
 
+    @unrecorded_widgets
     def start(self, model: str) -> None:
         self._model = widgets.HTML(value=f"<b>{html.escape(model)}</b>")
         self._elapsed = widgets.Label(value=format_seconds(0.0))
@@ -112,10 +127,32 @@ class WidgetView:
         self._capturing = target
 
     def finish(self, result: OllamaResult) -> None:
+        """Swap the live view for the static record, touching no other output of the cell
+        (a loop of requests keeps one record each): the live view's display becomes empty
+        and the record is a new display after it. nbval (which ignores display updates and
+        widget-only displays) then collects exactly what a saved notebook holds."""
         self._capture(None)
-        self._out.clear()
-        self._out.display(result._repr_mimebundle_())
+        data, metadata = record_bundle(result)
+        live = widget_display_id(self._root)
+        self._out.update(live, {})
+        self._out.display(data, metadata)
+        if self._out.cell_ended and not self.shown:
+            # A --background request in a headless run: its cell's messages are no longer
+            # read; this puts the record in place of the live view in the saved file.
+            self._out.update_elsewhere(live, data, metadata)
         _close_tree(self._root)
+
+
+def record_bundle(result: OllamaResult) -> tuple[dict[str, Any], dict[str, Any]]:
+    bundle = result._repr_mimebundle_()
+    if isinstance(bundle, tuple):
+        return bundle[0], bundle[1] or {}
+    return bundle, {}
+
+
+def widget_display_id(root: widgets.Widget) -> str:
+    """The display id of a live view's output, so that it can be emptied in place."""
+    return f"ollama-nb-{root.model_id}"
 
 
 def stop_button(hint: str | None, tooltip: str) -> widgets.Button:
@@ -134,7 +171,8 @@ def show_widget(output: CellOutput, root: widgets.Widget) -> None:
     # Only the widget mime type: nbval skips such a display, so nothing unstable (a
     # widget's text/plain repr) is compared, and the static record replaces it anyway.
     output.display(
-        {WIDGET_MIME: {"version_major": 2, "version_minor": 0, "model_id": root.model_id}}
+        {WIDGET_MIME: {"version_major": 2, "version_minor": 0, "model_id": root.model_id}},
+        display_id=widget_display_id(root),
     )
 
 
@@ -193,6 +231,7 @@ class WidgetPullView:
         self._control = control
         self._stop_hint = stop_hint
 
+    @unrecorded_widgets
     def start(self, progress: PullProgress) -> None:
         self._bar = widgets.FloatProgress(value=0.0, min=0.0, max=100.0, description="pull")
         self._label = widgets.Label(value=f"{progress.model}: {progress.line()}")

@@ -68,3 +68,44 @@ def kernel_629(standin_server: StandInServer) -> Iterator[KernelDriver]:
 def k6_kernel(kernel_629: KernelDriver) -> Iterator[KernelDriver]:
     yield kernel_629
     kernel_629.settle()
+
+
+@pytest.fixture(scope="session")
+def kernel_colab(standin_server: StandInServer) -> Iterator[KernelDriver]:
+    """The Colab-style stack (Python 3.11, ipykernel 6.17.1, IPython 7.34.0, ipywidgets
+    7.7.1, the project installed into it) that tests/run makes."""
+    python = os.environ.get("OLLAMA_NB_COLAB_PYTHON", "")
+    if not python or not os.path.exists(python):
+        message = "no Colab-style environment (tests/run makes it: OLLAMA_NB_COLAB_PYTHON)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    driver = _start_kernel(python, standin_server)
+    yield driver
+    driver.close()
+
+
+@pytest.fixture
+def colab_kernel(kernel_colab: KernelDriver) -> Iterator[KernelDriver]:
+    yield kernel_colab
+    kernel_colab.settle()
+
+
+@pytest.fixture(scope="session")
+def kernel_py310(standin_server: StandInServer) -> Iterator[KernelDriver]:
+    """Python 3.10 with what pip resolves there (ipykernel 6.31, IPython 8), from tests/run."""
+    python = os.environ.get("OLLAMA_NB_PY310_PYTHON")
+    if not python or not os.path.exists(python):
+        message = "no Python 3.10 environment (tests/run makes it: OLLAMA_NB_PY310_PYTHON)"
+        if IN_CI and python is None:  # not run by tests/run (which says when none exists)
+            pytest.fail(message)
+        pytest.skip(message)
+    driver = _start_kernel(python, standin_server)
+    yield driver
+    driver.close()
+
+
+@pytest.fixture
+def py310_kernel(kernel_py310: KernelDriver) -> Iterator[KernelDriver]:
+    yield kernel_py310
+    kernel_py310.settle()

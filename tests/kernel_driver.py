@@ -106,9 +106,10 @@ class Cell:
         return self.reply.content.get("ename") if self.reply else None
 
     def comm_opens(self) -> list[Msg]:
-        return [
-            m for m in self.driver.messages if m.type == "comm_open" and m.parent_id == self.msg_id
-        ]
+        # A live view opens its widgets under "<cell msg_id>/ollama-nb-view" (so headless
+        # runners do not save their models): they are this cell's too.
+        own = (self.msg_id, f"{self.msg_id}/ollama-nb-view")
+        return [m for m in self.driver.messages if m.type == "comm_open" and m.parent_id in own]
 
     def widget(self, **state: Any) -> Msg | None:
         """The comm_open of this cell's widget whose state has all of `state`."""
@@ -221,7 +222,12 @@ class KernelDriver:
     def value(self, expression: str, timeout: float = 30) -> Any:
         """The JSON value of `expression` evaluated in the kernel."""
         code = f"__import__('json').dumps({expression}, default=str)"
-        cell = self.finish(self.submit("", silent=True, user_expressions={"v": code}), timeout)
+        for _attempt in range(3):
+            cell = self.finish(self.submit("", silent=True, user_expressions={"v": code}), timeout)
+            # ipykernel 6 aborts a request that arrives just after a failed cell.
+            if cell.reply.content.get("status") != "aborted":
+                break
+        assert "user_expressions" in cell.reply.content, cell.reply.content
         result = cell.reply.content["user_expressions"]["v"]
         assert result["status"] == "ok", result
         return json.loads(ast.literal_eval(result["data"]["text/plain"]))

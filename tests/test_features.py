@@ -241,14 +241,17 @@ def test_stats_counts_outcomes_and_percentiles(kernel: KernelDriver, server: Sta
     server.configure(first_chunk_delay=0)
     assert run_cell(kernel, "no-such-model").status == "error"
     stats = out_text(kernel.ok("%ollama stats"))
-    lines: dict[str, Any] = dict(
-        re.split(r"\s{2,}", line, maxsplit=1) for line in stats.splitlines()[2:]
-    )
+    lines: dict[str, Any] = {
+        row[0]: row[1] for row in (re.split(r"\s{2,}", line) for line in stats.splitlines()[2:])
+        if len(row) > 1
+    }  # fmt: skip
     assert int(lines["requests"]) == before + 4
     for name in ("done", "stopped", "timeout (read)", "error"):
         assert int(lines[name]) >= 1, stats
-    for key in ("latency p50", "latency p95", "latency p99", "time to first token p50"):
+    for key in ("latency min", "latency p50", "latency max", "time to first token p50"):
         assert lines[key].endswith(" s")
+    if before + 4 < 20:  # a tail percentile needs enough samples to mean something
+        assert "latency p95" not in lines and "p95 is shown from 20 samples on" in stats
 
 
 def test_think_flags_send_true_false_a_level_or_nothing(

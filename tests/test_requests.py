@@ -48,7 +48,11 @@ def test_answer_streams_into_result_and_static_record(
     (record,) = cell.records()
     assert REPLY in record["text/html"] and REPLY in record["text/plain"]
     assert f"stand-in · stop · {len(tokens(REPLY))} tokens · " in record["text/plain"]
-    assert any(m.type == "clear_output" for m in cell.messages)
+    # ...in place of the live view, whose display is emptied (nothing else of the cell is).
+    assert not any(m.type == "clear_output" for m in cell.messages)
+    assert any(
+        m.type == "update_display_data" and m.content["data"] == {} for m in cell.messages
+    )
 
 
 def test_model_and_host_come_from_config_when_not_on_the_line(

@@ -51,12 +51,13 @@ def keyed_kernel(standin_server: StandInServer) -> Iterator[KernelDriver]:
 
 def shown(cells: list[Cell]) -> str:
     """Everything sent to front ends since the first of `cells`: outputs, errors, widget
-    state, as JSON."""
+    state, as JSON (not the echo of the cells' own code)."""
     since = min(cell.sent_at for cell in cells)
     return "\n".join(
         json.dumps(m.raw["content"], ensure_ascii=False)
         for m in cells[0].driver.messages
-        if m.channel == "iopub" and m.at >= since
+        # execute_input echoes the code a test typed (which may hold the key on purpose)
+        if m.channel == "iopub" and m.at >= since and m.type != "execute_input"
     )
 
 
@@ -191,3 +192,64 @@ def test_nothing_of_a_conversation_is_written_to_disk(
     assert {path: hits for path, hits in found.items() if path not in ipython_own} == {}
     # IPython records inputs, never outputs (db_log_output is off): no answer, no key.
     assert all(hits == [PROMPT_MARK] for hits in ipython_own.values()), ipython_own
+
+
+@pytest.mark.parametrize(
+    ("key", "what"),
+    [
+        ("sk-SECRET123\r\nX-Injected: 1", "a line break"),
+        ("sk-SECRET123\nmore", "a line break"),
+        ("sk-SECRET123-clé", "a non-ASCII character"),
+        ("sk-SECRET123\x1b[2J", "a control character"),
+    ],
+)
+def test_an_invalid_key_is_one_line_and_nothing_is_sent(
+    keyed_kernel: KernelDriver, server: StandInServer, key: str, what: str
+) -> None:
+    kernel = keyed_kernel
+    kernel.ok(f"import os; os.environ['OLLAMA_API_KEY'] = {key!r}")
+    try:
+        cells = [kernel.run("%%ollama stand-in\nHello.")]
+        for command in ("models", "ps", "version"):
+            cells.append(kernel.run(f"%ollama {command}"))
+        cells.append(kernel.run("%%ollama\nHello."))  # the model lookup
+        for cell in cells:
+            assert cell.ename == "OllamaError", cell.error_text()
+            [line] = cell.error()["traceback"]
+            assert line.startswith("OllamaError: $OLLAMA_API_KEY is not a valid key"), line
+            assert what in line and "nothing was sent" in line
+        cells.append(kernel.ok("%ollama config"))
+        assert server.requests == []
+        assert FRAGMENT not in shown(cells)
+    finally:
+        kernel.ok(f"os.environ['OLLAMA_API_KEY'] = {SECRET!r}")
+
+
+def test_a_password_in_the_host_is_sent_as_basic_auth_and_never_shown(
+    keyed_kernel: KernelDriver, server: StandInServer
+) -> None:
+    import base64
+
+    kernel = keyed_kernel
+    server.configure(reply="Behind basic auth.")
+    host = server.url.replace("http://", "http://me:pw-SECRET123@")
+    cells = [kernel.run(f"%%ollama stand-in --host {host}\nHello.")]
+    assert cells[0].status == "ok", cells[0].error_text()
+    sent = server.last.headers["authorization"]
+    assert sent == "Basic " + base64.b64encode(b"me:pw-SECRET123").decode()
+    cells.append(kernel.ok("print(_ollama.host, repr(_ollama), vars(_ollama))"))
+    assert "me:***@" in shown(cells[-1:])
+    cells.append(kernel.ok(f"%config OllamaMagics.host = {host!r}"))
+    try:
+        cells.append(kernel.ok("%ollama config"))
+        cells.append(kernel.ok("%ollama version"))
+        server.configure(first_chunk_delay=5)
+        cells.append(kernel.run("%%ollama stand-in --read-timeout 0.3\nHello."))
+        assert cells[-1].ename == "OllamaTimeoutError"
+        cells.append(kernel.run("%%ollama no-such-model\nHello."))
+        cells.append(kernel.run(f"%%ollama stand-in --host {host}:99999\nHello."))
+        assert cells[-1].status == "error"
+    finally:
+        cells.append(kernel.ok("%config OllamaMagics.host = None"))
+    everything = shown(cells)
+    assert "me:***@" in everything and FRAGMENT not in everything

@@ -26,7 +26,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Git-ignored folder for screenshots, console logs and the Jupyter server log.
 ARTIFACTS = REPO_ROOT / "artifacts"
 
-# Selectors measured on JupyterLab 4.6 and Notebook 7.6 (see shared/KERNEL_FACTS.md).
+# Selectors measured on JupyterLab 4.6 and Notebook 7.6; tests/browser/test_smoke.py checks
+# them in both front ends (the server set-up is described in tests/browser/conftest.py).
 CELL = ".jp-Notebook .jp-Cell"
 CODE_EDITOR = ".jp-Notebook .jp-CodeCell .cm-content"
 EDITOR = ".cm-content"
