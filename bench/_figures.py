@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections.abc import Callable
@@ -207,6 +208,42 @@ def _one_stop(kernel: BenchKernel, server: StandInServer, min_chunks: int) -> tu
     if run.result.get("done_reason") != "stopped":
         raise RuntimeError(f"Stop did not stop the request: {run.status} {run.result}")
     return run.wall - (clicked - cell.sent_at), record.disconnected_at - clicked
+
+
+# -- first text --------------------------------------------------------------------------
+
+FIRST_TEXT_LINE = (
+    "stand-in --host {url} -o standin_first_chunk_delay=0.5 -o standin_token_interval=0.3"
+    " -o standin_tokens=4"
+)
+OPEN_BLOCK = "ollama-nb-open"  # the class of the live view's open block (its HTML widget)
+
+
+def _first_open_block(kernel: BenchKernel, since: float) -> Any:
+    for m in kernel.driver.messages:
+        state = m.content.get("data", {}).get("state", {}) if m.type == "comm_msg" else {}
+        if m.at >= since and OPEN_BLOCK in str(state.get("value", "")):
+            return m
+    return None
+
+
+def first_text(kernel: BenchKernel, server: StandInServer, runs: int) -> dict[str, Any]:
+    """From the server writing the first chunk to the live view's first text on IOPub
+    (the view drawn first: the chunk comes 0.5 s after the request)."""
+    delays = []
+    for _ in range(runs):
+        server.reset()
+        cpu = kernel.cpu_seconds()
+        cell = kernel.submit(FIRST_TEXT_LINE.format(url=server.url), show=True)
+        record = server.wait_for_request("/api/generate", timeout=10)
+        first = kernel.driver.wait_for(
+            functools.partial(_first_open_block, kernel, cell.sent_at), 10, "the first live text"
+        )
+        kernel.complete(cell, cpu, timeout=10)
+        if record.first_byte_at is None:
+            raise RuntimeError("the stand-in never answered")
+        delays.append(first.at - record.first_byte_at)
+    return {"runs": runs, "chunk_to_first_text_ms": summary(ms(delays), 1)}
 
 
 # -- timeouts ----------------------------------------------------------------------------

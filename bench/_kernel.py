@@ -3,7 +3,9 @@ from outside it: its process's CPU time and RSS, and per-cell IOPub accounting."
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +39,7 @@ class CellRun:
     bytes_by_type: dict[str, int] = field(default_factory=dict)
     ui_updates: int = 0  # state updates of the elapsed label
     ui_updates_max_1s: int = 0  # most of them that arrived within any one second
-    live_chars: int = 0  # answer characters that streamed live (stream messages)
+    live_chars: int = 0  # answer characters shown live (finished blocks + the last open one)
 
     @property
     def elapsed(self) -> float:
@@ -111,7 +113,7 @@ class BenchKernel:
             cpu_seconds=cpu,
             iopub_bytes=0,
             iopub_messages=0,
-            live_chars=len(cell.stream_text()),
+            live_chars=_live_chars(cell),
         )
         _account_iopub(run, cell, self.driver.messages)
         _account_updates(run, cell)
@@ -122,6 +124,26 @@ class BenchKernel:
     def run(self, line: str, *, show: bool, timeout: float = 60) -> CellRun:
         cpu = self.cpu_seconds()
         return self.complete(self.submit(line, show=show), cpu, timeout)
+
+
+def _live_chars(cell: Cell) -> int:
+    """Characters of the text the live view showed last: every finished-block display
+    plus the last open-block display (the one after a `clear_output`), words joined by
+    one space (the stand-in's filler has single spaces)."""
+    finished: list[str] = []
+    last_open = ""
+    after_clear = False
+    for msg in cell.messages:
+        if msg.type == "clear_output":
+            after_clear = True
+        elif msg.type == "display_data" and set(msg.content["data"]) == {"text/html"}:
+            if after_clear:
+                last_open = msg.content["data"]["text/html"]
+            else:
+                finished.append(msg.content["data"]["text/html"])
+            after_clear = False
+    text = html.unescape(re.sub(r"<[^>]+>", " ", "".join(finished) + last_open))
+    return len(" ".join(text.split()))
 
 
 def _account_iopub(run: CellRun, cell: Cell, messages: list[Msg]) -> None:

@@ -29,6 +29,8 @@ GOALS = (
          lambda v: v <= 20, "/s"),
     Goal("iopub_bytes_ratio_100k", "IOPub bytes / answer, 100k tokens",
          "<= 3x + 64 KB", None, "x"),
+    Goal("first_text_ms_p95", "first chunk -> first live text p95 (IOPub)", "<= 30 ms",
+         lambda v: v <= 30, " ms"),
     Goal("stop_click_to_close_ms_p95_k7", "Stop click -> server close p95, ipykernel 7.4",
          "<= 50 ms", lambda v: v <= 50, " ms"),
     Goal("stop_click_to_close_ms_p95_k6", "Stop click -> server close p95, ipykernel 6.29",

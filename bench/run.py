@@ -71,6 +71,7 @@ from _figures import (
     THROUGHPUT_TOKENS,
     Plan,
     cpu,
+    first_text,
     iopub,
     memory,
     stop_latency,
@@ -147,6 +148,9 @@ def _measure_k7(
         long_runs = [c for c in cells + bound + io_cells if c.result["chunks"] >= 20_000]
         results["ui_updates"] = ui_updates(long_runs)
         results["cpu"] = cpu(cells)
+        results["first_text"] = timed(
+            "first text", lambda: first_text(k7, inproc, min(plan.stop_clicks, 10))
+        )
         results["stop_k7"] = timed(
             "Stop on 7.4", lambda: stop_latency(k7, inproc, plan.stop_clicks)
         )
@@ -198,6 +202,7 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         "throughput_client_bound_ratio_vs_ollama_client": bound["ratio_vs_ollama_client"],
         "ui_updates_per_s_max": results["ui_updates"]["per_s_max"],
         "iopub_bytes_ratio_100k": results["iopub"]["100000"]["ratio"],
+        "first_text_ms_p95": results["first_text"]["chunk_to_first_text_ms"]["p95"],
         "stop_click_to_close_ms_p95_k7": results["stop_k7"]["click_to_server_close_ms"]["p95"],
         "stop_click_to_close_ms_p95_k6": (
             stop_k6["click_to_server_close_ms"]["p95"] if stop_k6 else None

@@ -178,11 +178,11 @@ class CellOutput:
         finally:
             del kernel.get_parent
 
-    def clear(self) -> None:
+    def clear(self, wait: bool = False) -> None:
         if self._capturing is not None:
             return  # never clear what %%capture collected from the rest of the cell
         sys.stdout.flush()
-        self._send("clear_output", {"wait": False}, b"clear_output")
+        self._send("clear_output", {"wait": wait}, b"clear_output")
 
     def stream(self, text: str, name: str = "stdout") -> None:
         if self._capturing is not None:

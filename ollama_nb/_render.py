@@ -1,9 +1,16 @@
-"""The static record: an answer as safe HTML, and the one-line status. Pure functions.
+"""Answers as safe HTML (the static record and the live view), and the one-line status.
+Pure functions of plain values: nothing here knows `OllamaResult`.
 
 JupyterLab renders the running session's HTML and Markdown outputs without sanitising
 them, so model output must never reach the page as markup. The answer is rendered from
 Markdown with raw HTML disabled: `<script>` in prose shows as text, while code blocks
 keep their `<` readable (a naive `&lt;` pass would show entities inside code).
+
+Maths: JupyterLab 4 and Notebook 7 run MathJax over every HTML output, and MathJax takes
+any `$…$` for maths ("$5 and $10" became italic "5and10"). So the answer sits in an
+element MathJax ignores (`mathjax_ignore`; `tex2jax_ignore` for older MathJax), and only
+the maths that mdit-py-plugins found by Pandoc's dollar rules (or as `$$…$$`, `\\(…\\)`,
+`\\[…\\]`) goes out, re-delimited as `\\(…\\)` / `\\[…\\]`, in elements MathJax processes.
 """
 
 from __future__ import annotations
@@ -11,58 +18,139 @@ from __future__ import annotations
 import base64
 import functools
 import html
+import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from markdown_it import MarkdownIt
-
-if TYPE_CHECKING:
-    from ._result import OllamaResult
+from markdown_it.rules_block import StateBlock
+from markdown_it.token import Token
+from mdit_py_plugins.dollarmath import dollarmath_plugin
+from mdit_py_plugins.texmath import texmath_plugin
+from mdit_py_plugins.texmath.index import make_inline_func
 
 PLAIN_LIMIT = 64 * 1024  # a record's text/plain copy beyond this shows its head only
 PLAIN_HEAD = 4 * 1024
 STATUS_STYLE = "color: var(--jp-ui-font-color2, #666); font-size: 0.85em; margin-top: 0.4em"
+# MathJax 3.2+/4 and MathJax 2 / 3.0 class names: text is skipped, maths is typeset.
+NO_MATH = "mathjax_ignore tex2jax_ignore"
+MATH = "mathjax_process tex2jax_process"
+# Blocks nested deeper than this are shown as text: markdown-it stops parsing at its
+# nesting limit (20) and silently drops the rest of the document.
+MAX_BLOCK_DEPTH = 16
+
+
+_DISPLAY_INLINE: Any = {
+    "name": "math_display_inline",
+    "rex": re.compile(r"^\\\[(.+?)\\\]", re.DOTALL),
+    "tmpl": "",
+    "tag": "\\[",
+}
+
+
+class Answer(Protocol):
+    """What a record shows: any object with these (an `OllamaResult`)."""
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def thinking(self) -> str: ...
+
+    @property
+    def status(self) -> str: ...
+
+
+def _math_inline(_renderer: Any, tokens: Sequence[Token], idx: int, *_: Any) -> str:
+    return f'<span class="math {MATH}">\\({html.escape(tokens[idx].content)}\\)</span>'
+
+
+def _math_display_inline(_renderer: Any, tokens: Sequence[Token], idx: int, *_: Any) -> str:
+    return f'<span class="math {MATH}">\\[{html.escape(tokens[idx].content)}\\]</span>'
+
+
+def _math_block(_renderer: Any, tokens: Sequence[Token], idx: int, *_: Any) -> str:
+    return f'<div class="math {MATH}">\\[{html.escape(tokens[idx].content.strip())}\\]</div>\n'
 
 
 @functools.lru_cache(maxsize=1)
 def _markdown() -> MarkdownIt:
     # "html": False turns raw HTML into text; markdown-it also refuses javascript: links.
-    return MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
+    md = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
+    # Pandoc's rules: no space inside the dollars, no digit right after the closing one.
+    md.use(dollarmath_plugin, allow_space=False, allow_digits=False, double_inline=True)
+    md.use(texmath_plugin, delimiters="brackets")  # \(…\), and \[…\] as a block
+    # \[…\] inside a paragraph too ("is:\n\\[\nE=mc^2\n\\]\nwhere", as models write it).
+    md.inline.ruler.before("escape", "math_display_inline", make_inline_func(_DISPLAY_INLINE))
+    md.add_render_rule("math_inline", _math_inline)
+    for name in ("math_inline_double", "math_display_inline"):
+        md.add_render_rule(name, _math_display_inline)
+    for name in ("math_block", "math_block_label", "math_block_eqno", "math_double"):
+        md.add_render_rule(name, _math_block)
+    md.block.tokenize = functools.partial(_tokenize_within_depth, md.block.tokenize)  # type: ignore[method-assign]
+    return md
+
+
+def _tokenize_within_depth(tokenize: Any, state: StateBlock, start: int, end: int) -> None:
+    """The block parser, except that what lies too deep to parse is kept as a paragraph
+    of text (its list markers and all) instead of being dropped with all that follows."""
+    if state.level < MAX_BLOCK_DEPTH:
+        tokenize(state, start, end)
+        return
+    # The lines a nested parse would take: up to one indented less than this block.
+    line = last = start
+    while line < end:
+        if not state.isEmpty(line):
+            if state.sCount[line] < state.blkIndent:
+                break
+            last = line + 1
+        line += 1
+    text = state.getLines(start, last, state.blkIndent, False).strip()
+    if text:
+        state.push("paragraph_open", "p", 1).map = [start, last]
+        inline = state.push("inline", "", 0)
+        inline.content, inline.map, inline.children = text, [start, last], []
+        state.push("paragraph_close", "p", -1)
+    state.line = last
 
 
 def markdown_html(text: str) -> str:
-    return _markdown().render(text)
+    """Markdown as inert HTML; only the maths in it is left for MathJax."""
+    return f'<div class="{NO_MATH}">{_markdown().render(text)}</div>'
 
 
 def format_seconds(seconds: float) -> str:
     return f"{seconds:.1f} s"
 
 
-def status_line(result: OllamaResult) -> str:
-    # None: the server finished without saying why (no done_reason in its final chunk).
-    reason = result.done_reason or ("error" if result.error is not None else "done")
-    if result.timeout_kind:
-        reason = f"{reason} ({result.timeout_kind})"
-    tokens = result.eval_count if result.eval_count is not None else result.chunks
-    parts = [result.model, reason, f"{tokens} token{'' if tokens == 1 else 's'}"]
-    if result.tokens_per_second is not None:
-        parts.append(f"{result.tokens_per_second:.1f} tokens/s")
-    parts.append(format_seconds(result.elapsed))
+def status_line(
+    model: str,
+    reason: str,
+    tokens: int,
+    tokens_per_second: float | None,
+    elapsed: float,
+) -> str:
+    parts = [model, reason, f"{tokens} token{'' if tokens == 1 else 's'}"]
+    if tokens_per_second is not None:
+        parts.append(f"{tokens_per_second:.1f} tokens/s")
+    parts.append(format_seconds(elapsed))
     return " · ".join(parts)
 
 
-def record_html(result: OllamaResult) -> str:
+def record_html(answer: Answer) -> str:
     pieces = ['<div class="ollama-nb-record">']
-    if result.images:
-        pieces.append(thumbnails_html(result.images))
-    if result.thinking:
+    images = getattr(answer, "images", None)  # thumbnails of the images sent (_images)
+    if images:
+        pieces.append(thumbnails_html(images))
+    if answer.thinking:
         pieces.append(
             "<details><summary>Thinking</summary>"
-            f'<div class="ollama-nb-thinking">{markdown_html(result.thinking)}</div></details>'
+            f'<div class="ollama-nb-thinking">{markdown_html(answer.thinking)}</div></details>'
         )
-    pieces.append(f'<div class="ollama-nb-answer">{markdown_html(result.text)}</div>')
+    pieces.append(f'<div class="ollama-nb-answer">{markdown_html(answer.text)}</div>')
     pieces.append(
-        f'<div class="ollama-nb-status" style="{STATUS_STYLE}">{html.escape(result.status)}</div>'
+        f'<div class="ollama-nb-status {NO_MATH}" style="{STATUS_STYLE}">'
+        f"{html.escape(answer.status)}</div>"
     )
     pieces.append("</div>")
     return "".join(pieces)
@@ -87,17 +175,18 @@ def _image_mime(data: bytes) -> str:
     return "image/png"
 
 
-def record_text(result: OllamaResult) -> str:
+def record_text(answer: Answer) -> str:
     """The plain-text side of the record (consoles, nbval). A huge answer shows its head:
     the HTML side has it all, and a second full copy would double the notebook's size."""
     parts = []
-    if result.images:
-        parts.append(f"[{len(result.images)} image{'' if len(result.images) == 1 else 's'} sent]")
-    if result.thinking:
-        parts.append(f"[thinking]\n{_head(result.thinking)}\n[/thinking]")
-    if result.text:
-        parts.append(_head(result.text))
-    parts.append(result.status)
+    images = getattr(answer, "images", None)
+    if images:
+        parts.append(f"[{len(images)} image{'' if len(images) == 1 else 's'} sent]")
+    if answer.thinking:
+        parts.append(f"[thinking]\n{_head(answer.thinking)}\n[/thinking]")
+    if answer.text:
+        parts.append(_head(answer.text))
+    parts.append(answer.status)
     return "\n\n".join(parts)
 
 
@@ -106,3 +195,83 @@ def _head(text: str) -> str:
         return text
     rest = len(text) - PLAIN_HEAD
     return f"{text[:PLAIN_HEAD]}… [{rest:,} more characters: print(_ollama) shows them all]"
+
+
+# -- the live view: finished blocks once, the open block again ---------------------------
+
+# An open block longer than this is cut at a line (or word) end: a code block past 4 KB
+# (~100 lines), anything else past 1 KB. Each refresh re-sends the open block, so this
+# bounds what a refresh costs (the elapsed/tokens labels alone cost ~1 KB).
+OPEN_LIMIT = 4 * 1024
+OPEN_LIMIT_TEXT = 1024
+_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})[^\n]*\n")
+_LINE_CUT = re.compile(r"\n(?=\S)")  # the rest starts flush left: no indented code
+_WORD_CUT = re.compile(r"\s+(?=\S)")
+
+
+def split_finished(text: str) -> tuple[int, str]:
+    """(length of the finished head of `text`, the fence line the rest must reopen).
+
+    A top-level block is finished once another block starts after it: later text cannot
+    change it. The last (open) block is cut too once it grows past its limit, so that a
+    long paragraph or code block is not sent again and again: a code block at a line end
+    (its head closed, its rest reopened with the same fence), anything else at a line or
+    word end (the live view then shows two paragraphs; the record shows one).
+    """
+    tokens: list[Token] = []
+    md = _markdown()
+    md.block.parse(text, md, {}, tokens)
+    starts = [t.map[0] for t in tokens if t.level == 0 and t.nesting >= 0 and t.map]
+    end = _line_start(text, starts[-1]) if len(starts) > 1 else 0
+    open_block = text[end:]
+    fence = _FENCE.match(open_block)
+    if len(open_block) <= (OPEN_LIMIT if fence else OPEN_LIMIT_TEXT):
+        return end, ""
+    # Cut at the very end when it ends a line (or a word): nothing stays open, so the
+    # next refresh need not send the open block again.
+    if fence:
+        cut = open_block.rfind("\n", fence.end()) + 1
+        return (end + cut, fence.group(0)) if cut > fence.end() else (end, "")
+    if open_block[-1].isspace():
+        return len(text), ""
+    cuts = list(_LINE_CUT.finditer(open_block)) or list(_WORD_CUT.finditer(open_block))
+    return (end + cuts[-1].end(), "") if cuts else (end, "")
+
+
+def _line_start(text: str, line: int) -> int:
+    at = 0
+    for _ in range(line):
+        at = text.index("\n", at) + 1
+    return at
+
+
+def close_fence(opener: str) -> str:
+    """The line that closes a fenced code block opened by `opener`."""
+    mark = opener.lstrip(" ")
+    return mark[: len(mark) - len(mark.lstrip(mark[0]))] + "\n"
+
+
+class LiveMarkdown:
+    """A growing text as HTML: each finished block is rendered once, the open one again
+    at each step. Keeps only the text not yet finished."""
+
+    def __init__(self) -> None:
+        self._rest = ""  # text after the finished blocks (after a reopened fence line)
+        self._reopened = ""  # the fence line of a code block cut in two, if the rest is one
+
+    def add(self, text: str) -> tuple[str, str]:
+        """Append `text`; return (HTML of the blocks it finished, or "", the open block's
+        HTML, or "" when nothing is open)."""
+        self._rest += text
+        end, reopen = split_finished(self._reopened + self._rest)
+        finished = ""
+        if end:
+            head = (self._reopened + self._rest)[:end]
+            if reopen:
+                head += close_fence(reopen)
+            finished = markdown_html(head)
+            self._rest = (self._reopened + self._rest)[end:]
+            self._reopened = reopen
+        if not self._rest.strip():  # an empty code block would show as an empty box
+            return finished, ""
+        return finished, markdown_html(self._reopened + self._rest)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Any
 
 from ._render import record_html, record_text, status_line
+
+METADATA_KEY = "ollama_nb"  # the record's output metadata: how the answer was made
 
 
 @dataclass(eq=False)
@@ -33,13 +37,20 @@ class OllamaResult:
     timeout_kind: str | None = None
     final: dict[str, Any] = field(default_factory=dict, repr=False)
     prompt: str = ""  # the prompt as sent, after variables
+    # What was asked for: the request's `options`, `think` and `format` (see `settings_of`).
+    settings: dict[str, Any] = field(default_factory=dict, repr=False)
     # Thumbnails (PNG/JPEG bytes, ≤ 160 px high) of the images sent; the record shows them.
     images: list[bytes] = field(default_factory=list, repr=False)
 
     @property
     def status(self) -> str:
         """One readable line: model · reason · tokens · tokens/s · elapsed."""
-        return status_line(self)
+        # None: the server finished without saying why (no done_reason in its final chunk).
+        reason = self.done_reason or ("error" if self.error is not None else "done")
+        if self.timeout_kind:
+            reason = f"{reason} ({self.timeout_kind})"
+        tokens = self.eval_count if self.eval_count is not None else self.chunks
+        return status_line(self.model, reason, tokens, self.tokens_per_second, self.elapsed)
 
     def __str__(self) -> str:
         return self.text
@@ -51,5 +62,42 @@ class OllamaResult:
     def _repr_html_(self) -> str:
         return record_html(self)
 
+    def record_metadata(self) -> dict[str, Any]:
+        """How the answer was made, for the saved notebook; nothing secret (no host, key
+        or headers): only what the payload asked for and what the server answered."""
+        return {
+            METADATA_KEY: {
+                "model": self.model,
+                "done_reason": self.done_reason,
+                "eval_count": self.eval_count,
+                "elapsed": round(self.elapsed, 3),
+                "options": dict(self.settings.get("options") or {}),
+                "think": self.settings.get("think"),
+                "format": self.settings.get("format"),
+                "version": package_version(),
+            }
+        }
+
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         return {"text/html": record_html(self), "text/plain": record_text(self)}
+
+    def record_bundle(self) -> tuple[dict[str, str], dict[str, Any]]:
+        """(data, metadata) of the static record that replaces the live view."""
+        return self._repr_mimebundle_(), self.record_metadata()
+
+
+def settings_of(payload: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a request body the record's metadata tells (all JSON already)."""
+    return {
+        "options": payload.get("options") or {},
+        "think": payload.get("think"),
+        "format": payload.get("format"),
+    }
+
+
+@functools.lru_cache(maxsize=1)
+def package_version() -> str:
+    try:
+        return metadata.version("ollama-nb")
+    except metadata.PackageNotFoundError:  # run from a source tree without installing
+        return "unknown"

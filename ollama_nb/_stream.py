@@ -3,8 +3,9 @@
 Three tasks run side by side on one event loop (`race`, which `%ollama pull` uses too):
 
 - the consumer reads chunks from the client into a `Transcript`;
-- the ticker refreshes the view (elapsed time, tokens, new text) at most `TICK_HZ` times a
-  second, however fast tokens arrive, so the view costs the same at 10 or 20k tokens/s;
+- the ticker refreshes the view (elapsed time, tokens, new text) `TICK_HZ` times a second,
+  however fast tokens arrive, so the view costs the same at 10 or 20k tokens/s; the first
+  text is shown as soon as it arrives (one extra refresh), not at the next tick;
 - the stop waiter wakes when the Stop button (or `--stop-on`) asks to stop.
 
 The first of "consumer finished", "stop asked", "total deadline passed" or "this task was
@@ -27,7 +28,7 @@ from typing import Any, Literal, Protocol
 
 from ._client import OllamaClient
 from ._exceptions import OllamaError, OllamaResponseError, OllamaTimeoutError
-from ._result import OllamaResult
+from ._result import OllamaResult, settings_of
 
 TICK_HZ = 10
 SETTLE_SECONDS = 5.0  # closing a response is local work; never wait on it longer than this
@@ -50,6 +51,8 @@ class Transcript:
     # at each refresh, a 2 MB answer no longer passes through ~20 MB of small objects.
     new_answer: list[str] = field(default_factory=list, repr=False)
     new_thinking: list[str] = field(default_factory=list, repr=False)
+    # Set by the first text or thinking: the view shows it at once, not at the next tick.
+    first_text: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -63,6 +66,7 @@ class Transcript:
             self.chunks += 1
             if self.first_token_at is None:
                 self.first_token_at = time.monotonic()
+                self.first_text.set()
 
     def flush(self) -> None:
         """Move what arrived since the last flush into `answer` / `thinking`, one part each."""
@@ -194,19 +198,27 @@ async def race(
     control: StopControl,
     deadline: float | None = None,
     hz: float = TICK_HZ,
+    wake: asyncio.Event | None = None,
 ) -> Outcome:
     """Run `consume` until it ends, Stop is asked for, or `deadline` seconds pass, calling
-    `refresh` `hz` times a second meanwhile. Re-raises what `consume` raised, and
-    returns only once everything is cancelled and waited for: the response is closed."""
+    `refresh` `hz` times a second meanwhile, and once more as soon as `wake` is set.
+    Re-raises what `consume` raised, and returns only once everything is cancelled and
+    waited for: the response is closed."""
 
     async def tick() -> None:
         while True:
             await asyncio.sleep(1 / hz)
             refresh()
 
+    async def early() -> None:
+        if wake is not None:
+            await wake.wait()
+            refresh()
+
     consumer = asyncio.ensure_future(consume)
     waiter = asyncio.ensure_future(control.bind().wait())
     ticker = asyncio.ensure_future(tick())
+    eager = asyncio.ensure_future(early())
     try:
         done, _ = await asyncio.wait(
             {consumer, waiter}, timeout=deadline, return_when=asyncio.FIRST_COMPLETED
@@ -218,7 +230,7 @@ async def race(
             return "done"
         return "deadline"
     finally:
-        await settle([consumer, waiter, ticker])
+        await settle([consumer, waiter, ticker, eager])
 
 
 async def drive(
@@ -242,7 +254,11 @@ async def drive(
     error: BaseException | None = None
     try:
         outcome = await race(
-            _consume(request, transcript, control), refresh, control, request.total_timeout
+            _consume(request, transcript, control),
+            refresh,
+            control,
+            request.total_timeout,
+            wake=transcript.first_text,
         )
         if outcome == "stopped":
             reason = "stopped"
@@ -296,6 +312,7 @@ def build_result(
         chunks=transcript.chunks,
         final=final,
         prompt=request.prompt,
+        settings=settings_of(request.payload),
     )
     result.eval_count = _int_or_none(final.get("eval_count"))
     result.prompt_eval_count = _int_or_none(final.get("prompt_eval_count"))

@@ -3,18 +3,25 @@
 Both take the same calls from the stream driver (`start`, `update`, `finish`) on the
 event loop that drives the request.
 
-The widget view sends only what is new: text goes out as `stream` messages that an
-Output widget captures, so IOPub bytes grow with the answer, not with answer x updates.
+The widget view shows the answer as the record will: Markdown rendered by the same
+renderer (`_render`, raw HTML inert, money left alone). It sends only what is new:
+each finished Markdown block once, as a `text/html` display that an Output widget
+captures (the front end draws and typesets it exactly as it draws the record), and the
+open (last) block again at each refresh as the value of an HTML widget, styled with
+the front end's own Markdown classes. The open block is cut once it reaches a few KB,
+so IOPub bytes grow with the answer (plus a bounded amount per refresh), not with
+answer x updates; one widget update per refresh, no capture switching.
 It streams text only once a front end has drawn the view (`_view_count` > 0): a headless
 run (nbclient, nbval) gets no live text, so what nbval collects (the static record; it
 ignores a display that has only the widget mime type) equals what the saved notebook
-holds. Live text is `stream` output, which front ends show as text, never as HTML.
+holds.
 """
 
 from __future__ import annotations
 
 import functools
 import html
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -23,7 +30,7 @@ import ipywidgets as widgets
 
 from ._kernel import CellOutput
 from ._pull import PullProgress
-from ._render import format_seconds
+from ._render import LiveMarkdown, format_seconds
 from ._result import OllamaResult
 from ._stream import StopControl, Transcript
 from ._tables import human_bytes
@@ -55,7 +62,6 @@ class WidgetView:
         self._out = output
         self._control = control
         self._stop_hint = stop_hint
-        self._sent = {"answer": 0, "thinking": 0}  # parts of each already streamed
         self._capturing: widgets.Output | None = None
 
     @unrecorded_widgets
@@ -68,16 +74,16 @@ class WidgetView:
         header: list[widgets.Widget] = [self._model, self._elapsed, self._count, self._stop]
         if self._stop_hint:
             header.append(widgets.Label(value=self._stop_hint))
-        self._thinking = widgets.Output()
-        self._thinking_box = widgets.Accordion(children=[self._thinking], selected_index=None)
+        self._thinking = _LivePart("ollama-nb-live-thinking")
+        self._thinking_box = widgets.Accordion(children=[self._thinking.box], selected_index=None)
         self._thinking_box.set_title(0, "Thinking")
         self._thinking_box.layout.display = "none"
-        self._answer = widgets.Output()
+        self._answer = _LivePart("ollama-nb-live-answer")
         self._root = widgets.VBox(
             [
                 widgets.HBox(header, layout={"align_items": "center"}),
                 self._thinking_box,
-                self._answer,
+                self._answer.box,
             ],
             _view_count=0,  # ask front ends to report when they draw the view
         )
@@ -103,18 +109,20 @@ class WidgetView:
         self._count.value = _tokens(transcript.chunks)
         if not self.shown:
             return
-        if len(transcript.thinking) > self._sent["thinking"]:
+        if len(transcript.thinking) > self._thinking.seen:
             self._thinking_box.layout.display = ""
-            self._send(self._thinking, "thinking", transcript.thinking)
-        self._send(self._answer, "answer", transcript.answer)
+            self._send(self._thinking, transcript.thinking)
+        self._send(self._answer, transcript.answer)
 
-    def _send(self, target: widgets.Output, key: str, parts: list[str]) -> None:
-        end = len(parts)
-        if end == self._sent[key]:
+    def _send(self, part: _LivePart, parts: list[str]) -> None:
+        if len(parts) == part.seen:
             return
-        self._capture(target)
-        self._out.stream("".join(parts[self._sent[key] : end]))
-        self._sent[key] = end
+        finished, open_html = part.markdown.add("".join(parts[part.seen :]))
+        part.seen = len(parts)
+        if finished:
+            self._capture(part.done)
+            self._out.display({"text/html": finished})
+        part.show_open(open_html)
 
     def _capture(self, target: widgets.Output | None) -> None:
         """Point the cell's stream output at one Output widget (front ends apply it in order)."""
@@ -132,7 +140,7 @@ class WidgetView:
         and the record is a new display after it. nbval (which ignores display updates and
         widget-only displays) then collects exactly what a saved notebook holds."""
         self._capture(None)
-        data, metadata = record_bundle(result)
+        data, metadata = result.record_bundle()
         live = widget_display_id(self._root)
         self._out.update(live, {})
         self._out.display(data, metadata)
@@ -143,16 +151,31 @@ class WidgetView:
         _close_tree(self._root)
 
 
-def record_bundle(result: OllamaResult) -> tuple[dict[str, Any], dict[str, Any]]:
-    bundle = result._repr_mimebundle_()
-    if isinstance(bundle, tuple):
-        return bundle[0], bundle[1] or {}
-    return bundle, {}
-
-
 def widget_display_id(root: widgets.Widget) -> str:
     """The display id of a live view's output, so that it can be emptied in place."""
     return f"ollama-nb-{root.model_id}"
+
+
+OPEN_CLASSES = "jp-RenderedHTMLCommon jp-RenderedHTML ollama-nb-open"
+
+
+class _LivePart:
+    """One streaming text (answer or thinking): finished blocks, then the open block."""
+
+    def __init__(self, dom_class: str) -> None:
+        self.done = widgets.Output()
+        self.open = widgets.HTML()
+        self.box = widgets.VBox([self.done, self.open], _dom_classes=(dom_class,))
+        self.markdown = LiveMarkdown()
+        self.seen = 0  # transcript parts already rendered
+
+    def show_open(self, open_html: str) -> None:
+        # The classes JupyterLab and Notebook 7 give a rendered HTML output, so the open
+        # block has the record's font, size and spacing; the padding matches the
+        # output area's around the finished blocks above it.
+        value = f'<div class="{OPEN_CLASSES}">{open_html}</div>' if open_html else ""
+        if value != self.open.value:
+            self.open.value = value
 
 
 def stop_button(hint: str | None, tooltip: str) -> widgets.Button:
@@ -186,8 +209,27 @@ def _close_tree(widget: widgets.Widget) -> None:
     widget.close()
 
 
+# What a terminal would act on rather than print: escape sequences (CSI, the OSC/DCS/PM/
+# APC/SOS strings that set a window title or the clipboard, two-byte escapes, and their
+# 8-bit C1 forms) are dropped whole; any other control character (C0 but tab and newline,
+# DEL, C1) is dropped alone, so a sequence cut between two chunks shows as inert text.
+_ESCAPE_SEQUENCE = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+    r"|(?:\x1b[\]P^_X]|[\x90\x98\x9d-\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)"
+    r"|\x1b[ -/]*[0-~]"
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: str) -> str:
+    """`text` with nothing a terminal would interpret: printable text, tabs, newlines."""
+    return _CONTROL.sub("", _ESCAPE_SEQUENCE.sub("", text))
+
+
 class TextView:
-    """Terminal IPython: the answer streams to a text stream, then the status line."""
+    """Terminal IPython: the answer streams to a text stream, then the status line.
+    The model's text is written through `terminal_safe`: it cannot retitle the window,
+    set the clipboard (OSC 52) or move the cursor."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream or sys.stdout
@@ -219,7 +261,7 @@ class TextView:
         self._write(f"\n{result.status}\n")
 
     def _write(self, text: str) -> None:
-        self._stream.write(text)
+        self._stream.write(terminal_safe(text))
         self._stream.flush()
 
 

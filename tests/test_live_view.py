@@ -8,17 +8,44 @@ A click is the shell `comm_msg` a browser sends; "the front end drew the view" i
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
 import pytest
-from kernel_driver import WIDGET_MIME, Cell, KernelDriver
+from kernel_driver import WIDGET_MIME, Cell, KernelDriver, Msg
 from nbclient import NotebookClient
 from support import REPLY, assert_kept_what_arrived, result, run_cell
 
+from ollama_nb._view import OPEN_CLASSES
 from ollama_nb.testing import StandInServer
 
 SLOW = "-o standin_token_interval=0.05 -o standin_tokens=2000"
+
+
+def live_displays(cell: Cell) -> list[str]:
+    """The live view's finished blocks (HTML displays captured by an Output widget)."""
+    return [d["text/html"] for d in cell.displays() if set(d) == {"text/html"}]
+
+
+def open_blocks(messages: list[Msg]) -> list[Msg]:
+    """Updates of the live view's open block (the value of an HTML widget), in order."""
+    return [
+        m
+        for m in messages
+        if m.type == "comm_msg"
+        and OPEN_CLASSES in m.content["data"].get("state", {}).get("value", "")
+    ]
+
+
+def live_html(cell: Cell) -> str:
+    """All the live view sent: finished blocks, then the open block as last shown."""
+    last = open_blocks(cell.messages)[-1:]
+    return "".join(live_displays(cell) + [m.content["data"]["state"]["value"] for m in last])
+
+
+def words_of(html: str) -> list[str]:
+    return re.sub(r"<[^>]+>", " ", html).split()
 
 
 def start_slow_stream(kernel: KernelDriver, server: StandInServer, line: str = "") -> Cell:
@@ -86,9 +113,10 @@ def test_elapsed_counter_and_live_text(kernel: KernelDriver, server: StandInServ
     assert all(v.endswith(" s") for v in early)
     kernel.click(stop_button(kernel, cell))
     kernel.finish(cell)
-    # Once drawn, the answer streams as stream messages captured by the Output widget.
-    live = cell.stream_text()
-    assert live and result(kernel)["text"].startswith(live)
+    # Once drawn, the answer streams as HTML displays captured by Output widgets.
+    assert live_html(cell) and cell.stream_text() == ""
+    last = words_of(live_html(cell))  # the one paragraph, as last shown
+    assert len(last) >= 5 and result(kernel)["text"].split()[: len(last)] == last
 
 
 def test_headless_run_streams_no_text_and_leaves_one_record(
@@ -97,6 +125,7 @@ def test_headless_run_streams_no_text_and_leaves_one_record(
     server.configure(reply=REPLY)
     cell = run_cell(kernel, "stand-in")
     assert cell.stream_text() == ""  # no front end drew the view: nothing to stream to
+    assert live_html(cell) == ""
     widget_displays = [d for d in cell.displays() if WIDGET_MIME in d]
     assert len(widget_displays) == 1 and set(widget_displays[0]) == {WIDGET_MIME}
     (record,) = cell.records()
@@ -118,6 +147,10 @@ def test_iopub_traffic_and_update_rate_at_full_speed(
     own = [m for m in after_start if m.parent_id == cell.msg_id or m.type.startswith("comm")]
     total = sum(m.size() for m in own)
     print(f"\nIOPub for a {len(text)} B answer: {total} B in {len(own)} messages")
+    by_type: dict[str, int] = {}
+    for m in own:
+        by_type[m.type] = by_type.get(m.type, 0) + m.size()
+    print(by_type)
     assert total < 3 * len(text) + 64_000
     # Each view refresh moves the elapsed label once: count those on the wire.
     label = cell.widget(value="0.0 s").content["comm_id"]
@@ -153,3 +186,87 @@ def test_headless_notebook_run_saves_static_records(
         assert "stand-in · stop ·" in "".join(output["data"]["text/plain"])
     assert "Hello &lt;b&gt;there&lt;/b&gt;." in "".join(cells[1]["outputs"][1]["data"]["text/html"])
     assert "".join(cells[3]["outputs"][0]["data"]["text/plain"]) == "'stop'"
+
+
+MARKDOWN_REPLY = (
+    "# Prices\n\nTickets cost $5 and parking is $10, and $x^2$ is maths.\n\n"
+    "- one **bold** item\n- two `<code>`\n\n```py\nprint('<b>$y$</b>')\n```\n\nThe end."
+)
+
+
+def test_live_view_renders_markdown_and_sends_each_finished_block_once(
+    kernel: KernelDriver, server: StandInServer
+) -> None:
+    server.configure(reply=MARKDOWN_REPLY, token_interval=0.05, first_chunk_delay=0.5)
+    cell = kernel.submit("%%ollama stand-in\nPrices?")
+    root = kernel.wait_for(lambda: cell.widget(_view_count=0), 5, "the tracked view")
+    kernel.show_view(root.content["comm_id"])
+    kernel.finish(cell, timeout=30)
+    assert cell.status == "ok", cell.error_text()
+    assert len(live_displays(cell)) >= 2 and len(open_blocks(cell.messages)) >= 3
+    assert cell.stream_text() == ""
+    html = live_html(cell)
+    # Rendered by the record's renderer: Markdown, inert HTML, maths apart from money.
+    for piece in (
+        "<h1>Prices</h1>",
+        "Tickets cost $5 and parking is $10, and",
+        '<span class="math mathjax_process tex2jax_process">\\(x^2\\)</span>',
+        "<strong>bold</strong>",
+        "<code>&lt;code&gt;</code>",
+        "print('&lt;b&gt;$y$&lt;/b&gt;')",
+    ):
+        assert html.count(piece) >= 1, piece
+    # Finished blocks go out once; only the open block is sent again.
+    assert html.count("<h1>Prices</h1>") == 1
+    assert html.count("<li>one <strong>bold</strong> item</li>") == 1
+    (record,) = [d for d in cell.records() if "text/plain" in d]
+    assert "The end." in record["text/html"]
+
+
+def first_text_delay(kernel: KernelDriver, server: StandInServer) -> float:
+    """Seconds from the server writing the first chunk to the first live text on IOPub."""
+    server.reset()
+    server.configure(reply="First words here.", token_interval=0.5, first_chunk_delay=0.6)
+    cell = kernel.submit("%%ollama stand-in\nHi.")
+    root = kernel.wait_for(lambda: cell.widget(_view_count=0), 5, "the tracked view")
+    kernel.show_view(root.content["comm_id"])
+    record = server.wait_for_request("/api/generate", timeout=10)
+
+    sent_at = cell.sent_at
+
+    def first_open_block() -> list[Msg]:
+        return open_blocks([m for m in kernel.messages if m.at >= sent_at])[:1]
+
+    shown = kernel.wait_for(first_open_block, 10, "the first live text")[0]
+    assert "First" in shown.content["data"]["state"]["value"]
+    kernel.finish(cell)
+    assert record.first_byte_at is not None
+    return shown.at - record.first_byte_at
+
+
+def test_first_text_is_shown_without_waiting_for_the_tick(
+    kernel: KernelDriver, server: StandInServer
+) -> None:
+    """The first chunk is drawn at once (before: at the next 10 Hz tick, ~100 ms)."""
+    delays = [first_text_delay(kernel, server) for _ in range(5)]
+    delays.sort()
+    print(f"\nfirst chunk written -> first text on IOPub: {[round(d * 1000) for d in delays]} ms")
+    assert delays[len(delays) // 2] < 0.08  # generous: the tick alone took up to 100 ms
+
+
+def test_record_metadata_tells_how_the_answer_was_made(
+    kernel: KernelDriver, server: StandInServer
+) -> None:
+    server.configure(reply=REPLY)
+    cell = run_cell(kernel, "stand-in -o temperature=0.5 -o seed=7")
+    (message,) = [m for m in cell.messages if m.type == "display_data"
+                  and "ollama-nb-record" in m.content["data"].get("text/html", "")]  # fmt: skip
+    meta = message.content["metadata"]["ollama_nb"]
+    assert meta["model"] == "stand-in" and meta["done_reason"] == "stop"
+    assert meta["eval_count"] == 9 and meta["elapsed"] > 0
+    assert meta["options"] == {"temperature": 0.5, "seed": 7}
+    assert meta["think"] is None and meta["format"] is None
+    assert meta["version"] == kernel.value(
+        "__import__('importlib.metadata').metadata.version('ollama-nb')"
+    )
+    assert server.url not in json.dumps(meta)

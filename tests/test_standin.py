@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,15 @@ import httpx
 import ollama
 import pytest
 
-from ollama_nb.testing import RequestRecord, StandInServer, serve, unresponsive_listener
+from ollama_nb.testing import (
+    RequestRecord,
+    StandInServer,
+    make_png,
+    serve,
+    unresponsive_listener,
+)
+from ollama_nb.testing._fields import go_base64_decode, parse_go_duration
+from ollama_nb.testing._names import parse_name
 
 REPO = Path(__file__).resolve().parent.parent
 GENERATE = "/api/generate"
@@ -154,13 +163,24 @@ def test_thinking_streams_before_the_answer(client: ollama.Client) -> None:
     assert info.value.error == '"stand-in" does not support thinking'
 
 
+BUILT_IN = {
+    "stand-in:latest": ["completion"],
+    "stand-in-think:latest": ["completion", "thinking"],
+    "stand-in-vision:latest": ["completion", "vision"],
+    "stand-in-embed:latest": ["embedding"],
+}
+
+
 def test_list_ps_show(client: ollama.Client) -> None:
-    names = [m.model for m in client.list().models]
-    assert names == ["stand-in:latest", "stand-in-think:latest"]
-    stand_in = client.list().models[0]
+    listed = client.list().models
+    assert [m.model for m in listed] == list(BUILT_IN)  # newest first
+    stand_in = listed[0]
     assert stand_in.details and stand_in.details.family == "stand-in"
     assert stand_in.details.parameter_size == "0B"
     assert stand_in.size and stand_in.digest
+    raw = httpx.get(f"{client._client.base_url}/api/tags").json()["models"]
+    assert {m["name"]: m["capabilities"] for m in raw} == BUILT_IN
+    assert {m["details"]["context_length"] for m in raw} == {4096}
 
     assert client.ps().models == []
     client.generate(model="stand-in", prompt="x")
@@ -168,21 +188,115 @@ def test_list_ps_show(client: ollama.Client) -> None:
     assert loaded.model == "stand-in:latest"
     assert loaded.expires_at and loaded.context_length and loaded.size_vram
 
-    shown = client.show("stand-in-think")
-    assert shown.capabilities == ["completion", "thinking"]
-    assert shown.details and shown.details.format == "stand-in"
-    assert shown.template and shown.parameters is not None
-    assert client.show("stand-in").capabilities == ["completion"]
+    for name, capabilities in BUILT_IN.items():
+        shown = client.show(name)
+        assert shown.capabilities == capabilities
+        assert shown.modelinfo and shown.modelinfo["stand-in.context_length"] == 4096
+        assert shown.modelinfo["general.architecture"] == "stand-in"
+        assert shown.details and shown.details.format == "gguf"
+        assert shown.template and shown.parameters and shown.license
+    assert client.show("stand-in-embed").modelinfo["stand-in.embedding_length"] == 16
     with pytest.raises(ollama.ResponseError) as info:
         client.show("missing")
+    assert (info.value.status_code, info.value.error) == (404, "model 'missing:latest' not found")
+
+
+def test_ps_after_load_unload_and_expiry(client: ollama.Client) -> None:
+    loaded = client.generate(model="stand-in-think", keep_alive="10m")
+    assert loaded.done and loaded.done_reason == "load" and not loaded.response
+    [entry] = client.ps().models
+    assert entry.model == "stand-in-think:latest" and entry.expires_at
+    left = entry.expires_at - datetime.now(timezone.utc)
+    assert timedelta(minutes=9) < left <= timedelta(minutes=10)
+
+    client.generate(model="stand-in", keep_alive=-1)
+    assert [m.model for m in client.ps().models] == ["stand-in:latest", "stand-in-think:latest"]
+    forever = client.ps().models[0].expires_at
+    assert forever and forever - datetime.now(timezone.utc) > timedelta(days=365 * 200)
+
+    unloaded = client.generate(model="stand-in-think", keep_alive=0)
+    assert unloaded.done_reason == "unload"
+    assert [m.model for m in client.ps().models] == ["stand-in:latest"]
+    chat = client.chat(model="stand-in", messages=[], keep_alive=0)
+    assert chat.done_reason == "unload" and client.ps().models == []
+
+    client.generate(model="stand-in", prompt="x", keep_alive=0.3)  # seconds
+    assert [m.model for m in client.ps().models] == ["stand-in:latest"]
+    deadline = time.monotonic() + 5
+    while client.ps().models:
+        assert time.monotonic() < deadline, "the keep-alive did not expire"
+        time.sleep(0.05)
+
+
+def test_embed_with_official_client(client: ollama.Client) -> None:
+    one = client.embed(model="stand-in-embed", input="The sky is blue.")
+    [vector] = one.embeddings
+    assert len(vector) == 16 and abs(sum(v * v for v in vector) - 1) < 1e-6
+    many = client.embed(model="stand-in-embed", input=["The sky is blue.", "Grass is green."])
+    assert many.embeddings[0] == vector and len(many.embeddings) == 2
+    assert many.prompt_eval_count == 7 and many.total_duration and many.load_duration
+    cut = client.embed(model="stand-in-embed", input="The sky is blue.", dimensions=4)
+    assert len(cut.embeddings[0]) == 4
+    with pytest.raises(ollama.ResponseError) as info:
+        client.embed(model="stand-in", input="x")
+    assert (info.value.status_code, info.value.error) == (
+        400, "this model does not support embeddings"
+    )  # fmt: skip
+    with pytest.raises(ollama.ResponseError) as info:
+        client.embed(model="missing", input="x")
     assert info.value.status_code == 404
+
+
+def test_pull_errors_with_official_client(server: StandInServer, client: ollama.Client) -> None:
+    server.configure(pull_interval=0.001)
+    with pytest.raises(ollama.ResponseError) as info:
+        list(client.pull("bad name!", stream=True))
+    assert (info.value.status_code, info.value.error) == (400, "invalid model name")
+    statuses: list[str] = []
+    with pytest.raises(ollama.ResponseError) as info:
+        statuses.extend(p.status or "" for p in client.pull("no-such-model", stream=True))
+    assert statuses == ["pulling manifest"]  # progress first, then the error line
+    assert info.value.error == "pull model manifest: file does not exist"
+    with pytest.raises(ollama.ResponseError) as info:
+        client.pull("no-such-model")  # not streamed: a status
+    assert info.value.status_code == 500
+
+
+def test_pull_seconds_spreads_the_progress(server: StandInServer, http: httpx.Client) -> None:
+    server.configure(pull_seconds=0.6)
+    started = time.monotonic()
+    lines = list(http.post("/api/pull", json={"model": "slow"}).iter_lines())
+    took = time.monotonic() - started
+    assert json.loads(lines[-1]) == {"status": "success"} and len(lines) > 8
+    assert 0.5 <= took < 3
+
+
+def test_images_with_official_client(server: StandInServer, client: ollama.Client) -> None:
+    png = make_png(640, 480)
+    seen = client.generate(model="stand-in-vision", prompt="What is it?", images=[png])
+    assert (seen.response or "").startswith("[stand-in] saw 1 image: 640x480 PNG.")
+    record = server.wait_for_request(GENERATE)
+    assert [(i.format, i.width, i.height, i.data) for i in record.images] == [
+        ("PNG", 640, 480, png)
+    ]
+    messages = [{"role": "user", "content": "And these?", "images": [png, make_png(2, 3)]}]
+    chat = client.chat(model="stand-in-vision", messages=messages)
+    assert chat.message.content.startswith("[stand-in] saw 2 images: 640x480 PNG, 2x3 PNG.")
+    with pytest.raises(ollama.ResponseError) as info:
+        client.generate(model="stand-in", prompt="What is it?", images=[png])
+    assert (info.value.status_code, info.value.error) == (
+        400, "this model is missing data required for image input"
+    )  # fmt: skip
+    with pytest.raises(ollama.ResponseError) as info:
+        client.generate(model="stand-in-vision", prompt="?", images=[b"not an image"])
+    assert info.value.status_code == 500 and "image: unknown format" in info.value.error
 
 
 def test_unknown_model_is_404(client: ollama.Client) -> None:
     with pytest.raises(ollama.ResponseError) as info:
         list(client.generate(model="llama3.2", prompt="x", stream=True))
     assert info.value.status_code == 404
-    assert "not found" in info.value.error
+    assert info.value.error == "model 'llama3.2' not found"
     with pytest.raises(ollama.ResponseError) as info:
         client.chat(model="llama3.2", messages=[{"role": "user", "content": "x"}])
     assert info.value.status_code == 404
@@ -319,7 +433,9 @@ def test_knob_typo_is_a_clear_400(server: StandInServer, http: httpx.Client) -> 
 def test_bad_requests(http: httpx.Client) -> None:
     assert http.post(GENERATE, content=b"{not json").status_code == 400
     assert http.post(GENERATE).status_code == 400
-    assert http.post(GENERATE, json={"prompt": "x"}).status_code == 400
+    no_model = http.post(GENERATE, json={"prompt": "x"})
+    assert (no_model.status_code, no_model.json()) == (404, {"error": "model '' not found"})
+    assert http.get(GENERATE).status_code == 405
     missing = http.get("/api/nothing")
     assert missing.status_code == 404 and missing.text == "404 page not found"
     root = http.get("/")
@@ -576,3 +692,55 @@ def test_cli_help() -> None:
         check=True,
     )
     assert "--first-chunk-delay" in done.stdout and "standin_" in done.stdout
+    for knob in ("--num-parallel", "--max-queue", "--pull-seconds", "num_parallel (default 1)"):
+        assert knob in done.stdout
+    for model in ("stand-in-think", "stand-in-vision", "stand-in-embed"):
+        assert model in done.stdout
+
+
+# -- Go's parsing, reproduced -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("0", 0), ("10m", 600), ("1h30m", 5400), ("1.5s", 1.5), ("-1s", -1), ("300ms", 0.3),
+     ("2h45m30.5s", 9930.5), ("+5m", 300), ("1us", 1e-6), ("1\u00b5s", 1e-6)],
+)  # fmt: skip
+def test_go_durations(text: str, seconds: float) -> None:
+    assert parse_go_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("10", 'time: missing unit in duration "10"'), ("", 'time: invalid duration ""'),
+     ("1d", 'time: unknown unit "d" in duration "1d"'), ("m", 'time: invalid duration "m"'),
+     ("1.m", None), (".s", 'time: invalid duration ".s"')],
+)  # fmt: skip
+def test_go_duration_errors(text: str, message: str | None) -> None:
+    if message is None:  # "1." is a number in Go: one minute
+        assert parse_go_duration(text) == 60
+        return
+    with pytest.raises(ValueError) as info:
+        parse_go_duration(text)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("text", "offset"),
+    [("data:image/png;base64,AAAA", 4), ("AAA", 0), ("AAAAA", 4), ("A===", 1), ("AA=A", 2),
+     ("AA=", 3), ("AAAA====", 4), ("AA\nA!", 4)],
+)  # fmt: skip
+def test_go_base64_offsets(text: str, offset: int) -> None:
+    with pytest.raises(ValueError) as info:
+        go_base64_decode(text)
+    assert str(info.value) == f"illegal base64 data at input byte {offset}"
+    assert go_base64_decode("aGk=\n") == b"hi"
+
+
+def test_model_names() -> None:
+    assert parse_name("stand-in").shortest == "stand-in:latest"
+    assert parse_name("Me/Model:Q4").shortest == "Me/Model:Q4"
+    assert parse_name("registry.ollama.ai/library/x:1").shortest == "x:1"
+    assert parse_name("Stand-In").key == parse_name("stand-in:latest").key  # case-insensitive
+    for bad in ("bad name!", "-x", "a:", ":tag", "ns.x/model", "a" * 81):
+        assert not parse_name(bad).valid, bad

@@ -63,3 +63,22 @@ def test_ctrl_c_closes_the_response(ipython: pexpect.spawn, server: StandInServe
     assert record.chunks_after_disconnect == 0
     ipython.sendline("print(_ollama.done_reason, len(_ollama.text) > 0)")
     ipython.expect("interrupted True")
+
+
+def test_escape_sequences_in_the_answer_never_reach_the_terminal(
+    ipython: pexpect.spawn, server: StandInServer
+) -> None:
+    hostile = (
+        "Title\x1b]0;pwned-title\x07 clip\x1b]52;c;ZXZpbA==\x1b\\ done"
+        " \x1b[2J\x1b[31mred\x1b[0m bell\x07 back\x08 csi\x9b31m c1\x9d0;t\x9c end.\nline two"
+    )
+    server.configure(reply=hostile)
+    run(ipython, "stand-in", "Say it.")
+    ipython.expect("stand-in · stop · ")
+    shown = ipython.before
+    assert "Title clip done red bell back csi c1 end.\r\nline two" in shown
+    for sequence in ("\x1b]", "\x1b[2J", "\x1b[31m", "\x07", "\x08", "\x9b", "\x9d", "pwned"):
+        assert sequence not in shown, repr(sequence)
+    # The text itself is kept, escapes and all.
+    ipython.sendline(f"print(_ollama.text == {hostile!r})")
+    ipython.expect("True")

@@ -21,14 +21,37 @@ In-process::
 
 From a shell: ``python -m ollama_nb.testing --port 11434``.
 
-Models: ``stand-in`` and ``stand-in-think`` (can think); ``/api/pull`` adds any name.
+Models (``/api/tags`` lists them newest first, with ``capabilities``):
+
+- ``stand-in``: completion
+- ``stand-in-think``: completion, thinking; it thinks unless the request says
+  ``"think": false`` (as Ollama's thinking models do)
+- ``stand-in-vision``: completion, vision; its answer says what it was shown:
+  ``[stand-in] saw 1 image: 640x480 PNG. ...``
+- ``stand-in-embed``: embedding (``/api/embed``: 16-dimensional unit vectors computed
+  from the words of the text)
+
+``/api/pull`` adds any valid name (capabilities from the name: ``think``, ``vision``,
+``embed``), except names starting with ``no-such``, which fail as an unknown model does.
+
+What it checks and answers like Ollama's server (``server/routes.go``): field types,
+``think`` (a bool or ``low|medium|high|max``), ``keep_alive`` (Go durations, seconds,
+``0``, ``-1``), option types (a 500), model names (404 ``model 'x' not found``), wrong
+paths (plain-text ``404 page not found``) and methods (405), capabilities (thinking,
+vision, embedding). An empty prompt loads the model (``done_reason: "load"``), with
+``keep_alive: 0`` unloads it (``"unload"``); ``/api/ps`` lists what is loaded until its
+keep-alive runs out. Each model serves ``num_parallel`` requests at once; the others wait
+in a queue, receiving nothing, and past ``max_queue`` get a 503 ``server busy``. Each
+:class:`RequestRecord` tells when the request was queued and scheduled, and the images it
+carried (decoded: bytes, format, pixel size).
 
 Knobs (constructor, ``configure()``, or per request as ``options`` keys prefixed
-``standin_``; unknown knobs are an error): ``token_interval`` (0.005 s),
-``first_chunk_delay`` (0), ``tokens`` (24), ``reply``, ``thinking``, ``stall_after``,
-``stall_for``, ``drop_after``, ``error_after``, ``error`` ("stand-in error"),
-``malformed_after``, ``status``, ``split_utf8``, ``close_before_headers``,
-``pull_interval`` (0.02 s), ``pull_step`` (262144 bytes), ``api_key``. Run
+``standin_``; unknown knobs are an error; ``reset()`` restores the constructor's):
+``token_interval`` (0.005 s), ``first_chunk_delay`` (0), ``tokens`` (24), ``reply``,
+``thinking``, ``stall_after``, ``stall_for``, ``drop_after``, ``error_after``, ``error``
+("stand-in error"), ``malformed_after``, ``status``, ``split_utf8``,
+``close_before_headers``, ``pull_interval`` (0.02 s), ``pull_step`` (262144 bytes),
+``pull_seconds``, ``num_parallel`` (1), ``max_queue`` (512), ``api_key``. Run
 ``python -m ollama_nb.testing --help`` for what each does.
 """
 

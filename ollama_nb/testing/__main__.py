@@ -8,9 +8,13 @@ import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
+from typing import Final
 
 from ._knobs import Knobs, knob_help
 from ._server import StandInServer
+
+# A person watches this server (tutorials, notebooks/open): let a pull's bar be seen.
+CLI_PULL_SECONDS: Final = 2.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -20,7 +24,9 @@ def _parser() -> argparse.ArgumentParser:
         description=(
             "Serve a protocol-faithful stand-in for the Ollama HTTP API. It runs no model: "
             "answers are deterministic filler text starting with '[stand-in]'. Models: "
-            "stand-in, stand-in-think."
+            "stand-in (completion), stand-in-think (completion, thinking), stand-in-vision "
+            "(completion, vision), stand-in-embed (embedding); /api/pull adds more. Like "
+            "Ollama, each model serves --num-parallel requests at once and queues the rest."
         ),
         epilog=(
             "Per-request knobs go in a request's options with the prefix 'standin_', e.g. "
@@ -55,6 +61,28 @@ def _parser() -> argparse.ArgumentParser:
         help="tokens per answer (default %(default)s)",
     )
     parser.add_argument(
+        "--num-parallel",
+        type=int,
+        default=defaults.num_parallel,
+        metavar="N",
+        help="requests one model serves at once, like OLLAMA_NUM_PARALLEL (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-queue",
+        type=int,
+        default=defaults.max_queue,
+        metavar="N",
+        help="requests that may wait, like OLLAMA_MAX_QUEUE (default %(default)s)",
+    )
+    parser.add_argument(
+        "--pull-seconds",
+        type=float,
+        default=CLI_PULL_SECONDS,
+        metavar="S",
+        help="each /api/pull lasts about S seconds, long enough to watch a progress bar"
+        " (default %(default)s; 0: at once)",
+    )
+    parser.add_argument(
         "--api-key", default=None, help="require 'Authorization: Bearer KEY' on every request"
     )
     return parser
@@ -69,17 +97,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    server = StandInServer(
-        args.host,
-        args.port,
-        token_interval=args.token_interval,
-        first_chunk_delay=args.first_chunk_delay,
-        tokens=args.tokens,
-        api_key=args.api_key,
-    )
     try:
+        server = StandInServer(
+            args.host,
+            args.port,
+            token_interval=args.token_interval,
+            first_chunk_delay=args.first_chunk_delay,
+            tokens=args.tokens,
+            num_parallel=args.num_parallel,
+            max_queue=args.max_queue,
+            pull_seconds=args.pull_seconds,
+            api_key=args.api_key,
+        )
         server.start()
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # KnobError is a ValueError
         print(f"Ollama stand-in: cannot start: {exc}", file=sys.stderr)
         return 1
     print(f"Ollama stand-in (not a model) listening on {server.url}", flush=True)

@@ -289,7 +289,8 @@ def go_base64_decode(text: str) -> bytes:
                 if offset < 2:
                     raise ValueError(f"illegal base64 data at input byte {item.index}")
                 if offset == 2 and (len(quantum) < 4 or quantum[3].char != "="):
-                    at = quantum[3].index if len(quantum) == 4 else len(text)
+                    # Go: at EOF the length; else the byte before the one that is not "=".
+                    at = quantum[3].index - 1 if len(quantum) == 4 else len(text)
                     raise ValueError(f"illegal base64 data at input byte {at}")
                 if start + 4 < len(chars):
                     raise ValueError(f"illegal base64 data at input byte {chars[start + 4].index}")

@@ -51,7 +51,10 @@ class Knobs:
     )
     drop_after: int | None = _knob(None, "count", "after N chunks close the connection mid-body")
     error_after: int | None = _knob(
-        None, "count", "after N chunks write an error line and end the response"
+        None,
+        "count",
+        "after N chunks write an error line and end the response (0: HTTP 500 before any"
+        " output, as Ollama answers an early error)",
     )
     error: str = _knob("stand-in error", "text", "message of error lines and error statuses")
     malformed_after: int | None = _knob(

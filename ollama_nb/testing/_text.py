@@ -169,13 +169,16 @@ class Prompt:
 
 def plan_answer(prompt: Prompt, knobs: Knobs) -> AnswerPlan:
     """Decide the tokens and the done_reason of a request, before any is sent."""
+    # Images join the material only when there are some, so that answers without images
+    # stay what they were before vision existed (the tutorials' stored outputs hold them).
+    extra = {"images": list(prompt.images)} if prompt.images else {}
     material = seed_material(
         model=prompt.model,
         prompt=prompt.text,
         system=prompt.system,
         seed=prompt.seed,
         tokens=knobs.tokens,
-        images=list(prompt.images),
+        **extra,
     )
     if knobs.reply is not None:
         answer = knobs.reply

@@ -37,7 +37,7 @@ CELL = 1  # the %%ollama cell
 
 # The live view (ollama_nb/_view.py) and the static record (ollama_nb/_render.py).
 LABEL = "div.widget-label"  # elapsed counter and token count (not the HTML widget's <label>)
-LIVE_TEXT = ".widget-vbox > .widget-output"  # the answer's Output widget, not the thinking one
+LIVE_TEXT = ".ollama-nb-live-answer"  # the answer's Output widgets, not the thinking ones
 RECORD = ".ollama-nb-record"
 ANSWER = ".ollama-nb-answer"
 STATUS = ".ollama-nb-status"
@@ -329,3 +329,90 @@ def test_saved_record_reads_after_kernel_shutdown(
     assert page.locator(WIDGET_OUTPUT).count() == 0
     assert_no_script_ran(page)
     screenshot(page, f"e2e-{front_end}-5-reopened")
+
+
+# -- maths and money; the live view reads like the record ------------------------------------
+
+# Each in its own paragraph: by Pandoc's rules "$HOME … US$" in one paragraph is maths.
+MONEY = ("Tickets cost $5 and parking is $10.", "Set $HOME first.", "It is US$ 3.")
+MATHS_REPLY = (
+    "\n\n".join(MONEY)
+    + "\n\nInline $x^2$ and \\(a+b\\) here.\n\n$$E=mc^2$$\n\n\\[\\int_0^1 f\\]\n\n"
+    + "```sh\necho $PATH $y$ \\(z\\)\n```\n\nThe **end** comes after a few more words."
+)
+CODE = "echo $PATH $y$ \\(z\\)"
+MATH_OUTPUT = "mjx-container"  # what MathJax 3/4 leaves where it typeset maths
+
+
+def maths_count(page: Page, selector: str) -> int:
+    return cell(page, CELL).locator(f"{selector} {MATH_OUTPUT}").count()
+
+
+def assert_money_and_code_as_written(page: Page, selector: str) -> None:
+    answer = cell(page, CELL).locator(selector)
+    for money in MONEY:
+        paragraph = answer.locator("p", has_text=money.split()[0]).first
+        assert paragraph.inner_text().strip() == money
+        assert paragraph.locator(MATH_OUTPUT).count() == 0
+    code = answer.locator("pre code", has_text="echo").first
+    poll("the code block", lambda: code.inner_text().strip() == CODE, 20, page)
+    assert code.locator(MATH_OUTPUT).count() == 0
+
+
+def test_maths_typeset_and_money_as_written(
+    open_notebook: Callable[..., Page], server: StandInServer, front_end: str
+) -> None:
+    server.configure(reply=MATHS_REPLY, token_interval=0.3)
+    page = start_request(open_notebook, front_end, server, "%%ollama stand-in\nPrices?")
+
+    # Live: the finished blocks are typeset while the answer still streams.
+    poll("maths in the live view", lambda: maths_count(page, LIVE_TEXT) >= 3, 30, page)
+    assert live_button(page).count() == 1  # still streaming
+    assert_money_and_code_as_written(page, LIVE_TEXT)
+    screenshot(page, f"e2e-{front_end}-6-maths-live")
+
+    wait_record(page, timeout=30)
+    poll("maths in the record", lambda: maths_count(page, ANSWER) == 4, 20, page)
+    assert_money_and_code_as_written(page, ANSWER)
+    assert text_of(page, f"{ANSWER} strong") == "end"
+    screenshot(page, f"e2e-{front_end}-6-maths-record")
+
+
+LOOK_JS = """([selector, text]) => {
+    const node = document.querySelectorAll('.jp-Notebook .jp-Cell')[1];
+    const p = [...node.querySelectorAll(selector + ' p')].find(
+        (e) => e.textContent.includes(text));
+    if (!p) return null;
+    const s = getComputedStyle(p);
+    return {font: s.fontFamily, size: s.fontSize, wrap: s.overflowWrap + ' ' + s.wordBreak,
+            white: s.whiteSpace, width: p.getBoundingClientRect().width, tag: p.tagName};
+}"""
+
+
+def test_live_view_is_markdown_in_the_records_look(
+    open_notebook: Callable[..., Page], server: StandInServer, front_end: str
+) -> None:
+    long_words = " ".join(["extraordinarily"] * 40)
+    reply = f"# Heading\n\nSome **bold** text and `code`.\n\n- one\n- two\n\n{long_words}\n\nEnd."
+    server.configure(reply=reply, token_interval=0.1)
+    page = start_request(open_notebook, front_end, server, "%%ollama stand-in\nWrite.")
+    live = cell(page, CELL).locator(LIVE_TEXT)
+    poll("a list in the live view", lambda: live.locator("li").count() == 2, 30, page)
+    assert live.locator("h1").inner_text().strip() == "Heading"
+    assert live.locator("strong").inner_text().strip() == "bold"
+    assert live.locator("pre").count() == 0  # not a monospace text stream
+
+    poll("the long paragraph", lambda: "extraordinarily" in text_of(page, LIVE_TEXT), 30, page)
+    live_look = page.evaluate(LOOK_JS, [LIVE_TEXT, "extraordinarily"])
+    live_lines = live.locator("p", has_text="extraordinarily").first.inner_text()
+    screenshot(page, f"e2e-{front_end}-7-live-markdown")
+
+    wait_record(page, timeout=30)
+    record_look = page.evaluate(LOOK_JS, [ANSWER, "extraordinarily"])
+    assert live_look is not None and record_look is not None
+    for key in ("font", "size", "wrap", "white", "tag"):
+        assert live_look[key] == record_look[key], (key, live_look, record_look)
+    assert abs(live_look["width"] - record_look["width"]) < 40, (live_look, record_look)
+    # No word is cut in two: every word of the paragraph shows whole.
+    assert set(live_lines.split()) <= {"extraordinarily"}
+    screenshot(page, f"e2e-{front_end}-7-record")
