@@ -26,30 +26,42 @@ class Turn:
     answer: str
     done_reason: str
     model: str
+    images: tuple[str, ...] = ()  # base64, as sent: later turns replay them without re-encoding
 
     @property
     def complete(self) -> bool:
         return self.done_reason not in UNFINISHED and self.done_reason != IN_FLIGHT
 
 
+def _user(prompt: str, images: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "user", "content": prompt}
+    if images:
+        message["images"] = list(images)
+    return message
+
+
 @dataclass
 class Conversation:
     turns: list[Turn] = field(default_factory=list)
 
-    def messages(self, prompt: str, system: str | None) -> list[dict[str, Any]]:
+    def messages(
+        self, prompt: str, system: str | None, images: list[str] | None = None
+    ) -> list[dict[str, Any]]:
         """The /api/chat messages for a new turn: system, complete turns, the prompt."""
         messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
         for turn in self.turns:
             if turn.complete:
-                messages.append({"role": "user", "content": turn.prompt})
+                messages.append(_user(turn.prompt, turn.images))
                 messages.append({"role": "assistant", "content": turn.answer})
-        messages.append({"role": "user", "content": prompt})
+        messages.append(_user(prompt, images or ()))
         return messages
 
-    def ask(self, prompt: str, system: str | None, model: str = "") -> list[dict[str, Any]]:
+    def ask(
+        self, prompt: str, system: str | None, model: str = "", images: list[str] | None = None
+    ) -> list[dict[str, Any]]:
         """The messages for a new turn (as `messages`), whose place is kept from now on."""
-        messages = self.messages(prompt, system)
-        self.turns.append(Turn(prompt, "", IN_FLIGHT, model))
+        messages = self.messages(prompt, system, images)
+        self.turns.append(Turn(prompt, "", IN_FLIGHT, model, tuple(images or ())))
         return messages
 
     def record(self, prompt: str, result: OllamaResult) -> None:

@@ -15,6 +15,7 @@ the maths that mdit-py-plugins found by Pandoc's dollar rules (or as `$$…$$`, 
 
 from __future__ import annotations
 
+import base64
 import functools
 import html
 import re
@@ -138,6 +139,9 @@ def status_line(
 
 def record_html(answer: Answer) -> str:
     pieces = ['<div class="ollama-nb-record">']
+    images = getattr(answer, "images", None)  # thumbnails of the images sent (_images)
+    if images:
+        pieces.append(thumbnails_html(images))
     if answer.thinking:
         pieces.append(
             "<details><summary>Thinking</summary>"
@@ -152,10 +156,32 @@ def record_html(answer: Answer) -> str:
     return "".join(pieces)
 
 
+def thumbnails_html(images: Sequence[bytes]) -> str:
+    """The images sent, as static thumbnails (≤ 160 px high) that saved notebooks keep."""
+    tags = "".join(
+        f'<img src="data:{_image_mime(data)};base64,{base64.b64encode(data).decode()}"'
+        ' alt="image sent" style="max-height: 160px; margin: 0 4px 4px 0">'
+        for data in images
+        if data
+    )
+    return f'<div class="ollama-nb-images">{tags}</div>'
+
+
+def _image_mime(data: bytes) -> str:
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data[:4] == b"RIFF":
+        return "image/webp"
+    return "image/png"
+
+
 def record_text(answer: Answer) -> str:
     """The plain-text side of the record (consoles, nbval). A huge answer shows its head:
     the HTML side has it all, and a second full copy would double the notebook's size."""
     parts = []
+    images = getattr(answer, "images", None)
+    if images:
+        parts.append(f"[{len(images)} image{'' if len(images) == 1 else 's'} sent]")
     if answer.thinking:
         parts.append(f"[thinking]\n{_head(answer.thinking)}\n[/thinking]")
     if answer.text:

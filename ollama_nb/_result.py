@@ -39,6 +39,8 @@ class OllamaResult:
     prompt: str = ""  # the prompt as sent, after variables
     # What was asked for: the request's `options`, `think` and `format` (see `settings_of`).
     settings: dict[str, Any] = field(default_factory=dict, repr=False)
+    # Thumbnails (PNG/JPEG bytes, ≤ 160 px high) of the images sent; the record shows them.
+    images: list[bytes] = field(default_factory=list, repr=False)
 
     @property
     def status(self) -> str:
