@@ -345,6 +345,7 @@ class Batch:
         flight.sent_at, flight.first_byte_at, flight.clock_from = time.monotonic(), None, None
         request = flight.request
         stop_on, text_so_far = request.stop_on, ""
+        counted = False  # counted in self.streaming
         try:
             async with contextlib.aclosing(
                 request.client.stream(request.path, request.payload)
@@ -354,6 +355,11 @@ class Batch:
                     if flight.first_byte_at is None:
                         flight.first_byte_at = now
                         self.streaming += 1
+                        counted = True
+                    else:
+                        # Learnt from a second chunk, not a first: a first chunk can be
+                        # read just before the final chunk of the request whose slot it
+                        # took, which would count one slot twice.
                         self.capacity = max(self.capacity, self.streaming)
                     flight.last_byte_at = now
                     text, thinking = chunk_text(chunk, False)
@@ -363,6 +369,8 @@ class Batch:
                     if chunk.get("done"):
                         chunk.pop("context", None)
                         transcript.final = chunk
+                        self.streaming -= 1  # its slot on the server is free now
+                        counted = False
                         await _drain(chunks)
                         return
                     if stop_on is not None and text:
@@ -371,7 +379,7 @@ class Batch:
                             flight.cancel_reason = "stopped"
                             return
         finally:
-            if flight.first_byte_at is not None:
+            if counted:
                 self.streaming -= 1
         raise OllamaResponseError("the stream ended without its final 'done' chunk")
 
