@@ -11,7 +11,6 @@ import keyword
 import math
 import re
 import shlex
-import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -20,6 +19,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from ._config import check_retries, check_seconds, parse_host
+from ._prompt import PromptVariableError, fill_prompt
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -201,33 +201,9 @@ def resolve_format(value: str | None, namespace: Mapping[str, Any]) -> str | dic
     return schema
 
 
-class _NotebookNames(string.Formatter):
-    """str.format over the notebook's variables; a missing name is a clear error."""
-
-    def __init__(self, namespace: Mapping[str, Any]) -> None:
-        self._namespace = namespace
-
-    def get_value(self, key: int | str, args: Any, kwargs: Any) -> Any:
-        if isinstance(key, int):
-            raise UsageError(
-                "%%ollama: the prompt has an empty {} field; write {{ and }} for literal braces"
-            )
-        if key not in self._namespace:
-            raise UsageError(
-                f"%%ollama: the prompt uses {{{key}}} but {key!r} is not defined in the notebook"
-                " (write {{ and }} for literal braces); nothing was sent"
-            )
-        return self._namespace[key]
-
-
 def interpolate(body: str, namespace: Mapping[str, Any]) -> str:
-    """Replace `{name}` with the notebook's value of `name`; `{{`/`}}` are literal braces."""
+    """The prompt with its `{name}` fields filled from the notebook (see `_prompt`)."""
     try:
-        return _NotebookNames(namespace).vformat(body, (), {})
-    except UsageError:
-        raise
-    except (ValueError, AttributeError, LookupError, TypeError) as exc:
-        raise UsageError(
-            f"%%ollama: cannot fill the prompt's {{…}} fields: {exc}"
-            " (write {{ and }} for literal braces); nothing was sent"
-        ) from None
+        return fill_prompt(body, namespace)
+    except PromptVariableError as exc:
+        raise UsageError(f"%%ollama: {exc}; nothing was sent") from None

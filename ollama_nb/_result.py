@@ -32,6 +32,7 @@ class OllamaResult:
     chunks: int = 0  # chunks that carried text or thinking
     timeout_kind: str | None = None
     final: dict[str, Any] = field(default_factory=dict, repr=False)
+    prompt: str = ""  # the prompt as sent, after variables
 
     @property
     def status(self) -> str:

@@ -276,6 +276,7 @@ def build_result(
         host=request.client.host,
         chunks=transcript.chunks,
         final=final,
+        prompt=request.prompt,
     )
     result.eval_count = _int_or_none(final.get("eval_count"))
     result.prompt_eval_count = _int_or_none(final.get("prompt_eval_count"))
