@@ -32,6 +32,7 @@ Knobs (constructor, ``configure()``, or per request as ``options`` keys prefixed
 ``python -m ollama_nb.testing --help`` for what each does.
 """
 
+from ._images import ReceivedImage, make_png
 from ._knobs import KnobError, Knobs
 from ._listener import unresponsive_listener
 from ._record import RequestRecord
@@ -40,8 +41,10 @@ from ._server import StandInServer, serve
 __all__ = [
     "KnobError",
     "Knobs",
+    "ReceivedImage",
     "RequestRecord",
     "StandInServer",
+    "make_png",
     "serve",
     "unresponsive_listener",
 ]

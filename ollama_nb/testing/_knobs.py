@@ -37,11 +37,14 @@ class Knobs:
 
     token_interval: float = _knob(0.005, "seconds", "seconds between two streamed chunks")
     first_chunk_delay: float = _knob(
-        0.0, "seconds", "generate/chat: seconds before headers and first chunk (model load)"
+        0.0,
+        "seconds",
+        "generate/chat/embed: seconds before headers and first chunk (model load + prompt),"
+        " counted once the request has its slot",
     )
     tokens: int = _knob(24, "count", "length of the deterministic answer, in tokens")
     reply: str | None = _knob(None, "text", "answer exactly this text (no prefix added)")
-    thinking: str | None = _knob(None, "text", "thinking text, when thinking is requested")
+    thinking: str | None = _knob(None, "text", "thinking text, when the model thinks")
     stall_after: int | None = _knob(None, "count", "after N chunks write nothing more")
     stall_for: float | None = _knob(
         None, "seconds", "with stall_after: resume after this many seconds (else stall forever)"
@@ -65,6 +68,23 @@ class Knobs:
     )
     pull_interval: float = _knob(0.02, "seconds", "seconds between two /api/pull progress lines")
     pull_step: int = _knob(262_144, "positive", "bytes 'downloaded' per /api/pull progress line")
+    pull_seconds: float | None = _knob(
+        None,
+        "seconds",
+        "spread a whole /api/pull over about this many seconds (instead of pull_interval),"
+        " e.g. 2 to see a progress bar move",
+    )
+    num_parallel: int = _knob(
+        1,
+        "positive",
+        "requests one model serves at once (OLLAMA_NUM_PARALLEL); more wait in a queue,"
+        " receiving nothing",
+    )
+    max_queue: int = _knob(
+        512,
+        "count",
+        "requests allowed to wait (OLLAMA_MAX_QUEUE); one more gets 503 'server busy'",
+    )
     api_key: str | None = _knob(
         None, "text", "require 'Authorization: Bearer <api_key>' (401 otherwise)"
     )

@@ -1,4 +1,17 @@
-"""The stand-in's model store: built-in models, pulled models, pull progress, loaded models.
+"""The stand-in's models: built-in and pulled ones, their capabilities, and pull progress.
+
+Built-in (listed newest first, as ``/api/tags`` lists models):
+
+- ``stand-in``: completion
+- ``stand-in-think``: completion, thinking
+- ``stand-in-vision``: completion, vision
+- ``stand-in-embed``: embedding
+
+A pulled model's capabilities follow its name: ``embed`` or ``minilm`` in it makes an
+embedding model, ``think`` a thinking one, ``vision`` or ``llava`` a vision one, anything
+else completion only. The stand-in's "registry" has every valid name except those whose
+model part starts with ``no-such``: pulling one of those fails after the manifest step,
+as pulling an unknown model does.
 
 No I/O here. The state is shared between the server's event loop (requests) and the
 test thread (``reset()``), so every method takes the lock.
@@ -12,19 +25,43 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-BUILTIN_MODELS: Final = ("stand-in:latest", "stand-in-think:latest")
+from ._embedding import EMBEDDING_LENGTH
+from ._names import ModelName, parse_name
+
 CONTEXT_LENGTH: Final = 4096
-KEEP_ALIVE: Final = timedelta(minutes=5)
-
-
-def normalize_name(name: str) -> str:
-    """``stand-in`` → ``stand-in:latest``; a tag after the last ``/`` is kept."""
-    last = name.rsplit("/", 1)[-1]
-    return name if ":" in last else f"{name}:latest"
+FAMILY: Final = "stand-in"
+BUILTIN_MODELS: Final = (
+    ("stand-in", ("completion",)),
+    ("stand-in-think", ("completion", "thinking")),
+    ("stand-in-vision", ("completion", "vision")),
+    ("stand-in-embed", ("embedding",)),
+)
+UNKNOWN_PREFIX: Final = "no-such"  # models the stand-in's registry does not have
+# Ollama's message when the registry answers 404 for the manifest.
+UNKNOWN_PULL_ERROR: Final = "pull model manifest: file does not exist"
+TEMPLATE: Final = "{{ if .System }}{{ .System }}\n{{ end }}{{ .Prompt }}"
+LICENSE: Final = "stand-in: not a model, no license\nServed by ollama_nb.testing for tests."
 
 
 def _sha256(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def capabilities_for(model: str) -> tuple[str, ...]:
+    """Capabilities of a pulled model, from its name (see the module docstring)."""
+    base = model.lower()
+    if "embed" in base or "minilm" in base:
+        return ("embedding",)
+    capabilities = ["completion"]
+    if "think" in base:
+        capabilities.append("thinking")
+    if "vision" in base or "llava" in base:
+        capabilities.append("vision")
+    return tuple(capabilities)
+
+
+def in_registry(name: ModelName) -> bool:
+    return not name.model.lower().startswith(UNKNOWN_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -51,17 +88,21 @@ def layers_for(name: str) -> tuple[Layer, ...]:
 
 @dataclass(frozen=True)
 class StandInModel:
-    name: str
+    name: ModelName
     modified_at: datetime
+    capabilities: tuple[str, ...]
 
     @property
-    def can_think(self) -> bool:
-        # Built-in "stand-in-think" thinks; so does any pulled model named "...think...".
-        return "think" in self.name.split(":", 1)[0]
+    def display(self) -> str:
+        """The name as Ollama shows it: ``stand-in:latest``."""
+        return self.name.shortest
+
+    def has(self, capability: str) -> bool:
+        return capability in self.capabilities
 
     @property
     def layers(self) -> tuple[Layer, ...]:
-        return layers_for(self.name)
+        return layers_for(self.display)
 
     @property
     def size(self) -> int:
@@ -69,36 +110,38 @@ class StandInModel:
 
     @property
     def digest(self) -> str:
-        return _sha256("stand-in manifest " + self.name).removeprefix("sha256:")
+        return _sha256("stand-in manifest " + self.display).removeprefix("sha256:")
 
-    @property
-    def capabilities(self) -> list[str]:
-        return ["completion", "thinking"] if self.can_think else ["completion"]
-
-    def details(self) -> dict[str, Any]:
-        return {
+    def details(self, *, listing: bool = False) -> dict[str, Any]:
+        details: dict[str, Any] = {
             "parent_model": "",
-            "format": "stand-in",
-            "family": "stand-in",
-            "families": ["stand-in"],
+            "format": "gguf",
+            "family": FAMILY,
+            "families": [FAMILY],
             "parameter_size": "0B",
             "quantization_level": "none",
         }
+        if listing:  # /api/tags adds these; /api/show has them in model_info
+            details["context_length"] = CONTEXT_LENGTH
+            if self.has("embedding"):
+                details["embedding_length"] = EMBEDDING_LENGTH
+        return details
 
     def tags_entry(self) -> dict[str, Any]:
         return {
-            "name": self.name,
-            "model": self.name,
+            "name": self.display,
+            "model": self.display,
             "modified_at": self.modified_at.isoformat(),
             "size": self.size,
             "digest": self.digest,
-            "details": self.details(),
+            "details": self.details(listing=True),
+            "capabilities": list(self.capabilities),
         }
 
     def ps_entry(self, expires_at: datetime) -> dict[str, Any]:
         return {
-            "name": self.name,
-            "model": self.name,
+            "name": self.display,
+            "model": self.display,
             "size": self.size,
             "digest": self.digest,
             "details": self.details(),
@@ -107,74 +150,79 @@ class StandInModel:
             "context_length": CONTEXT_LENGTH,
         }
 
+    def model_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "general.architecture": FAMILY,
+            "general.basename": self.name.model,
+            "general.parameter_count": 0,
+            f"{FAMILY}.context_length": CONTEXT_LENGTH,
+        }
+        if self.has("embedding"):
+            info[f"{FAMILY}.embedding_length"] = EMBEDDING_LENGTH
+        return info
+
     def show(self) -> dict[str, Any]:
-        template = "{{ if .System }}{{ .System }}\n{{ end }}{{ .Prompt }}"
+        parameters = "temperature                    0"
         return {
-            "license": "stand-in: not a model, no license",
+            "license": LICENSE,
             "modelfile": (
                 "# Ollama stand-in (ollama_nb.testing): not a model\n"
-                f"FROM {self.name}\nTEMPLATE {template!r}\nPARAMETER temperature 0\n"
+                f"FROM {self.display}\nTEMPLATE {TEMPLATE!r}\nPARAMETER temperature 0\n"
+                f"LICENSE {LICENSE!r}\n"
             ),
-            "parameters": "temperature                    0",
-            "template": template,
+            "parameters": parameters,
+            "template": TEMPLATE,
             "details": self.details(),
-            "model_info": {
-                "general.architecture": "stand-in",
-                "general.parameter_count": 0,
-                "stand-in.context_length": CONTEXT_LENGTH,
-            },
-            "capabilities": self.capabilities,
+            "model_info": self.model_info(),
+            "capabilities": list(self.capabilities),
             "modified_at": self.modified_at.isoformat(),
         }
 
 
+def _builtin_models() -> dict[str, StandInModel]:
+    # Fixed dates, a day apart, keep /api/tags identical between runs and in this order.
+    newest = datetime(2025, 1, 1, 12, 0).astimezone()
+    models = {}
+    for age, (name, capabilities) in enumerate(BUILTIN_MODELS):
+        parsed = parse_name(name)
+        models[parsed.key] = StandInModel(parsed, newest - timedelta(days=age), capabilities)
+    return models
+
+
 @dataclass
 class ModelStore:
-    """Models known to the stand-in, and what it remembers between requests."""
+    """Models known to the stand-in, and the pull progress it remembers."""
 
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _models: dict[str, StandInModel] = field(default_factory=dict)
-    _last_used: dict[str, datetime] = field(default_factory=dict)
     _downloaded: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
-        """Back to the built-in models, nothing loaded, no partial downloads."""
-        # A fixed date keeps /api/tags identical between runs.
-        built = datetime(2025, 1, 1).astimezone()
+        """Back to the built-in models, no partial downloads."""
         with self._lock:
-            self._models = {name: StandInModel(name, built) for name in BUILTIN_MODELS}
-            self._last_used.clear()
+            self._models = _builtin_models()
             self._downloaded.clear()
 
-    def get(self, name: str) -> StandInModel | None:
+    def get(self, name: str | ModelName) -> StandInModel | None:
+        parsed = parse_name(name) if isinstance(name, str) else name
         with self._lock:
-            return self._models.get(normalize_name(name))
+            return self._models.get(parsed.key)
 
     def all(self) -> list[StandInModel]:
+        """Newest first, as Ollama lists them."""
         with self._lock:
-            return list(self._models.values())
+            models = list(self._models.values())
+        return sorted(models, key=lambda m: m.modified_at, reverse=True)
 
-    def add(self, name: str) -> StandInModel:
-        model = StandInModel(normalize_name(name), datetime.now().astimezone())
+    def add(self, name: ModelName) -> StandInModel:
+        """A pulled model (pulling again refreshes its date, as a new manifest does)."""
+        model = StandInModel(name, datetime.now().astimezone(), capabilities_for(name.model))
         with self._lock:
-            return self._models.setdefault(model.name, model)
-
-    def mark_used(self, model: StandInModel) -> None:
-        with self._lock:
-            self._last_used[model.name] = datetime.now().astimezone()
-
-    def running(self) -> list[tuple[StandInModel, datetime]]:
-        """Models used within the keep-alive, with the time each will be unloaded."""
-        now = datetime.now().astimezone()
-        with self._lock:
-            return [
-                (self._models[name], used + KEEP_ALIVE)
-                for name, used in sorted(self._last_used.items(), key=lambda i: i[1], reverse=True)
-                if used + KEEP_ALIVE > now and name in self._models
-            ]
+            self._models[name.key] = model
+            return model
 
     def downloaded(self, layer: Layer) -> int:
         """Bytes of the layer already "downloaded" (an interrupted pull resumes here)."""

@@ -6,6 +6,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._images import ReceivedImage
+
 
 @dataclass
 class RequestRecord:
@@ -25,6 +27,15 @@ class RequestRecord:
     # Which TCP connection (1, 2, ... per server) carried the request: equal numbers on
     # successive requests show that the client reused the connection (keep-alive).
     connection_id: int = 0
+    # Scheduling (generate, chat, embed): when the request began to wait for a free slot
+    # of its model (None if it got one at once), how many requests were waiting ahead of
+    # it then, and when it got its slot (None if it never did: refused or client left).
+    queued_at: float | None = None
+    queue_position: int | None = None
+    scheduled_at: float | None = None
+    # The images of the request (generate's `images`, then each chat message's), decoded:
+    # bytes, format and pixel size.
+    images: list[ReceivedImage] = field(default_factory=list)
     status: int = 0  # 0 until a status line was written
     first_byte_at: float | None = None  # when the response headers went out
     finished_at: float | None = None  # when handling ended, for any reason
@@ -43,3 +54,17 @@ class RequestRecord:
     @property
     def disconnected(self) -> bool:
         return self.disconnected_at is not None
+
+    @property
+    def queued(self) -> bool:
+        """The request had to wait for a slot of its model."""
+        return self.queued_at is not None
+
+    @property
+    def queue_wait(self) -> float | None:
+        """Seconds the request waited for its slot (0 when it got one at once)."""
+        if self.scheduled_at is None:
+            return None
+        return self.scheduled_at - (
+            self.queued_at if self.queued_at is not None else self.scheduled_at
+        )

@@ -17,6 +17,7 @@ from ._http import BadRequest, ClientGone, Connection, HttpRequest, Responder
 from ._knobs import Knobs
 from ._models import ModelStore
 from ._record import RequestRecord
+from ._sched import Scheduler
 
 logger = logging.getLogger("ollama_nb.testing")
 
@@ -42,7 +43,8 @@ class StandInServer:
         self._records: list[RequestRecord] = []
         self._claimed: set[int] = set()  # indexes handed out by wait_for_request
         self._store = ModelStore()
-        self._endpoints = Endpoints(self._store)
+        self._scheduler = Scheduler()  # only touched on the event loop
+        self._endpoints = Endpoints(self._store, self._scheduler)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
@@ -117,12 +119,22 @@ class StandInServer:
             self._knobs = self._knobs.merged(knobs)
 
     def reset(self) -> None:
-        """Forget all records, restore the constructor's knobs and the built-in models."""
+        """Forget all records; restore the constructor's knobs (concurrency included),
+        the built-in models, and "nothing loaded"."""
         with self._lock:
             self._records.clear()
             self._claimed.clear()
             self._knobs = self._initial_knobs
         self._store.reset()
+        loop = self._loop
+        if loop is not None and loop.is_running() and self._thread is not None:
+            done = asyncio.run_coroutine_threadsafe(self._reset_scheduler(), loop)
+            done.result(STOP_TIMEOUT)
+        else:
+            self._scheduler.reset()
+
+    async def _reset_scheduler(self) -> None:
+        self._scheduler.reset()
 
     # -- records -----------------------------------------------------------------------
 

@@ -3,7 +3,9 @@
 Every streamed endpoint (generate, chat, pull) sends its lines through
 :class:`NdjsonStream`, so stalls, dropped connections, error lines, malformed lines and
 split UTF-8 behave the same everywhere. The knobs count *data* lines: the lines the
-endpoint itself produces (the malformed line is extra and not counted).
+endpoint itself produces (the malformed line is extra and not counted). An error before
+the first line is an HTTP 500 with a JSON body, as in Ollama, never a 200 and an error
+line.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ from ._http import Responder, ResponseEnded
 from ._knobs import Knobs
 
 MALFORMED_LINE: Final = b'{"stand-in": "this line is deliberately not JSON'
+JSON_TYPE: Final = "application/json; charset=utf-8"
+# Ollama's streamResponse sets this bare type before it writes an error that came before
+# any output as the whole response.
+EARLY_ERROR_TYPE: Final = "application/json"
 
 # Go's encoding/json (what Ollama uses) escapes these even inside strings; clients must
 # decode JSON rather than search the raw line, so the stand-in does the same.
@@ -69,6 +75,11 @@ class NdjsonStream:
             self._malformed = True
             await self._responder.write_line(MALFORMED_LINE, split=knobs.split_utf8)
         if knobs.error_after == self.lines:
+            if not self._responder.headers_sent:
+                # Nothing sent yet: Ollama answers an early error with a real status.
+                body = encode_json({"error": knobs.error})
+                await self._responder.send(500, body, EARLY_ERROR_TYPE)
+                raise ResponseEnded("error status")
             await self._responder.write_line(
                 encode_json({"error": knobs.error}), split=knobs.split_utf8
             )

@@ -130,6 +130,14 @@ def token_ids(tokens: Sequence[str]) -> list[int]:
     ]
 
 
+def answer_prefix(images: Sequence[str]) -> str:
+    """``[stand-in] ``, and for a vision model what it was shown: ``saw 1 image: 2x3 PNG.``"""
+    if not images:
+        return ANSWER_PREFIX
+    noun = "image" if len(images) == 1 else "images"
+    return f"{ANSWER_PREFIX}saw {len(images)} {noun}: {', '.join(images)}. "
+
+
 @dataclass(frozen=True)
 class AnswerPlan:
     """What one generate/chat request streams: thinking tokens, then answer tokens."""
@@ -156,6 +164,7 @@ class Prompt:
     format: object  # None, "json" or a schema dict
     num_predict: int | None
     stops: tuple[str, ...]
+    images: tuple[str, ...] = ()  # what a vision model "sees": "640x480 PNG", ...
 
 
 def plan_answer(prompt: Prompt, knobs: Knobs) -> AnswerPlan:
@@ -166,11 +175,12 @@ def plan_answer(prompt: Prompt, knobs: Knobs) -> AnswerPlan:
         system=prompt.system,
         seed=prompt.seed,
         tokens=knobs.tokens,
+        images=list(prompt.images),
     )
     if knobs.reply is not None:
         answer = knobs.reply
     else:
-        answer = deterministic_text(material, knobs.tokens, ANSWER_PREFIX)
+        answer = deterministic_text(material, knobs.tokens, answer_prefix(prompt.images))
         if prompt.format not in (None, ""):
             answer = structured_answer(prompt.format, answer)
     answer = cut_at_stop(answer, prompt.stops)
