@@ -240,3 +240,14 @@ def test_view_refreshes_at_most_ten_times_a_second(server: StandInServer) -> Non
     assert gaps and min(gaps) >= 0.09, min(gaps)
     final = view.updates[-1][1]
     assert (final.done, final.failed, final.in_flight) == (300, 0, 0)
+
+
+def test_standin_queue_parallel_above_num_parallel(server: StandInServer) -> None:
+    """The issue's proof: server num_parallel=1, --parallel 4, a read timeout shorter
+    than the time the last requests wait in the server's queue: all succeed."""
+    server.configure(num_parallel=1, token_interval=0.05, tokens=8)  # ~0.4 s per answer
+    batch = run(job(server.url, list(range(8)), parallel=4, read=0.3))
+    assert batch.counts() == {"stop": 8}, [str(r.error) for r in batch if r.error]
+    waits = [r.scheduled_at - r.queued_at for r in server.requests if r.queued]
+    print(f"\nlongest wait in the stand-in's queue: {max(waits):.2f} s (read timeout 0.3 s)")
+    assert max(waits) > 0.6
