@@ -5,13 +5,16 @@
     %%ollama llama3.2 --read-timeout 60
     Explain NDJSON in one sentence.
 
+    ollama_nb.generate("Explain NDJSON in one sentence.", "llama3.2")   # from Python
+
 The data path reads in order: `_magics` (the cell) → `_stream` (drives one request) →
-`_client` (HTTP, timeouts, errors) → `_view` (what the notebook shows).
+`_client` (HTTP, timeouts, errors) → `_view` (what the notebook shows); `_request` builds
+a request for both the magic and the Python API (`_api`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._exceptions import (
     OllamaConnectionError,
@@ -20,7 +23,11 @@ from ._exceptions import (
     OllamaResponseError,
     OllamaTimeoutError,
 )
-from ._result import OllamaResult
+
+if TYPE_CHECKING:
+    from ._api import agenerate, embed, generate
+    from ._magics import OllamaMagics
+    from ._result import OllamaResult
 
 __all__ = [
     "OllamaConnectionError",
@@ -30,17 +37,32 @@ __all__ = [
     "OllamaResponseError",
     "OllamaResult",
     "OllamaTimeoutError",
+    "agenerate",
+    "embed",
+    "generate",
     "load_ipython_extension",
     "unload_ipython_extension",
 ]
 
 
+_API = ("generate", "agenerate", "embed")
+
+
 def __getattr__(name: str) -> Any:
-    # OllamaMagics pulls in IPython and ipywidgets; import it only when asked for.
+    # OllamaMagics pulls in IPython and ipywidgets, the API httpx, OllamaResult
+    # markdown-it: import them only when asked for, so that `import ollama_nb` stays cheap.
+    if name == "OllamaResult":
+        from ._result import OllamaResult
+
+        return OllamaResult
     if name == "OllamaMagics":
         from ._magics import OllamaMagics
 
         return OllamaMagics
+    if name in _API:
+        from . import _api
+
+        return getattr(_api, name)
     raise AttributeError(name)
 
 

@@ -74,7 +74,10 @@ class RequestInterrupted(KeyboardInterrupt):
     """A kernel interrupt or Ctrl-C ended the request; the response was closed first."""
 
     def __str__(self) -> str:
-        return "the request was interrupted; the text so far is in _ollama.text"
+        # The Python API's result is returned, not stored in `_ollama`: it says so itself.
+        return str(self.args[0]) if self.args else (
+            "the request was interrupted; the text so far is in _ollama.text"
+        )
 
     def _render_traceback_(self) -> list[str]:
         return [f"KeyboardInterrupt: {self}"]

@@ -14,35 +14,42 @@ import os
 import shlex
 import sys
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.utils.text import DollarFormatter
-from traitlets import Float, Int, TraitError, Unicode, observe, validate
+from traitlets import Bool, Float, Int, TraitError, Unicode, observe, validate
 from traitlets.config import Config
 
 from ._chat import Conversation
 from ._client import OllamaClient
 from ._config import (
     DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_HOST,
     DEFAULT_READ_TIMEOUT,
     DEFAULT_RETRIES,
-    Timeouts,
-    auth_headers,
     check_retries,
     check_seconds,
     parse_host,
 )
-from ._exceptions import OllamaError, OllamaResponseError, RequestInterrupted
+from ._exceptions import OllamaResponseError, RequestInterrupted
 from ._kernel import CellOutput, click_delivery, current_kernel
-from ._options import CellOptions, declare, interpolate, parse_line, resolve_format
+from ._options import CellOptions, declare, parse_line, to_ask
 from ._pull import PullView, pull
+from ._request import (
+    InvalidRequest,
+    Prepared,
+    Setting,
+    build,
+    check_keep_alive,
+    make_client,
+    resolve_settings,
+    run,
+)
 from ._result import OllamaResult
+from ._show import show_model, unload_model
 from ._stats import stats_table
-from ._stream import Request, StopControl, View, drive
+from ._stream import StopControl, View
 from ._sync import run_in_thread
 from ._tables import Table, human_bytes
 from ._view import TextPullView, TextView, WidgetPullView, WidgetView
@@ -52,13 +59,9 @@ HINT_KERNEL = "this ipykernel (7.0-7.3) cannot deliver clicks to a running cell:
 PUMP_SECONDS = 0.02
 # `%ollama` commands and how many words follow each.
 LINE_COMMANDS = {"models": 0, "ps": 0, "pull": 1, "stats": 0, "history": 0, "reset": 0,
-                 "config": 0, "version": 0}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Setting:
-    value: Any
-    source: str  # "cell option", "%config", "$OLLAMA_HOST", "default", ...
+                 "config": 0, "version": 0, "show": 1, "unload": 1}  # fmt: skip
+SETTINGS = ("host", "model", "connect_timeout", "read_timeout", "timeout", "retries", "system",
+            "variables", "keep_alive")  # fmt: skip
 
 
 @magics_class
@@ -84,6 +87,15 @@ class OllamaMagics(Magics):
         DEFAULT_RETRIES, config=True, help="Re-tries of a failed connection, with backoff."
     )
     system = Unicode(None, allow_none=True, config=True, help="Default system prompt.")
+    variables = Bool(
+        True, config=True, help="Replace {name} in prompts with the notebook's values (--no-vars)."
+    )
+    keep_alive = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="How long the server keeps a model loaded after a request: 10m, 1h, 300, 0, -1.",
+    )
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         self._configured: set[str] = set()
@@ -105,6 +117,11 @@ class OllamaMagics(Magics):
     @validate("retries")
     def _check_retries(self, proposal: Any) -> int:
         return self._checked(lambda: check_retries(proposal.value))
+
+    @validate("keep_alive")
+    def _check_keep_alive(self, proposal: Any) -> str | None:
+        value = proposal.value
+        return None if value is None else self._checked(lambda: str(check_keep_alive(value)))
 
     @validate("host")
     def _check_host(self, proposal: Any) -> str | None:
@@ -138,40 +155,21 @@ class OllamaMagics(Magics):
         except ValueError as exc:
             raise TraitError(f"OllamaMagics: {exc}") from None
 
-    @observe("host", "model", "connect_timeout", "read_timeout", "timeout", "retries", "system")
+    @observe(*SETTINGS)
     def _remember_configured(self, change: Any) -> None:
         self._configured.add(change["name"])
 
+    def configured(self) -> dict[str, Any]:
+        """The settings given with %config (or ipython_config.py)."""
+        return {name: getattr(self, name) for name in self._configured}
+
     def settings(self, cell: CellOptions | None = None) -> dict[str, Setting]:
         """Each effective setting and where it came from (cell > %config > env > default)."""
-        cell = cell or CellOptions()
-
-        def pick(name: str, cell_value: Any, env: str | None, default: Any) -> Setting:
-            if cell_value is not None:
-                return Setting(cell_value, "cell option")
-            if name in self._configured and getattr(self, name) is not None:
-                return Setting(getattr(self, name), "%config")
-            if env and os.environ.get(env):
-                return Setting(os.environ[env], f"${env}")
-            return Setting(default, "default")
-
-        host = pick("host", cell.host, "OLLAMA_HOST", DEFAULT_HOST)
-        if host.source.startswith("$"):
-            try:
-                host = Setting(parse_host(host.value), host.source)
-            except ValueError as exc:
-                raise UsageError(f"%%ollama: $OLLAMA_HOST: {exc}") from None
-        return {
-            "host": host,
-            "model": pick("model", cell.model, "OLLAMA_MODEL", None),
-            "connect_timeout": pick(
-                "connect_timeout", cell.connect_timeout, None, self.connect_timeout
-            ),
-            "read_timeout": pick("read_timeout", cell.read_timeout, None, self.read_timeout),
-            "timeout": pick("timeout", cell.timeout, None, self.timeout),
-            "retries": pick("retries", cell.retries, None, self.retries),
-            "system": pick("system", cell.system, None, self.system),
-        }
+        given = {name: getattr(cell, name, None) for name in SETTINGS} if cell else {}
+        try:
+            return resolve_settings(given, self.configured())
+        except InvalidRequest as exc:
+            raise UsageError(f"%%ollama: {exc}") from None
 
     # -- the cell magic ---------------------------------------------------------------
 
@@ -224,23 +222,13 @@ class OllamaMagics(Magics):
             return line  # IPython, too, leaves a line it cannot expand as it is
 
     async def _run(
-        self, request: Request, options: CellOptions, view: View, control: StopControl
+        self, prepared: Prepared, options: CellOptions, view: View, control: StopControl
     ) -> OllamaResult:
-        try:
-            result = await drive(request, view, control, lambda r: self._store(r, request, options))
-        except (asyncio.CancelledError, KeyboardInterrupt):
-            # The response is closed and the result stored; one line instead of a
-            # traceback through this package, and Run All still stops here.
-            raise RequestInterrupted from None
-        if result.error is not None:
-            error = result.error
-            del view  # the raised error's traceback keeps this frame, and so the view, alive
-            raise error
-        return result
+        return await run(prepared, view, control, lambda r: self._store(r, prepared, options))
 
     async def _run_background(
         self,
-        request: Request,
+        request: Prepared,
         options: CellOptions,
         view: View,
         control: StopControl,
@@ -255,53 +243,27 @@ class OllamaMagics(Magics):
             if not isinstance(exc, (Exception, RequestInterrupted)):
                 raise
 
-    async def _prepare(self, line: str, cell: str) -> tuple[Request, CellOptions]:
+    async def _prepare(self, line: str, cell: str) -> tuple[Prepared, CellOptions]:
         """Parse and check everything before anything is sent; UsageError on bad input."""
         options = parse_line(self.ollama_cell, line)
         namespace = self.shell.user_ns if self.shell is not None else {}
-        prompt = interpolate(cell, namespace).strip("\n")
-        fmt = resolve_format(options.format, namespace)
-        s = self.settings(options)
-        client = self._client(s)
-        model = s["model"].value or await _no_model(client)
-        system = s["system"].value
-        payload: dict[str, Any] = {"model": model, "stream": True}
-        if options.chat:
-            payload["messages"] = self.conversation.messages(prompt, system)
-        else:
-            payload["prompt"] = prompt
-            if system:
-                payload["system"] = system
-        if options.options:
-            payload["options"] = options.options
-        if options.think:
-            payload["think"] = True
-        if fmt is not None:
-            payload["format"] = fmt
-        request = Request(
-            client=client,
-            path="/api/chat" if options.chat else "/api/generate",
-            payload=payload,
-            model=model,
-            prompt=prompt,
-            total_timeout=s["timeout"].value,
-            stop_on=options.stop_on,
-            want_json=fmt is not None,
-        )
-        return request, options
+        try:
+            prepared = await build(
+                to_ask(options, cell.strip("\n"), namespace),
+                configured=self.configured(),
+                namespace=namespace,
+                conversation=self.conversation,
+                no_model_hint="name one (`%%ollama MODEL`), or set %config OllamaMagics.model"
+                " / $OLLAMA_MODEL",
+            )
+        except ValueError as exc:
+            raise UsageError(f"%%ollama: {exc}") from None
+        return prepared, options
 
-    def _client(self, s: dict[str, Setting]) -> OllamaClient:
-        return OllamaClient(
-            s["host"].value,
-            Timeouts(s["connect_timeout"].value, s["read_timeout"].value, s["timeout"].value),
-            retries=s["retries"].value,
-            headers=auth_headers(),
-        )
-
-    def _store(self, result: OllamaResult, request: Request, options: CellOptions) -> None:
+    def _store(self, result: OllamaResult, prepared: Prepared, options: CellOptions) -> None:
         self.results.append(result)
         if options.chat:
-            self.conversation.record(request.prompt, result)
+            self.conversation.record(prepared.request.prompt, result, prepared.encoded)
         if self.shell is not None:
             self.shell.user_ns["_ollama"] = result
             if options.out:
@@ -311,11 +273,15 @@ class OllamaMagics(Magics):
 
     @line_magic("ollama")
     def ollama_line(self, line: str) -> Any:
-        """%ollama COMMAND: models | ps | pull NAME | stats | history | reset | config | version
+        """%ollama COMMAND: models | ps | pull NAME | show NAME | unload NAME | stats | history |
+        reset | config | version
 
         models   the server's models (name, size, parameters, quantization)
         ps       the models loaded now
         pull     pull a model, with progress and a Stop button; pulling again resumes
+        show     one model's family, parameters, quantization, context length,
+                 capabilities and license
+        unload   unload a model from the server's memory now (keep_alive 0)
         stats    this session's requests: outcomes, latency and time-to-first-token
                  percentiles, tokens/s
         history  the --chat conversation; reset clears it
@@ -343,7 +309,7 @@ class OllamaMagics(Magics):
             known = ", ".join(LINE_COMMANDS)
             raise UsageError(f"%ollama: unknown command {command!r}; try: {known} (%ollama?)")
         if len(args) != LINE_COMMANDS[command]:
-            usage = "%ollama pull NAME" if command == "pull" else f"%ollama {command}"
+            usage = f"%ollama {command} NAME" if LINE_COMMANDS[command] else f"%ollama {command}"
             raise UsageError(f"%ollama: usage: {usage}")
         if command == "config":
             return _config_table(self.settings())
@@ -355,13 +321,20 @@ class OllamaMagics(Magics):
             turns = len(self.conversation.turns)
             self.conversation.reset()
             return _Text(f"conversation cleared ({turns} turn{'' if turns == 1 else 's'})")
-        client = self._client(self.settings())
+        client = make_client(self.settings())
         if command == "version":
             return await _version(client)
         if command == "models":
             return models_table(await client.call("GET", "/api/tags"))
         if command == "ps":
             return loaded_table(await client.call("GET", "/api/ps"))
+        if command in ("show", "unload"):
+            try:
+                if command == "show":
+                    return await show_model(client, args[0])
+                return _Text(await unload_model(client, args[0]))
+            except (asyncio.CancelledError, KeyboardInterrupt):
+                raise RequestInterrupted from None
         try:
             outcome = await pull(client, args[0], view, control)
         except (asyncio.CancelledError, KeyboardInterrupt):
@@ -446,18 +419,6 @@ async def _pump(poll: Callable[[int], Any]) -> None:
     while True:
         await poll(10)
         await asyncio.sleep(PUMP_SECONDS)
-
-
-async def _no_model(client: OllamaClient) -> str:
-    """No model anywhere: say so, with the server's models when it answers."""
-    hint = "name one (`%%ollama MODEL`), or set %config OllamaMagics.model / $OLLAMA_MODEL"
-    try:
-        tags = await client.call("GET", "/api/tags")
-        names = [m.get("name", "?") for m in tags.get("models", [])]
-        have = f"; {client.host} has: {', '.join(names)}" if names else f"; {client.host} has none"
-    except OllamaError as exc:
-        have = f" (and listing the server's models failed: {exc})"
-    raise UsageError(f"%%ollama: no model given: {hint}{have}")
 
 
 def _config_table(settings: dict[str, Setting]) -> str:

@@ -20,6 +20,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 
 from ._config import check_retries, check_seconds, parse_host
 from ._prompt import PromptVariableError, fill_prompt
+from ._request import Ask, check_keep_alive, check_think
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -57,7 +58,34 @@ def declare(func: F) -> F:
         argument(
             "--think",
             action="store_true",
-            help="Ask a thinking model to think; the thinking is shown apart, collapsed.",
+            help="Ask a thinking model to think; the thinking is shown apart, collapsed."
+            " Without --think/--no-think/--think-level the server decides (a thinking model"
+            " thinks).",
+        ),
+        argument("--no-think", action="store_true", help="Ask a thinking model not to think."),
+        argument(
+            "--think-level",
+            metavar="LEVEL",
+            help="low, medium, high or max: how hard a model that takes a level thinks.",
+        ),
+        argument(
+            "--no-vars",
+            action="store_true",
+            help="Send the prompt exactly as written: no {name} replacement.",
+        ),
+        argument(
+            "--image",
+            action="append",
+            default=[],
+            metavar="X",
+            help="Attach an image (repeatable): a notebook variable holding a PIL image, a"
+            " matplotlib Figure, a numpy array, bytes or a path; else X is a file path.",
+        ),
+        argument(
+            "--keep-alive",
+            metavar="DUR",
+            help="How long the server keeps the model loaded after this request: 10m, 1h,"
+            " 300 (seconds), 0 (unload now), -1 (forever).",
         ),
         argument(
             "--format",
@@ -102,7 +130,10 @@ class CellOptions:
     retries: int | None = None
     system: str | None = None
     chat: bool = False
-    think: bool = False
+    think: bool | str | None = None  # None: not sent (the server decides)
+    variables: bool | None = None  # False with --no-vars; None: the setting decides
+    images: list[str] = field(default_factory=list)  # --image: variable names or paths
+    keep_alive: str | int | float | None = None
     format: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     stop_on: re.Pattern[str] | None = None
@@ -132,7 +163,10 @@ def parse_line(magic: Callable[..., Any], line: str) -> CellOptions:
             retries=check_retries(args.retries) if args.retries is not None else None,
             system=args.system,
             chat=args.chat,
-            think=args.think,
+            think=_think(args.think, args.no_think, args.think_level),
+            variables=False if args.no_vars else None,
+            images=list(args.image),
+            keep_alive=check_keep_alive(args.keep_alive),
             format=args.format,
             options=parse_model_options(args.option),
             stop_on=_compile(args.stop_on),
@@ -141,6 +175,14 @@ def parse_line(magic: Callable[..., Any], line: str) -> CellOptions:
         )
     except ValueError as exc:
         raise UsageError(f"%%ollama: {exc}") from None
+
+
+def _think(on: bool, off: bool, level: str | None) -> bool | str | None:
+    if on + off + (level is not None) > 1:
+        raise ValueError("use one of --think, --no-think and --think-level")
+    if level is not None:
+        return check_think(level)
+    return True if on else False if off else None
 
 
 def parse_model_options(pairs: list[str]) -> dict[str, Any]:
@@ -207,3 +249,25 @@ def interpolate(body: str, namespace: Mapping[str, Any]) -> str:
         return fill_prompt(body, namespace)
     except PromptVariableError as exc:
         raise UsageError(f"%%ollama: {exc}; nothing was sent") from None
+
+
+def to_ask(options: CellOptions, prompt: str, namespace: Mapping[str, Any]) -> Ask:
+    """The request a cell asks for, with `--format NAME` and `--image NAME` looked up."""
+    return Ask(
+        prompt=prompt,
+        model=options.model,
+        host=options.host,
+        connect_timeout=options.connect_timeout,
+        read_timeout=options.read_timeout,
+        timeout=options.timeout,
+        retries=options.retries,
+        system=options.system,
+        variables=options.variables,
+        keep_alive=options.keep_alive,
+        think=options.think,
+        format=resolve_format(options.format, namespace),
+        options=options.options,
+        images=[namespace.get(x, x) for x in options.images],
+        stop_on=options.stop_on,
+        chat=options.chat,
+    )

@@ -8,8 +8,10 @@ keep their `<` readable (a naive `&lt;` pass would show entities inside code).
 
 from __future__ import annotations
 
+import base64
 import functools
 import html
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from markdown_it import MarkdownIt
@@ -50,6 +52,8 @@ def status_line(result: OllamaResult) -> str:
 
 def record_html(result: OllamaResult) -> str:
     pieces = ['<div class="ollama-nb-record">']
+    if result.images:
+        pieces.append(thumbnails_html(result.images))
     if result.thinking:
         pieces.append(
             "<details><summary>Thinking</summary>"
@@ -63,10 +67,31 @@ def record_html(result: OllamaResult) -> str:
     return "".join(pieces)
 
 
+def thumbnails_html(images: Sequence[bytes]) -> str:
+    """The images sent, as static thumbnails (≤ 160 px high) that saved notebooks keep."""
+    tags = "".join(
+        f'<img src="data:{_image_mime(data)};base64,{base64.b64encode(data).decode()}"'
+        ' alt="image sent" style="max-height: 160px; margin: 0 4px 4px 0">'
+        for data in images
+        if data
+    )
+    return f'<div class="ollama-nb-images">{tags}</div>'
+
+
+def _image_mime(data: bytes) -> str:
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data[:4] == b"RIFF":
+        return "image/webp"
+    return "image/png"
+
+
 def record_text(result: OllamaResult) -> str:
     """The plain-text side of the record (consoles, nbval). A huge answer shows its head:
     the HTML side has it all, and a second full copy would double the notebook's size."""
     parts = []
+    if result.images:
+        parts.append(f"[{len(result.images)} image{'' if len(result.images) == 1 else 's'} sent]")
     if result.thinking:
         parts.append(f"[thinking]\n{_head(result.thinking)}\n[/thinking]")
     if result.text:

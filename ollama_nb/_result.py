@@ -33,6 +33,8 @@ class OllamaResult:
     timeout_kind: str | None = None
     final: dict[str, Any] = field(default_factory=dict, repr=False)
     prompt: str = ""  # the prompt as sent, after variables
+    # Thumbnails (PNG/JPEG bytes, ≤ 160 px high) of the images sent; the record shows them.
+    images: list[bytes] = field(default_factory=list, repr=False)
 
     @property
     def status(self) -> str:

@@ -72,6 +72,13 @@ class WidgetView:
     def shown(self) -> bool:
         return bool(self._root._view_count)
 
+    def show_thumbnails(self, images: list[bytes]) -> None:
+        """Hook for `_request`: the images sent, above the streaming answer (as in the record)."""
+        from ._render import thumbnails_html
+
+        header, *rest = self._root.children
+        self._root.children = (header, widgets.HTML(value=thumbnails_html(images)), *rest)
+
     def _on_stop(self, _button: widgets.Button) -> None:
         self._stop.disabled = True
         self._control.stop()

@@ -248,3 +248,73 @@ def test_stats_counts_outcomes_and_percentiles(kernel: KernelDriver, server: Sta
         assert int(lines[name]) >= 1, stats
     for key in ("latency p50", "latency p95", "latency p99", "time to first token p50"):
         assert lines[key].endswith(" s")
+
+
+def test_think_flags_send_true_false_a_level_or_nothing(
+    kernel: KernelDriver, server: StandInServer
+) -> None:
+    for flag, sent in [("--think", True), ("--no-think", False), ("--think-level high", "high")]:
+        assert run_cell(kernel, f"stand-in-think {flag}").status == "ok", flag
+        assert server.last.body["think"] == sent, flag
+    assert run_cell(kernel, "stand-in-think").status == "ok"
+    assert "think" not in server.last.body  # the server decides
+    before = len(server.requests)
+    for line in ["--think --no-think", "--think --think-level low", "--think-level loud"]:
+        cell = run_cell(kernel, f"stand-in-think {line}")
+        assert cell.ename == "UsageError", line
+        assert "--think" in cell.error_text() or "level" in cell.error_text()
+    assert len(server.requests) == before  # nothing was sent
+
+
+def test_keep_alive_numbers_and_durations(kernel: KernelDriver, server: StandInServer) -> None:
+    for value, sent in [("10m", "10m"), ("1h", "1h"), ("30s", "30s"), ("0", 0), ("-1", -1),
+                        ("300", 300), ("1.5", 1.5)]:  # fmt: skip
+        assert run_cell(kernel, f"stand-in --keep-alive {value}").status == "ok", value
+        assert server.last.body["keep_alive"] == sent, value
+    assert run_cell(kernel, "stand-in").status == "ok"
+    assert "keep_alive" not in server.last.body
+    for bad in ["soon", "10x", "''", "1e9"]:
+        cell = run_cell(kernel, f"stand-in --keep-alive {bad}")
+        assert cell.ename == "UsageError" and "--keep-alive takes" in cell.error_text(), bad
+    kernel.ok("%config OllamaMagics.keep_alive = '5m'")
+    try:
+        assert run_cell(kernel, "stand-in").status == "ok"
+        assert server.last.body["keep_alive"] == "5m"
+        assert run_cell(kernel, "stand-in --keep-alive 0").status == "ok"
+        assert server.last.body["keep_alive"] == 0
+        bad = kernel.run("%config OllamaMagics.keep_alive = 'later'")
+        assert "--keep-alive takes" in bad.stream_text("stderr")
+    finally:
+        kernel.ok("%config OllamaMagics.keep_alive = None")
+
+
+def test_no_vars_sends_the_body_as_written(kernel: KernelDriver, server: StandInServer) -> None:
+    kernel.ok("name = 'Ada'")
+    assert run_cell(kernel, "stand-in", "Hi {name}.").status == "ok"
+    assert server.last.body["prompt"] == "Hi Ada."
+    assert run_cell(kernel, "stand-in --no-vars", "Hi {name}, {undefined}.").status == "ok"
+    assert server.last.body["prompt"] == "Hi {name}, {undefined}."
+    kernel.ok("%config OllamaMagics.variables = False")
+    try:
+        assert run_cell(kernel, "stand-in", "Hi {name}.").status == "ok"
+        assert server.last.body["prompt"] == "Hi {name}."
+    finally:
+        kernel.ok("%config OllamaMagics.variables = True")
+
+
+def test_show_and_unload(kernel: KernelDriver, server: StandInServer) -> None:
+    shown = out_text(kernel.ok("%ollama show stand-in-think"))
+    for word in ["family", "stand-in", "parameters", "quantization", "context length",
+                 "capabilities", "completion, thinking", "license"]:  # fmt: skip
+        assert word in shown, shown
+    assert server.last.path == "/api/show" and server.last.body == {"model": "stand-in-think"}
+    assert_one_line_error(kernel.run("%ollama show no-such-model"), "OllamaModelNotFoundError")
+    assert kernel.run("%ollama show").ename == "UsageError"
+
+    assert run_cell(kernel, "stand-in").status == "ok"
+    line = out_text(kernel.ok("%ollama unload stand-in"))
+    assert line == "unloaded stand-in (it is no longer in memory)"
+    body = server.last.body
+    assert server.last.path == "/api/generate"
+    assert body["prompt"] == "" and body["keep_alive"] == 0 and body["model"] == "stand-in"
+    assert kernel.run("%ollama unload").ename == "UsageError"
