@@ -127,7 +127,7 @@ def elements(items: Any) -> Elements:
 
         def rows() -> Iterator[tuple[Any, Any]]:
             for label, *values in items.itertuples(index=True, name=None):
-                yield label, Row(dict(zip(columns, values)))
+                yield label, Row(dict(zip(columns, values, strict=True)))
 
         return Elements(len(items), rows, items.index)
     if not isinstance(items, Iterable):
@@ -211,9 +211,7 @@ class OllamaBatch(Sequence[OllamaResult]):
 
     @property
     def eval_count(self) -> int:
-        return sum(
-            r.eval_count if r.eval_count is not None else r.chunks for r in self._results
-        )
+        return sum(r.eval_count if r.eval_count is not None else r.chunks for r in self._results)
 
     @property
     def tokens_per_second(self) -> float | None:
@@ -389,7 +387,9 @@ class Batch:
             while True:
                 try:
                     await self._attempt(flight)
-                    return build_result(flight.request, flight.transcript, flight.cancel_reason, None)
+                    return build_result(
+                        flight.request, flight.transcript, flight.cancel_reason, None
+                    )
                 except OllamaError as exc:
                     if flight.first_byte_at is None and _busy(exc) and busy < BUSY_RETRIES:
                         busy += 1
@@ -611,3 +611,224 @@ def release_if_big(batch: OllamaBatch) -> None:
         release_freed_memory()
 
 
+# -- the magic's and the Python API's entry points -------------------------------------
+
+INTERRUPTED = "the batch was interrupted; its responses are closed"
+INTERRUPTED_CELL = "the batch was interrupted; _ollama holds what it did (unstarted: skipped)"
+HINT_SYNC = "Stop cannot reach a synchronous cell: use Interrupt (■), or await amap(...)"
+
+
+async def prepare_batch(
+    ask: Any,
+    items: Any,
+    parallel: Any,
+    *,
+    configured: Mapping[str, Any],
+    namespace: Mapping[str, Any],
+    no_model_hint: str | None = None,
+) -> BatchJob:
+    """Check everything and build the first element's request; ValueError (InvalidRequest)
+    before anything is sent. `ask.prompt` is the template, with {item} and {index}."""
+    from ._prompt import fill_prompt
+    from ._request import InvalidRequest, build, resolve_settings
+
+    try:
+        found = elements(items)
+        parallel = check_parallel(parallel)
+    except (BatchInputError, ValueError) as exc:
+        raise InvalidRequest(str(exc)) from None
+    template = ask.prompt
+    variables = resolve_settings(ask.given(), configured)["variables"].value
+
+    def fill(scope: Mapping[str, Any]) -> str:
+        return fill_prompt(template, scope) if variables else template
+
+    first = next(found.pairs(), None)
+    if first is not None:
+        try:
+            ask = dataclasses.replace(
+                ask, prompt=fill(_Scope({"item": first[1], "index": first[0]}, namespace))
+            )
+        except ValueError as exc:  # PromptVariableError
+            raise InvalidRequest(f"{exc}; nothing was sent") from None
+    extra = {"no_model_hint": no_model_hint} if no_model_hint else {}
+    prepared = await build(ask, configured=configured, namespace=None, **extra)
+    payload = prepared.request.payload
+    return BatchJob(
+        base=prepared.request,
+        elements=found,
+        fill=fill,
+        namespace=namespace,
+        parallel=parallel,
+        read_timeout=prepared.settings["read_timeout"].value,
+        settings={
+            "options": payload.get("options") or {},
+            "think": payload.get("think"),
+            "format": payload.get("format"),
+            "parallel": parallel,
+        },
+    )
+
+
+def _keep_for_stats(batch: OllamaBatch) -> None:
+    from ._api import _keep_for_stats as keep
+
+    for result in batch:
+        if result.done_reason != "skipped":
+            keep(result)
+
+
+def _batch_view(kernel: Any, control: StopControl, stop_hint: str | None) -> Any:
+    from ._batch_view import NullBatchView, WidgetBatchView
+
+    if kernel is None:
+        return NullBatchView()
+    from ._kernel import CellOutput
+
+    return WidgetBatchView(CellOutput(kernel), control, stop_hint)
+
+
+def map(
+    prompt: str,
+    items: Any,
+    model: str | None = None,
+    *,
+    parallel: int = 1,
+    system: str | None = None,
+    images: Sequence[Any] | None = None,
+    think: bool | str | None = None,
+    format: str | dict[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
+    keep_alive: str | float | None = None,
+    host: str | None = None,
+    connect_timeout: float | None = None,
+    read_timeout: float | None = None,
+    timeout: float | None = None,
+    retries: int | None = None,
+    stop_on: Any = None,
+    display: bool = True,
+) -> OllamaBatch:
+    """Run `prompt` once per element of `items`, at most `parallel` requests at once.
+
+    `{item}` in the prompt is the element (a DataFrame row: `{item.column}`,
+    `{item[column]}`), `{index}` its position (a Series/DataFrame index label). Returns an
+    `OllamaBatch` in input order; one element's failure is recorded there, not raised.
+    Other keywords as `generate`. From a synchronous cell, Stop cannot reach the batch:
+    Interrupt closes every response (or use `await amap(...)`).
+    """
+    from ._api import _ask, _kernel
+    from ._exceptions import RequestInterrupted
+    from ._sync import run_in_thread
+
+    ask = _ask(prompt, model, system, images, think, format, options, keep_alive, host,
+               connect_timeout, read_timeout, timeout, retries, stop_on, display)  # fmt: skip
+    control = StopControl()
+    view = _batch_view(_kernel(display), control, HINT_SYNC)
+
+    async def work(queued: Any) -> OllamaBatch:
+        from ._request import configured_in_shell
+
+        job = await prepare_batch(
+            ask, items, parallel, configured=configured_in_shell(), namespace={}
+        )
+        return await run_batch(job, queued, control, _keep_for_stats)
+
+    try:
+        return run_in_thread(work, view)
+    except RequestInterrupted:
+        raise RequestInterrupted(INTERRUPTED) from None
+
+
+async def amap(
+    prompt: str,
+    items: Any,
+    model: str | None = None,
+    *,
+    parallel: int = 1,
+    system: str | None = None,
+    images: Sequence[Any] | None = None,
+    think: bool | str | None = None,
+    format: str | dict[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
+    keep_alive: str | float | None = None,
+    host: str | None = None,
+    connect_timeout: float | None = None,
+    read_timeout: float | None = None,
+    timeout: float | None = None,
+    retries: int | None = None,
+    stop_on: Any = None,
+    display: bool = True,
+) -> OllamaBatch:
+    """`map` as a coroutine: `await ollama_nb.amap(...)` in an async cell has a working
+    Stop button, as `%%ollama --each` cells do."""
+    from ._api import _ask, _kernel
+    from ._exceptions import RequestInterrupted
+    from ._request import configured_in_shell
+
+    ask = _ask(prompt, model, system, images, think, format, options, keep_alive, host,
+               connect_timeout, read_timeout, timeout, retries, stop_on, display)  # fmt: skip
+    job = await prepare_batch(ask, items, parallel, configured=configured_in_shell(), namespace={})
+    control = StopControl()
+    kernel = _kernel(display)
+    try:
+        if kernel is None:
+            return await run_batch(job, _batch_view(None, control, None), control, _keep_for_stats)
+        from ._magics import clicks_reach_running_cell
+
+        async with clicks_reach_running_cell() as stop_hint:
+            view = _batch_view(kernel, control, stop_hint)
+            return await run_batch(job, view, control, _keep_for_stats)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        raise RequestInterrupted(INTERRUPTED) from None
+
+
+async def run_cell_batch(
+    magics: Any, line: str, cell: str, view: Any = None, control: StopControl | None = None
+) -> OllamaBatch:
+    """A `%%ollama --each NAME` cell: `view`/`control` given on the synchronous path,
+    else the widget view in the running (async) cell."""
+    from IPython.core.error import UsageError
+
+    from ._exceptions import RequestInterrupted
+    from ._options import parse_line, to_ask
+
+    options = parse_line(magics.ollama_cell, line)
+    namespace = magics.shell.user_ns if magics.shell is not None else {}
+    if options.chat or options.background:
+        flag = "--chat" if options.chat else "--background"
+        raise UsageError(f"%%ollama: --each cannot be combined with {flag}")
+    if options.each not in namespace:
+        raise UsageError(f"%%ollama: --each {options.each}: no variable {options.each!r}"
+                         " in the notebook")  # fmt: skip
+    try:
+        job = await prepare_batch(
+            to_ask(options, cell.strip("\n"), namespace),
+            namespace[options.each],
+            options.parallel or 1,
+            configured=magics.configured(),
+            namespace=namespace,
+            no_model_hint="name one (`%%ollama MODEL`), or set %config OllamaMagics.model"
+            " / $OLLAMA_MODEL",
+        )
+    except ValueError as exc:
+        raise UsageError(f"%%ollama: {exc}") from None
+
+    def store(batch: OllamaBatch) -> None:
+        magics.results.extend(r for r in batch if r.done_reason != "skipped")
+        if magics.shell is not None:
+            magics.shell.user_ns["_ollama"] = batch
+            if options.out:
+                magics.shell.user_ns[options.out] = batch
+
+    try:
+        if view is not None:
+            return await run_batch(job, view, control or StopControl(), store)
+        from ._kernel import current_kernel
+        from ._magics import clicks_reach_running_cell
+
+        control = StopControl()
+        async with clicks_reach_running_cell() as stop_hint:
+            live = _batch_view(current_kernel(), control, stop_hint)
+            return await run_batch(job, live, control, store)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        raise RequestInterrupted(INTERRUPTED_CELL) from None

@@ -8,6 +8,7 @@ in the middle, 503 busy, lost connections, queueing vs the read timeout).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -21,7 +22,6 @@ from ollama_nb._client import OllamaClient
 from ollama_nb._config import Timeouts
 from ollama_nb._stream import Request, StopControl
 from ollama_nb.testing import StandInServer
-
 
 
 def job(
@@ -178,7 +178,8 @@ def test_total_timeout_per_request() -> None:
     with ScriptedServer(num_parallel=2, chunks=40, interval=0.05).running() as srv:
         batch = run(job(srv.url, ["a", "b"], "{item}", total=0.5))
     assert [r.timeout_kind for r in batch] == ["total", "total"]
-    assert all(r.text.startswith(f"{p}#0") for r, p in zip(batch, "ab"))  # partial text kept
+    # The partial text is kept.
+    assert all(r.text.startswith(f"{p}#0") for r, p in zip(batch, "ab", strict=True))
 
 
 def test_stop_keeps_finished_stops_in_flight_and_skips_the_rest(server: StandInServer) -> None:
@@ -215,8 +216,12 @@ def test_interrupt_hands_over_the_partial_batch_and_reraises(server: StandInServ
 
     async def main() -> None:
         task = asyncio.ensure_future(
-            run_batch(job(server.url, list(range(20)), parallel=2), NullBatchView(),
-                      StopControl(), kept.append)  # fmt: skip
+            run_batch(
+                job(server.url, list(range(20)), parallel=2),
+                NullBatchView(),
+                StopControl(),
+                kept.append,
+            )
         )
         await asyncio.sleep(0.5)
         task.cancel()
@@ -236,7 +241,7 @@ def test_view_refreshes_at_most_ten_times_a_second(server: StandInServer) -> Non
     batch = run(job(server.url, list(range(300)), parallel=4), view)
     assert batch.counts() == {"stop": 300}
     times = [t for t, _ in view.updates]
-    gaps = [b - a for a, b in zip(times, times[1:-1])]  # the last one is the final refresh
+    gaps = [b - a for a, b in itertools.pairwise(times[:-1])]  # the last: the final refresh
     assert gaps and min(gaps) >= 0.09, min(gaps)
     final = view.updates[-1][1]
     assert (final.done, final.failed, final.in_flight) == (300, 0, 0)

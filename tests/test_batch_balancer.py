@@ -115,9 +115,10 @@ def generates(server: StandInServer) -> list[object]:
 
 
 def test_batch_through_nginx_uses_both_servers(tmp_path: Path) -> None:
-    with standins(2, num_parallel=2, token_interval=0.01, tokens=8) as (a, b), nginx(
-        tmp_path, [a, b]
-    ) as url:
+    with (
+        standins(2, num_parallel=2, token_interval=0.01, tokens=8) as (a, b),
+        nginx(tmp_path, [a, b]) as url,
+    ):
         batch = asyncio.run(
             run_batch(job(url, list(range(40)), parallel=4), NullBatchView(), StopControl())
         )
@@ -129,9 +130,10 @@ def test_batch_through_nginx_uses_both_servers(tmp_path: Path) -> None:
 
 def test_a_server_killed_mid_batch_loses_only_what_it_was_streaming(tmp_path: Path) -> None:
     # One slot per server: with 6 in flight over 3 servers each streams one and queues one.
-    with standins(3, num_parallel=1, token_interval=0.03, tokens=10) as servers, nginx(
-        tmp_path, servers
-    ) as url:
+    with (
+        standins(3, num_parallel=1, token_interval=0.03, tokens=10) as servers,
+        nginx(tmp_path, servers) as url,
+    ):
         doomed = servers[2]
 
         async def main() -> tuple[OllamaBatch, list[object]]:
