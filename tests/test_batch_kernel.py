@@ -159,9 +159,9 @@ def test_map_from_a_sync_cell_and_amap_from_an_async_one(
 
 
 def test_a_big_batch_costs_little_iopub(kernel: KernelDriver, server: StandInServer) -> None:
-    """2,000 tiny requests (the benchmark does 10,000): one view, a bounded number of
+    """500 tiny requests (the benchmark does 1,000 and 10,000): one view, a bounded number of
     refreshes, no per-element message; IOPub within 64 KB + 1 KB per 100 elements."""
-    n = 2000
+    n = 500
     server.configure(num_parallel=8, token_interval=0, tokens=2)
     kernel.ok(f"items = list(range({n}))")
     cell = kernel.submit("%%ollama stand-in --each items --parallel 8\n{item}")
