@@ -31,6 +31,7 @@ import contextlib
 import copy
 import dataclasses
 import random
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -461,8 +462,7 @@ class Batch:
             result = build_result(flight.request, flight.transcript, None, task.exception())
         else:
             result = task.result()
-        result.prompt = flight.request.prompt  # type: ignore[attr-defined]
-        self._store(flight.position, result)
+        self._store(flight.position, _compact(result))
 
     async def _cancel_all(self, reason: str) -> None:
         """Close every response in flight at once; returns when they are closed."""
@@ -572,6 +572,24 @@ class Batch:
             self.view.finish(batch)
             on_result(batch)
         return batch
+
+
+# Per element, the final chunk's strings that every result repeats: dropped, or shared.
+FINAL_DROPPED = ("model", "created_at", "response", "done")
+
+
+def _compact(result: OllamaResult) -> OllamaResult:
+    """Thousands of results stay in memory: share their repeated strings (a fresh copy of
+    each key per parsed chunk) and drop what the result holds elsewhere (~1 KB each)."""
+    result.model = sys.intern(result.model)
+    if result.done_reason is not None:
+        result.done_reason = sys.intern(result.done_reason)
+    result.final = {
+        sys.intern(key): sys.intern(value) if isinstance(value, str) else value
+        for key, value in result.final.items()
+        if key not in FINAL_DROPPED
+    }
+    return result
 
 
 class _Scope(Mapping[str, Any]):
@@ -831,4 +849,18 @@ async def run_cell_batch(
             live = _batch_view(current_kernel(), control, stop_hint)
             return await run_batch(job, live, control, store)
     except (asyncio.CancelledError, KeyboardInterrupt):
+        raise RequestInterrupted(INTERRUPTED_CELL) from None
+
+
+def run_cell_batch_in_thread(magics: Any, line: str, cell: str, sync_view: Any) -> None:
+    """The synchronous path (terminal IPython, `%autoawait off`): a worker thread's loop."""
+    from ._batch_view import TextBatchView, WidgetBatchView
+    from ._exceptions import RequestInterrupted
+    from ._sync import run_in_thread
+
+    control = StopControl()
+    view = sync_view(WidgetBatchView, TextBatchView, control)
+    try:
+        run_in_thread(lambda queued: run_cell_batch(magics, line, cell, queued, control), view)
+    except RequestInterrupted:
         raise RequestInterrupted(INTERRUPTED_CELL) from None

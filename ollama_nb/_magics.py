@@ -183,12 +183,9 @@ class OllamaMagics(Magics):
         """
         control = StopControl()
         if parse_line(self.ollama_cell, line).each is not None:  # a batch: see _batch
-            from ._batch import run_cell_batch
-            from ._batch_view import TextBatchView, WidgetBatchView
+            from ._batch import run_cell_batch_in_thread
 
-            batch_view = _sync_view(WidgetBatchView, TextBatchView, control)
-            run_in_thread(lambda queued: run_cell_batch(self, line, cell, queued, control),
-                          batch_view)  # fmt: skip
+            run_cell_batch_in_thread(self, line, cell, _sync_view)
             return
         view: View = _sync_view(WidgetView, TextView, control)
 

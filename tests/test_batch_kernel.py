@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import statistics
 
 import pytest
@@ -175,7 +176,7 @@ def test_a_big_batch_costs_little_iopub(kernel: KernelDriver, server: StandInSer
     total = sum(m.size() for m in own)
     seconds = cell.reply.at - cell.sent_at
     updates = [m for m in own if m.type == "comm_msg"]
-    gaps = [b.at - a.at for a, b in zip(updates, updates[1:], strict=False)]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(updates)]
     print(
         f"\n{n} elements in {seconds:.1f} s: IOPub {total} B in {len(own)} messages,"
         f" {len(updates)} view updates (median gap {statistics.median(gaps or [0]):.2f} s)"
