@@ -256,3 +256,13 @@ def test_standin_queue_parallel_above_num_parallel(server: StandInServer) -> Non
     waits = [r.scheduled_at - r.queued_at for r in server.requests if r.queued]
     print(f"\nlongest wait in the stand-in's queue: {max(waits):.2f} s (read timeout 0.3 s)")
     assert max(waits) > 0.6
+
+
+def test_json_with_format(server: StandInServer) -> None:
+    j = job(server.url, ["a", "b"])
+    j.base.payload["format"] = "json"
+    j.base.want_json = True
+    batch = run(j)
+    assert batch.counts() == {"stop": 2}
+    assert all(isinstance(value, (dict, list)) for value in batch.json), batch.texts
+    assert batch.json == [__import__("json").loads(t) for t in batch.texts]
