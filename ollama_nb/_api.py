@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -268,8 +269,13 @@ def _is_list(value: Any) -> bool:
 
 
 def _kernel(display: bool) -> Any | None:
-    """The running kernel, when this call should show itself; never imports IPython."""
+    """The running kernel, when this call should show itself; never imports IPython.
+
+    Only from the kernel's own thread: outputs sent from another thread may land in a
+    later cell (see KERNEL_FACTS), so a call from a worker thread shows nothing."""
     if not display or "IPython" not in sys.modules:
+        return None
+    if threading.current_thread() is not threading.main_thread():
         return None
     from ._kernel import current_kernel
 

@@ -1,7 +1,7 @@
 """Images for a vision model: what `--image X` and `images=[...]` accept, as base64 files.
 
 Accepted: a path (str or os.PathLike, relative to the working directory), bytes of a
-PNG/JPEG/WebP file, a PIL image, a matplotlib Figure, a numpy array (H×W, H×W×3, H×W×4;
+PNG/JPEG/GIF/BMP/WebP file, a PIL image, a matplotlib Figure, a numpy array (H×W, H×W×3, H×W×4;
 uint8, or float in 0–1). PIL, matplotlib and numpy are never imported unless such a value
 is passed (recognised by its type's module, not by importing the package); numpy arrays
 are written as PNG here with zlib, so they need no PIL. Each image also gets a thumbnail
@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 MAX_BYTES = 20 * 1024 * 1024
 THUMB_HEIGHT = 160
 THUMB_FALLBACK_BYTES = 256 * 1024  # without Pillow, a file this small is its own thumbnail
-SENDABLE = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG"}
+SENDABLE = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF87a": "GIF",
+            b"GIF89a": "GIF", b"BM": "BMP"}  # fmt: skip
 ACCEPTED = "a path, bytes of an image file, a PIL image, a matplotlib Figure or a numpy array"
 
 
@@ -82,24 +83,19 @@ def _check_size(size: int, what: str) -> None:
 
 
 def image_format(data: bytes) -> str | None:
+    """PNG, JPEG, GIF, BMP or WebP (what Ollama's image decoders take), from the header."""
     for magic, name in SENDABLE.items():
         if data.startswith(magic):
             return name
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WebP"
-    if data[:6] in (b"GIF87a", b"GIF89a") or data[:2] == b"BM":
-        return "convert"  # GIF, BMP: sent as PNG, via Pillow
     return None
 
 
 def _from_file(data: bytes, label: str) -> EncodedImage:
     _check_size(len(data), label)
-    kind = image_format(data)
-    if kind is None:
-        raise ImageError(f"images: {label} is not a PNG, JPEG or WebP image")
-    if kind == "convert":
-        image = _pil().open(io.BytesIO(data))
-        return _from_pil(image, label)
+    if image_format(data) is None:
+        raise ImageError(f"images: {label} is not a PNG, JPEG, GIF, BMP or WebP image")
     return EncodedImage(_b64(data), _thumbnail_of_file(data), label)
 
 
@@ -196,17 +192,6 @@ def _encoded(data: bytes, thumbnail: bytes, label: str) -> EncodedImage:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
-
-
-def _pil() -> Any:
-    try:
-        from PIL import Image
-    except ImportError:
-        raise ImageError(
-            "images: GIF and BMP files are converted to PNG with Pillow, which is not"
-            " installed (pip install pillow), or send a PNG or JPEG"
-        ) from None
-    return Image
 
 
 async def refuse_blind_model(client: OllamaClient, model: str) -> None:

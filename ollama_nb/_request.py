@@ -29,6 +29,7 @@ from ._config import (
     parse_host,
 )
 from ._exceptions import OllamaError, OllamaResponseError, RequestInterrupted
+from ._prompt import PromptVariableError, fill_prompt
 from ._result import OllamaResult
 from ._stream import Request, StopControl, Transcript, View, drive
 
@@ -256,9 +257,12 @@ async def build(
 
 
 def fill_variables(template: str, namespace: Mapping[str, Any]) -> str:
-    from ._options import interpolate
-
-    return interpolate(template, namespace)
+    """`{name}` fields filled from `namespace` (`_prompt`); an undefined name is an
+    InvalidRequest that names it and the two ways out."""
+    try:
+        return fill_prompt(template, namespace)
+    except PromptVariableError as exc:
+        raise InvalidRequest(f"{exc}; nothing was sent") from None
 
 
 def encode_images(values: Sequence[Any]) -> list[EncodedImage]:

@@ -255,7 +255,7 @@ def test_embed_returns_plain_float_vectors(kernel: KernelDriver, server: StandIn
     kernel.ok("import ollama_nb")
     kernel.ok("one = ollama_nb.embed('hello', 'stand-in-embed')")
     assert server.last.path == "/api/embed" and server.last.body["input"] == ["hello"]
-    assert kernel.value("type(one).__name__, all(type(x) is float for x in one)") == [
+    assert kernel.value("[type(one).__name__, all(type(x) is float for x in one)]") == [
         "list",
         True,
     ]
@@ -294,3 +294,56 @@ def test_embed_in_a_script(server: StandInServer) -> None:
     assert done.returncode == 0, done.stderr
     vectors = json.loads(done.stdout)
     assert len(vectors) == 2 and all(isinstance(x, float) for x in vectors[0])
+
+
+# -- terminal IPython -----------------------------------------------------------------------
+
+
+def test_terminal_ipython_shows_nothing_and_ctrl_c_closes(server: StandInServer) -> None:
+    import pexpect
+
+    server.configure(reply=REPLY)
+    env = {**os.environ, "OLLAMA_HOST": server.url, "TERM": "dumb"}
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "IPython", "--simple-prompt", "--no-banner", "--colors=nocolor", "--quick"],
+        env=env,
+        encoding="utf-8",
+        timeout=20,
+    )
+    try:
+        child.expect(r"In \[1\]: ")
+        child.sendline("import ollama_nb; r = ollama_nb.generate('Hi.', 'stand-in')")
+        child.expect(r"In \[2\]: ")
+        assert server.wait_for_request("/api/generate").body["prompt"] == "Hi."
+        assert child.before.split("\n", 1)[1].strip() == ""  # nothing shown but the echo
+        child.sendline("print(r.text == " + repr(REPLY) + ", r.done_reason)")
+        child.expect("True stop")
+        child.expect(r"In \[3\]: ")
+        server.configure(reply=None, token_interval=0.05, tokens=2000)
+        child.sendline("r = ollama_nb.generate('Talk.', 'stand-in')")
+        record = server.wait_for_request("/api/generate", timeout=10)
+        while record.chunks_sent < 3:
+            child.expect(pexpect.TIMEOUT, timeout=0.05)
+        child.sendintr()
+        child.expect("KeyboardInterrupt: the request was interrupted; the response was closed")
+        assert "Traceback" not in child.before
+        assert record.wait_closed(5) and not record.completed
+        assert record.chunks_after_disconnect == 0
+    finally:
+        child.sendline("exit")
+        child.expect(pexpect.EOF)
+
+
+def test_calls_from_worker_threads_show_nothing(
+    kernel: KernelDriver, server: StandInServer
+) -> None:
+    server.configure(reply=REPLY)
+    cell = kernel.ok(
+        "import ollama_nb\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "with ThreadPoolExecutor(2) as pool:\n"
+        "    texts = list(pool.map(lambda p: ollama_nb.generate(p, 'stand-in').text, ['a', 'b']))"
+    )
+    assert kernel.value("texts") == [REPLY, REPLY]
+    assert cell.outputs() == [] and cell.comm_opens() == []

@@ -145,6 +145,7 @@ def test_background_returns_at_once_and_fills_the_result(
 def test_two_background_streams_each_stop_on_their_own(
     kernel: KernelDriver, server: StandInServer
 ) -> None:
+    server.configure(num_parallel=3)  # else the stand-in queues them, as Ollama would
     slow = "-o standin_token_interval=0.05 -o standin_tokens=2000"
     first = kernel.run(f"%%ollama stand-in --background --out a {slow}\nOne.")
     second = kernel.run(f"%%ollama stand-in --background --out b {slow}\nTwo.")
@@ -292,12 +293,15 @@ def test_no_vars_sends_the_body_as_written(kernel: KernelDriver, server: StandIn
     kernel.ok("name = 'Ada'")
     assert run_cell(kernel, "stand-in", "Hi {name}.").status == "ok"
     assert server.last.body["prompt"] == "Hi Ada."
+    cell = run_cell(kernel, "stand-in", "Hi {undefined}.")
+    assert cell.ename == "UsageError" and "undefined" in cell.error_text()
     assert run_cell(kernel, "stand-in --no-vars", "Hi {name}, {undefined}.").status == "ok"
     assert server.last.body["prompt"] == "Hi {name}, {undefined}."
     kernel.ok("%config OllamaMagics.variables = False")
     try:
         assert run_cell(kernel, "stand-in", "Hi {name}.").status == "ok"
         assert server.last.body["prompt"] == "Hi {name}."
+        assert kernel.value("_ollama.prompt") == "Hi {name}."
     finally:
         kernel.ok("%config OllamaMagics.variables = True")
 

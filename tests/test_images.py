@@ -98,7 +98,7 @@ def test_our_png_writer_matches_pillow() -> None:
     ("value", "words"),
     [
         ("no-such-file.png", "no file 'no-such-file.png' (relative to "),
-        (b"GIF-ish but not an image", "not a PNG, JPEG or WebP image"),
+        (b"TIFF-ish, not an image", "not a PNG, JPEG, GIF, BMP or WebP image"),
         (b"\x89PNG\r\n\x1a\n" + b"\0" * (MAX_BYTES + 1), "the limit is 20 MB"),
         (3.5, "cannot send a float"),
         ({"a": 1}, "cannot send a dict"),
@@ -175,6 +175,8 @@ def test_each_kind_round_trips_through_the_magic(
         assert cell.status == "ok", (name, cell.error_text())
         (data,) = server.last.body["images"]
         assert decoded(data).size == size, name
+        (seen,) = server.last.images  # what the stand-in itself decoded
+        assert (seen.width, seen.height, seen.format) == (*size, "PNG"), name
     assert decoded(server.last.body["images"][0]).getpixel((0, 0)) == 0
     # Several images, in order.
     run_cell(kernel, "stand-in-vision --image img_u8 --image red.png", "Compare.")
@@ -256,3 +258,16 @@ def test_the_servers_400_for_images_says_the_model_cannot_take_them(
     line = assert_one_line_error(cell, "OllamaResponseError", "cannot take images", "HTTP 400")
     assert "stand-in" in line
     assert server.last.path == "/api/generate" and server.last.body["images"]
+
+
+def test_the_live_view_shows_the_thumbnails_too(
+    images_kernel: KernelDriver, server: StandInServer
+) -> None:
+    cell = run_cell(images_kernel, "stand-in-vision --image img_pil", "Hi.")
+    assert cell.status == "ok", cell.error_text()
+    shown = [
+        m.content["data"]["state"]["value"]
+        for m in cell.comm_opens()
+        if '<img src="data:image/png;base64,' in str(m.content["data"]["state"].get("value", ""))
+    ]
+    assert len(shown) == 1 and shown[0].count("<img") == 1
