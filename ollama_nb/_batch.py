@@ -21,7 +21,9 @@ a first byte are taken as queued and their clock does not run. When fewer stream
 ended, so a slot is free), the oldest waiting requests, one per free slot, are taken as
 scheduled and get the full read timeout for model load and prompt evaluation, as a
 single request does. Once a request streams, the read timeout is the longest silence
-between chunks, as always. Both are checked `WATCH_HZ` times a second.
+between chunks, as always. Both are checked `WATCH_HZ` times a second; a timeout is
+confirmed at the next check, and time when this loop itself could not run (a busy kernel)
+does not count as silence.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from ._stream import SETTLE_SECONDS, Request, StopControl, Transcript, build_res
 
 MAX_PARALLEL = 64
 WATCH_HZ = 10
+LOOP_STALL = 0.2  # the watch ran this much later than asked: the time is not the server's
 BUSY_RETRIES = 10  # 503 "server busy": tries again, 0.5 s, 1 s, ... at most BUSY_MAX_WAIT apart
 BUSY_FIRST_WAIT = 0.5
 BUSY_MAX_WAIT = 8.0
@@ -298,6 +301,7 @@ class Flight:
     last_byte_at: float = 0.0
     clock_from: float | None = None  # when its first-byte silence began to count
     cancel_reason: str | None = None  # "stopped", "interrupted", "read", "total"
+    suspect: str | None = None  # a timeout seen at the last check, to confirm at this one
 
 
 async def _drain(chunks: Any) -> None:
@@ -498,9 +502,20 @@ class Batch:
             else:  # presumed queued behind requests that are streaming
                 flight.clock_from = None
                 reason = None
-            if reason is not None:
+            # Confirmed on the next tick: bytes that came while this loop was busy are
+            # read first, so a late loop never passes for a silent server.
+            if reason is not None and flight.suspect == reason:
                 flight.cancel_reason = reason
                 task.cancel()
+            flight.suspect = reason
+
+    def _forgive(self, stall: float) -> None:
+        """This loop did not run for `stall` seconds (a busy kernel or machine): that time
+        does not count as the server's silence."""
+        for flight in self.flights.values():
+            flight.last_byte_at += stall
+            if flight.clock_from is not None:
+                flight.clock_from += stall
 
     def snapshot(self) -> BatchStats:
         self.stats.in_flight = len(self.flights)
@@ -509,9 +524,14 @@ class Batch:
 
     async def _tick(self) -> None:
         next_refresh = 0.0
+        last = time.monotonic()
         while True:
             await asyncio.sleep(1 / WATCH_HZ)
             now = time.monotonic()
+            stall = now - last - 1 / WATCH_HZ
+            last = now
+            if stall > LOOP_STALL:
+                self._forgive(stall)
             self._watch(now)
             if now - self.started >= next_refresh:
                 self.view.update(self.snapshot())
