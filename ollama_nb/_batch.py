@@ -302,6 +302,7 @@ class Flight:
     clock_from: float | None = None  # when its first-byte silence began to count
     cancel_reason: str | None = None  # "stopped", "interrupted", "read", "total"
     suspect: str | None = None  # a timeout seen at the last check, to confirm at this one
+    answered: bool = False  # the final chunk came; only the end of the body may follow
 
 
 async def _drain(chunks: Any) -> None:
@@ -346,6 +347,7 @@ class Batch:
     async def _attempt(self, flight: Flight) -> None:
         transcript = flight.transcript = Transcript()
         flight.sent_at, flight.first_byte_at, flight.clock_from = time.monotonic(), None, None
+        flight.suspect = None
         request = flight.request
         stop_on, text_so_far = request.stop_on, ""
         counted = False  # counted in self.streaming
@@ -374,6 +376,7 @@ class Batch:
                         transcript.final = chunk
                         self.streaming -= 1  # its slot on the server is free now
                         counted = False
+                        flight.answered = True  # no timeout now: the answer is whole
                         await _drain(chunks)
                         return
                     if stop_on is not None and text:
@@ -485,7 +488,7 @@ class Batch:
         read = self.job.read_timeout
         free = self.capacity - self.streaming
         for task, flight in self.flights.items():
-            if task.done() or flight.cancel_reason is not None:
+            if task.done() or flight.cancel_reason is not None or flight.answered:
                 continue
             total = flight.request.total_timeout
             if total is not None and now - flight.started > total:
