@@ -26,10 +26,12 @@ from ._exceptions import (
 
 if TYPE_CHECKING:
     from ._api import agenerate, embed, generate
+    from ._batch import OllamaBatch, amap, map
     from ._magics import OllamaMagics
     from ._result import OllamaResult
 
 __all__ = [
+    "OllamaBatch",
     "OllamaConnectionError",
     "OllamaError",
     "OllamaMagics",
@@ -38,14 +40,17 @@ __all__ = [
     "OllamaResult",
     "OllamaTimeoutError",
     "agenerate",
+    "amap",  # batches: _batch
     "embed",
     "generate",
     "load_ipython_extension",
+    "map",
     "unload_ipython_extension",
 ]
 
 
 _API = ("generate", "agenerate", "embed")
+_BATCH = ("map", "amap", "OllamaBatch")  # batches: _batch
 
 
 def __getattr__(name: str) -> Any:
@@ -63,6 +68,10 @@ def __getattr__(name: str) -> Any:
         from . import _api
 
         return getattr(_api, name)
+    if name in _BATCH:
+        from . import _batch
+
+        return getattr(_batch, name)
     raise AttributeError(name)
 
 

@@ -183,6 +183,11 @@ class OllamaMagics(Magics):
         literal braces. The result is stored in `_ollama` (and in NAME with --out).
         """
         control = StopControl()
+        if parse_line(self.ollama_cell, line).each is not None:  # a batch: see _batch
+            from ._batch import run_cell_batch_in_thread
+
+            run_cell_batch_in_thread(self, line, cell, _sync_view)
+            return
         view: View = _sync_view(WidgetView, TextView, control)
 
         async def request(queued: View) -> None:
@@ -197,7 +202,13 @@ class OllamaMagics(Magics):
 
     async def run_cell_async(self, line: str, cell: str) -> None:
         """What a `%%ollama` cell becomes in a kernel: the same request, awaited."""
-        request, options = await self._prepare(self._expand(line), cell)
+        line = self._expand(line)
+        if parse_line(self.ollama_cell, line).each is not None:  # a batch: see _batch
+            from ._batch import run_cell_batch
+
+            await run_cell_batch(self, line, cell)
+            return
+        request, options = await self._prepare(line, cell)
         output = CellOutput(current_kernel())
         control = StopControl()
         if options.background:

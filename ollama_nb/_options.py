@@ -112,6 +112,14 @@ def declare(func: F) -> F:
             action="store_true",
             help="Return at once; the answer streams on in this cell's output, with its Stop.",
         ),
+        # Batches (issue 16): run by ollama_nb._batch.
+        argument(
+            "--each",
+            metavar="NAME",
+            help="Run the prompt once per element of the notebook's iterable NAME ({item},"
+            " {index}); _ollama is then an OllamaBatch.",
+        ),
+        argument("--parallel", type=int, metavar="N", help="With --each: requests in flight."),
     ]
     for decorate in reversed(decorators):
         func = decorate(func)
@@ -139,6 +147,8 @@ class CellOptions:
     stop_on: re.Pattern[str] | None = None
     out: str | None = None
     background: bool = False
+    each: str | None = None
+    parallel: int | None = None
 
 
 def parse_line(magic: Callable[..., Any], line: str) -> CellOptions:
@@ -172,6 +182,8 @@ def parse_line(magic: Callable[..., Any], line: str) -> CellOptions:
             stop_on=_compile(args.stop_on),
             out=_identifier("--out", args.out),
             background=args.background,
+            each=_identifier("--each", args.each),
+            parallel=_parallel(args.parallel, args.each),
         )
     except ValueError as exc:
         raise UsageError(f"%%ollama: {exc}") from None
@@ -221,6 +233,16 @@ def _compile(pattern: str | None) -> re.Pattern[str] | None:
         raise ValueError(
             f"--stop-on {pattern!r} is not a valid regular expression: {exc}"
         ) from None
+
+
+def _parallel(value: int | None, each: str | None) -> int | None:
+    if value is None:
+        return None
+    if each is None:
+        raise ValueError("--parallel goes with --each NAME (a batch)")
+    from ._batch import check_parallel
+
+    return check_parallel(value)
 
 
 def _identifier(option: str, name: str | None) -> str | None:

@@ -1,0 +1,244 @@
+"""What a batch shows: one live progress view while it runs, one static record after.
+
+The live view is a single HTML widget (bar + one line of figures) and a Stop button,
+whatever the batch's size: no per-element widget, no per-element message. It is
+refreshed at most `MAX_HZ` times a second, and less often as the batch goes on (every
+`elapsed / SLOWDOWN` seconds, at most every `MAX_INTERVAL`), so that IOPub traffic grows
+with the logarithm of a batch's length, not with its length.
+
+The record needs no widget state: a summary line (counts by outcome, tokens/s, elapsed)
+and the first and last few answers, shortened, as escaped text.
+"""
+
+from __future__ import annotations
+
+import html
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TextIO
+
+from ._render import format_seconds
+
+if TYPE_CHECKING:
+    from ._batch import OllamaBatch
+    from ._kernel import CellOutput
+    from ._stream import StopControl
+
+MAX_HZ = 10
+SLOWDOWN = 20  # refresh interval = elapsed / SLOWDOWN, within [1/MAX_HZ, MAX_INTERVAL]
+MAX_INTERVAL = 5.0
+SHOWN_EACH_END = 3  # answers shown from the head and from the tail of the batch
+ANSWER_CHARS = 120  # each shown answer is cut to this many characters
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+FAILED = ("error", "timeout")
+
+
+def refresh_interval(elapsed: float) -> float:
+    return min(MAX_INTERVAL, max(1 / MAX_HZ, elapsed / SLOWDOWN))
+
+
+@dataclass
+class BatchStats:
+    """A snapshot of a running batch."""
+
+    model: str
+    total: int
+    done: int = 0  # ended, whatever the outcome
+    failed: int = 0  # ended with error or timeout
+    in_flight: int = 0
+    tokens: int = 0  # chunks received so far, over all requests
+    elapsed: float = 0.0
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        return self.tokens / self.elapsed if self.elapsed > 0 else None
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left at the pace so far, or None before the first element ended."""
+        if not self.done or self.done >= self.total:
+            return None
+        return (self.total - self.done) * self.elapsed / self.done
+
+    def line(self) -> str:
+        parts = [f"{self.done} / {self.total}"]
+        if self.failed:
+            parts.append(f"{self.failed} failed")
+        parts.append(f"{self.in_flight} in flight")
+        rate = self.tokens_per_second
+        if rate is not None:
+            parts.append(f"{rate:.0f} tokens/s")
+        parts.append(_seconds(self.elapsed))
+        if self.eta is not None:
+            parts.append(f"~{_seconds(self.eta)} left")
+        return " · ".join(parts)
+
+
+def _seconds(seconds: float) -> str:
+    # Whole seconds past 10 s: the text then changes at most once a second.
+    return format_seconds(seconds) if seconds < 10 else f"{seconds:.0f} s"
+
+
+class WidgetBatchView:
+    """Progress bar with figures, and a Stop button that stops the whole batch."""
+
+    def __init__(self, output: CellOutput, control: StopControl, stop_hint: str | None) -> None:
+        self._out = output
+        self._control = control
+        self._stop_hint = stop_hint
+        self._last = ""
+
+    def start(self, stats: BatchStats) -> None:
+        import ipywidgets as widgets
+
+        from ._view import show_widget, stop_button
+
+        self._progress = widgets.HTML(value=self._html(stats))
+        self._stop = stop_button(
+            self._stop_hint, "Stop the batch: answers so far are kept, no more start"
+        )
+        self._stop.on_click(self._on_stop)
+        parts: list[Any] = [self._progress, self._stop]
+        if self._stop_hint:
+            parts.append(widgets.Label(value=self._stop_hint))
+        self._root = widgets.HBox(parts, layout={"align_items": "center"})
+        show_widget(self._out, self._root)
+
+    def _on_stop(self, _button: Any) -> None:
+        self._stop.disabled = True
+        self._control.stop()
+
+    def _html(self, stats: BatchStats) -> str:
+        model = html.escape(stats.model)
+        return (
+            f"<b>{model}</b> <progress max='{stats.total}' value='{stats.done}'"
+            f" style='width: 14em; vertical-align: middle'></progress> {html.escape(stats.line())}"
+        )
+
+    def update(self, stats: BatchStats) -> None:
+        value = self._html(stats)
+        if value != self._last:  # nothing visible changed: send nothing
+            self._progress.value = self._last = value
+
+    def finish(self, batch: OllamaBatch) -> None:
+        from ._view import _close_tree
+
+        self._out.clear()
+        display_record(self._out, batch)
+        _close_tree(self._root)
+
+
+def display_record(output: CellOutput, batch: OllamaBatch) -> None:
+    """The static record, with the `ollama_nb` metadata a saved notebook keeps."""
+    sys.stdout.flush()
+    content = {
+        "data": batch._repr_mimebundle_(),
+        "metadata": {"ollama_nb": batch.metadata()},
+        "transient": {},
+    }
+    output._send("display_data", content, b"display_data")
+
+
+class TextBatchView:
+    """Terminal IPython: a progress line now and then, then the summary."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream or sys.stdout
+        self._last_done = -1
+        self._next_at = 0.0
+
+    def start(self, stats: BatchStats) -> None:
+        self._write(f"[{stats.model}] {stats.total} prompts\n")
+
+    def update(self, stats: BatchStats) -> None:
+        if stats.done != self._last_done and stats.elapsed >= self._next_at:
+            self._last_done = stats.done
+            self._next_at = stats.elapsed + 2.0  # a line every 2 s at most
+            self._write(stats.line() + "\n")
+
+    def finish(self, batch: OllamaBatch) -> None:
+        self._write(record_text(batch) + "\n")
+
+    def _write(self, text: str) -> None:
+        self._stream.write(text)
+        self._stream.flush()
+
+
+class NullBatchView:
+    """`display=False`, or no kernel: shows nothing."""
+
+    def start(self, stats: BatchStats) -> None:
+        pass
+
+    def update(self, stats: BatchStats) -> None:
+        pass
+
+    def finish(self, batch: OllamaBatch) -> None:
+        pass
+
+
+# -- the record ------------------------------------------------------------------------
+
+
+def summary_line(batch: OllamaBatch) -> str:
+    counts = batch.counts()
+    outcome = ", ".join(f"{n} {reason}" for reason, n in counts.items()) or "nothing"
+    parts = [batch.model, f"{len(batch)} prompts: {outcome}"]
+    rate = batch.tokens_per_second
+    if rate is not None:
+        parts.append(f"{rate:.1f} tokens/s")
+    parts.append(format_seconds(batch.elapsed))
+    return " · ".join(parts)
+
+
+def _shorten(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= ANSWER_CHARS else flat[: ANSWER_CHARS - 1] + "…"
+
+
+def shown_positions(n: int) -> list[int | None]:
+    """Positions shown in the record; None marks the gap between head and tail."""
+    if n <= 2 * SHOWN_EACH_END:
+        return list(range(n))
+    head = list(range(SHOWN_EACH_END))
+    tail = list(range(n - SHOWN_EACH_END, n))
+    return [*head, None, *tail]
+
+
+def _answer(batch: OllamaBatch, position: int) -> tuple[str, str]:
+    result = batch[position]
+    if result.done_reason in FAILED and result.error is not None:
+        return result.done_reason or "error", _shorten(str(result.error))
+    return result.done_reason or "", _shorten(result.text)
+
+
+def record_text(batch: OllamaBatch) -> str:
+    lines = [summary_line(batch)]
+    for position in shown_positions(len(batch)):
+        if position is None:
+            lines.append(f"  … {len(batch) - 2 * SHOWN_EACH_END} more")
+            continue
+        reason, text = _answer(batch, position)
+        lines.append(f"  [{position}] {reason}: {text}")
+    return "\n".join(lines)
+
+
+def record_html(batch: OllamaBatch) -> str:
+    rows = []
+    for position in shown_positions(len(batch)):
+        if position is None:
+            more = len(batch) - 2 * SHOWN_EACH_END
+            rows.append(f"<tr><td colspan='3' style='text-align: left'>… {more} more</td></tr>")
+            continue
+        reason, text = _answer(batch, position)
+        rows.append(
+            f"<tr><td>{position}</td><td>{html.escape(reason)}</td>"
+            f"<td style='text-align: left'>{html.escape(text)}</td></tr>"
+        )
+    table = f"<table class='ollama-nb-batch-answers'>{''.join(rows)}</table>" if rows else ""
+    status = html.escape(summary_line(batch))
+    return (
+        f"<div class='ollama-nb-batch'>{table}"
+        f"<div class='ollama-nb-status' style='color: var(--jp-ui-font-color2, #666);"
+        f" font-size: 0.85em; margin-top: 0.4em'>{status}</div></div>"
+    )
