@@ -179,8 +179,10 @@ class OllamaMagics(Magics):
     def ollama_cell(self, line: str, cell: str) -> None:
         """Stream a model's answer to the prompt in the cell body.
 
-        {name} in the prompt is replaced by the notebook's value of `name`; {{ and }} give
-        literal braces. The result is stored in `_ollama` (and in NAME with --out).
+        {name}, {name.attr} and {name[key]} in the prompt are replaced by the notebook's
+        values; any other brace text (code, JSON, {}, {3}) is sent as written, {{name}}
+        sends {name}, and --no-vars sends the whole body as written. The result is stored
+        in `_ollama` (and in NAME with --out).
         """
         control = StopControl()
         if parse_line(self.ollama_cell, line).each is not None:  # a batch: see _batch

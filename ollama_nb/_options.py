@@ -112,7 +112,7 @@ def declare(func: F) -> F:
             action="store_true",
             help="Return at once; the answer streams on in this cell's output, with its Stop.",
         ),
-        # Batches (issue 16): run by ollama_nb._batch.
+        # Batches: run by ollama_nb._batch.
         argument(
             "--each",
             metavar="NAME",

@@ -1,4 +1,4 @@
-"""Check the tutorial command in a fresh clone, as a new user would run it (issue 4).
+"""Check the tutorial command in a fresh clone, as a new user would run it.
 
     .venv/bin/python tests/browser/check_tutorial_open.py [--clone /tmp/fresh-open] [--port 8899]
 
