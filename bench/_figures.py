@@ -32,6 +32,8 @@ class Plan:
     stop_clicks: int = 20
     timeout_runs: int = 5
     memory_runs: int = 3
+    alt_runs: int = 5  # rounds of the user's alternatives, per answer size
+    resp_cells: int = 40  # `1+1` round trips, idle and while streaming
 
 
 def _ratio(a: float, b: float) -> float:

@@ -66,6 +66,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from _alternatives import alternatives, responsiveness, saved_notebook
 from _clients import PAYLOAD
 from _figures import (
     THROUGHPUT_TOKENS,
@@ -154,6 +155,23 @@ def _measure_k7(
     return results
 
 
+def _measure_user(plan: Plan, python: str, standin: str, inproc: StandInServer) -> dict[str, Any]:
+    """What users feel: the alternatives they would write, responsiveness, saved size."""
+    results: dict[str, Any] = {}
+    with BenchKernel(python, inproc.url) as kernel:
+        results["alternatives"] = timed(
+            "alternatives in one kernel", lambda: alternatives(kernel, inproc, plan.alt_runs)
+        )
+        results["responsiveness"] = timed(
+            "responsiveness while streaming",
+            lambda: responsiveness(kernel, inproc, plan.resp_cells),
+        )
+        results["saved_notebook"] = timed(
+            "saved notebook bytes", lambda: saved_notebook(kernel, standin)
+        )
+    return results
+
+
 def _measure_k6(plan: Plan, python: str, inproc: StandInServer) -> dict[str, Any]:
     if not Path(python).exists():
         print(f"… no ipykernel 6.29 python at {python}: Stop on 6.29 not measured")
@@ -176,6 +194,7 @@ def measure(plan: Plan, python_k7: str, python_k6: str) -> dict[str, Any]:
         recording.write_bytes(record_response(standin, PAYLOAD))
         with replay(recording) as replay_url:
             results |= _measure_k7(plan, python_k7, standin, replay_url, inproc)
+        results |= _measure_user(plan, python_k7, standin, inproc)
         results |= _measure_k6(plan, python_k6, inproc)
         results["memory"] = timed(
             "memory (fresh kernel)", lambda: memory(python_k7, standin, plan.memory_runs)
@@ -205,12 +224,29 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         "timeout_overshoot_ms_p95": max(overshoot),
         "rss_growth_ratio_2mb": results["memory"]["ratio"]["median"],
         "cpu_s_per_1k_tokens": results["cpu"]["kernel_cpu_s_per_1k_tokens"]["median"],
-    }
+    } | _user_headline(results)
+
+
+def _user_headline(results: dict[str, Any]) -> dict[str, Any]:
+    alt, nb = results["alternatives"], results["saved_notebook"]
+    out: dict[str, Any] = {}
+    for tokens in ("2000", "20000"):
+        k = f"{int(tokens) // 1000}k"
+        for other in ("official_sync", "official_async"):
+            out[f"alt_wall_ratio_vs_{other}_{k}"] = alt[tokens][f"wall_ratio_vs_{other}"]
+            out[f"alt_iopub_ratio_vs_{other}_{k}"] = alt[tokens][f"iopub_ratio_vs_{other}"]
+    out["first_text_ms_p95"] = alt["first_text_ms_p95"]
+    out["busy_round_trip_p95_extra_ms"] = results["responsiveness"]["p95_extra_ms"]
+    for tokens in ("1000", "100000"):
+        k = f"{int(tokens) // 1000}k"
+        out[f"saved_bytes_ratio_{k}"] = nb[tokens]["ollama_nb_ratio"]
+        out[f"saved_bytes_ratio_jupyter_ai_{k}"] = nb[tokens]["jupyter_ai_ratio"]
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    plan = Plan(2, 2, 5, 2, 1) if args.quick else Plan()
+    plan = Plan(2, 2, 5, 2, 1, alt_runs=1, resp_cells=15) if args.quick else Plan()
     started = time.monotonic()
     load_before = [round(x, 2) for x in os.getloadavg()]
     results = measure(plan, args.python_k7, args.python_k6)
