@@ -131,7 +131,13 @@ def chunk_text(chunk: dict[str, Any], chat: bool) -> tuple[str, str]:
     return str(chunk.get("response") or ""), str(chunk.get("thinking") or "")
 
 
-async def _consume(request: Request, transcript: Transcript, control: StopControl) -> None:
+async def _consume(
+    request: Request,
+    transcript: Transcript,
+    control: StopControl,
+    first: asyncio.Event | None = None,
+) -> None:
+    """Read chunks into `transcript`; set `first` once the first text has arrived."""
     stop_on = request.stop_on
     searched = 0  # length of the text already searched for stop_on
     text_so_far = ""
@@ -139,6 +145,9 @@ async def _consume(request: Request, transcript: Transcript, control: StopContro
         async for chunk in chunks:
             text, thinking = chunk_text(chunk, request.is_chat)
             transcript.add(text, thinking)
+            if first is not None and transcript.chunks:
+                first.set()
+                first = None
             if chunk.get("done"):
                 # /api/generate's "context" holds one token id per token of the whole
                 # exchange (deprecated by Ollama, never sent back here): as Python ints,
@@ -175,12 +184,18 @@ async def race(
     control: StopControl,
     deadline: float | None = None,
     hz: float = TICK_HZ,
+    first: asyncio.Event | None = None,
 ) -> Outcome:
     """Run `consume` until it ends, Stop is asked for, or `deadline` seconds pass, calling
-    `refresh` `hz` times a second meanwhile. Re-raises what `consume` raised, and
-    returns only once everything is cancelled and waited for: the response is closed."""
+    `refresh` `hz` times a second meanwhile, and at once when `first` is set (the first
+    text shows when it arrives, not up to 1/hz later). Re-raises what `consume` raised,
+    and returns only once everything is cancelled and waited for: the response is closed."""
 
     async def tick() -> None:
+        while first is not None and not first.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(first.wait(), 1 / hz)
+            refresh()
         while True:
             await asyncio.sleep(1 / hz)
             refresh()
@@ -221,9 +236,14 @@ async def drive(
 
     reason: str | None = None
     error: BaseException | None = None
+    first = asyncio.Event()
     try:
         outcome = await race(
-            _consume(request, transcript, control), refresh, control, request.total_timeout
+            _consume(request, transcript, control, first),
+            refresh,
+            control,
+            request.total_timeout,
+            first=first,
         )
         if outcome == "stopped":
             reason = "stopped"
