@@ -95,10 +95,13 @@ def alternatives(kernel: BenchKernel, server: StandInServer, runs: int) -> dict[
         first: dict[str, list[float]] = {n: [] for n in ALT_NAMES}
         iopub: dict[str, list[float]] = {n: [] for n in ALT_NAMES}
         cpu: dict[str, list[float]] = {n: [] for n in ALT_NAMES}
+        by_type: dict[str, int] = {}
         for round_ in range(runs + 1):
             shift = round_ % len(ALT_NAMES)
             for name in ALT_NAMES[shift:] + ALT_NAMES[:shift]:
                 run, delay, _cell = _alt_cell(kernel, server, name, tokens)
+                if name == "ollama_nb":
+                    by_type = run.bytes_by_type
                 if round_:
                     wall[name].append(run.wall)
                     first[name].append(delay)
@@ -109,6 +112,7 @@ def alternatives(kernel: BenchKernel, server: StandInServer, runs: int) -> dict[
             "first_text_ms": {n: summary(ms(v), 1) for n, v in first.items()},
             "iopub_bytes": {n: summary(v, 0) for n, v in iopub.items()},
             "kernel_cpu_s": {n: summary(v, 3) for n, v in cpu.items()},
+            "ollama_nb_iopub_bytes_by_type": by_type,
         }
         for other in ("official_sync", "official_async"):
             row[f"wall_ratio_vs_{other}"] = _median_ratio(wall["ollama_nb"], wall[other])
@@ -131,9 +135,8 @@ def _median_ratio(mine: list[float], theirs: list[float]) -> float:
 # -- responsiveness --------------------------------------------------------------------
 
 
-RESP_LINE = (
-    "stand-in --background -o standin_token_interval=0.005 -o standin_tokens={tokens}"
-)  # 200 tokens/s
+# 200 tokens/s
+RESP_LINE = "stand-in --background -o standin_token_interval=0.005 -o standin_tokens={tokens}"
 
 
 def _round_trips(kernel: BenchKernel, n: int) -> list[float]:

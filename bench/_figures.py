@@ -19,6 +19,7 @@ THROUGHPUT_TOKENS = 20_000
 IOPUB_TOKENS = (1_000, 10_000, 100_000)
 IOPUB_SLACK = 64 * 1024  # goal: bytes <= 3 x answer + 64 KB
 MEMORY_TOKENS = 295_000  # ~7.1 bytes a token: a ~2.1 MB answer
+MEMORY_IDLE_S = 1.0  # RSS is read once the kernel has been idle this long
 TIMEOUT_T = 0.5  # seconds, for each kind of timeout
 SLOW = "-o standin_token_interval=0.01 -o standin_tokens=5000"  # ~100 tokens/s, for Stop
 
@@ -247,11 +248,13 @@ def _memory_sample(python: str, url: str) -> tuple[int, int]:
     """(RSS growth, answer bytes) for the first ~2 MB answer of a fresh, warmed-up kernel."""
     with BenchKernel(python, url) as kernel:
         kernel.run(f"stand-in --host {url} -o standin_tokens=1000", show=True)  # imports etc.
+        time.sleep(MEMORY_IDLE_S)
         before = kernel.rss_bytes()
         line = f"stand-in --host {url} -o standin_tokens={MEMORY_TOKENS}"
         run = kernel.run(line, show=True, timeout=120)
         if run.status != "ok":
             raise RuntimeError(f"the 2 MB answer failed: {run.status} {run.result}")
+        time.sleep(MEMORY_IDLE_S)  # the kernel trims its heap 0.5 s after a big answer
         return kernel.rss_bytes() - before, int(run.result["bytes"])
 
 

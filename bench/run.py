@@ -3,7 +3,7 @@ timeout accuracy, memory and CPU of `%%ollama` cells in real kernels.
 
 Run (from the repository root; `tests/run --co -q` creates .venv and .venv-k6)::
 
-    .venv/bin/python bench/run.py                      # ~2-3 minutes on 2 cores
+    .venv/bin/python bench/run.py                      # ~3 minutes on 2 quiet cores
     .venv/bin/python bench/run.py --python-k6 PATH     # another ipykernel 6.29 python
     .venv/bin/python bench/run.py --quick --out /tmp/r.json   # a smoke run
     .venv/bin/python bench/run.py --python-k7 WRAPPER          # kernels of a patched copy
@@ -39,10 +39,20 @@ Figures
 - Timeout accuracy: overshoot past T = 0.5 s of connect (a listener whose accept queue is
   full, ``--retries 0``), read (model load longer than T) and total (a slow trickle)
   timeouts: in-kernel (``_ollama.elapsed - T``) and end to end (reply - T).
-- Memory: RSS (``/proc/PID/status`` VmRSS after ``gc.collect()``) before and after a
-  ~2 MB answer (295k tokens), divided by the answer's size; each sample is the first big
-  answer of a fresh kernel (after a small warm-up cell), since a kernel that already held
-  a big answer reuses the freed memory.
+- Memory: RSS (``/proc/PID/status`` VmRSS after ``gc.collect()``, the kernel idle for
+  1 s) before and after a ~2 MB answer (295k tokens), divided by the answer's size;
+  each sample is the first big answer of a fresh kernel (after a small warm-up cell),
+  since a kernel that already held a big answer reuses the freed memory.
+- The user's alternatives (bench/_alternatives.py), in one kernel against the in-process
+  stand-in at full speed, 2k and 20k tokens: the official client in a sync cell and
+  ``ollama.AsyncClient`` in an async cell, each printing every chunk, beside ``%%ollama``:
+  cell wall time, first visible text (stand-in's first byte -> first IOPub message with
+  answer text, view drawn), IOPub bytes, kernel CPU.
+- Responsiveness: ``1+1`` round trips, idle and while a ``--background`` answer streams
+  at 200 tokens/s into a drawn view; the difference of their p95.
+- Saved notebook: bytes one finished cell adds to the .ipynb, its outputs rebuilt from
+  the IOPub messages as a front end applies them (bench/_frontend.py) and written by
+  nbformat, for 1k and 100k tokens, beside jupyter-ai's text/markdown output.
 - CPU: kernel process utime + stime (``/proc/PID/stat``) per 1k tokens, from the
   throughput runs against the stand-in.
 
@@ -246,7 +256,8 @@ def _user_headline(results: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    plan = Plan(2, 2, 5, 2, 1, alt_runs=1, resp_cells=15) if args.quick else Plan()
+    quick = Plan(1, 1, 3, 1, 1, alt_runs=1, resp_cells=10)  # every figure once: a smoke run
+    plan = quick if args.quick else Plan()
     started = time.monotonic()
     load_before = [round(x, 2) for x in os.getloadavg()]
     results = measure(plan, args.python_k7, args.python_k6)
