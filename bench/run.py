@@ -7,6 +7,7 @@ Run (from the repository root; `tests/run --co -q` creates .venv and .venv-k6)::
     .venv/bin/python bench/run.py --python-k6 PATH     # another ipykernel 6.29 python
     .venv/bin/python bench/run.py --quick --out /tmp/r.json   # a smoke run
     .venv/bin/python bench/run.py --python-k7 WRAPPER          # kernels of a patched copy
+    .venv/bin/python bench/run.py --readme             # README text from bench/results.json
 
 (WRAPPER: a script that runs ``.venv/bin/python "$@"`` with PYTHONPATH set to a patched
 copy of ollama_nb, to measure a change without touching the checkout.)
@@ -91,7 +92,7 @@ from _figures import (
     ui_updates,
 )
 from _kernel import ROOT, BenchKernel
-from _report import details, table
+from _report import details, readme, table
 from _servers import record_response, replay, stand_in
 
 from ollama_nb.testing import StandInServer
@@ -114,6 +115,11 @@ def _parser() -> argparse.ArgumentParser:
         "--out", default=str(ROOT / "bench" / "results.json"), help="where to write results"
     )
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (smoke run)")
+    parser.add_argument(
+        "--readme",
+        action="store_true",
+        help="measure nothing: print the README's performance text from --out's results",
+    )
     return parser
 
 
@@ -256,6 +262,9 @@ def _user_headline(results: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.readme:
+        print(readme(json.loads(Path(args.out).read_text())))
+        return 0
     quick = Plan(1, 1, 3, 1, 1, alt_runs=1, resp_cells=10)  # every figure once: a smoke run
     plan = quick if args.quick else Plan()
     started = time.monotonic()
