@@ -86,8 +86,11 @@ def _alt_cell(
     return run, first - record.first_byte_at, cell
 
 
-def alternatives(kernel: BenchKernel, server: StandInServer, runs: int) -> dict[str, Any]:
-    """Rounds of (a), (b), (c) per answer size, in a rotated order; one warm-up round."""
+def alternatives(
+    kernel: BenchKernel, server: StandInServer, runs: int, warmup: int = 1
+) -> dict[str, Any]:
+    """Rounds of (a), (b), (c) per answer size, in a rotated order, after `warmup`
+    discarded rounds."""
     kernel.driver.ok("import ollama")
     out: dict[str, Any] = {}
     for tokens in ALT_TOKENS:
@@ -96,13 +99,13 @@ def alternatives(kernel: BenchKernel, server: StandInServer, runs: int) -> dict[
         iopub: dict[str, list[float]] = {n: [] for n in ALT_NAMES}
         cpu: dict[str, list[float]] = {n: [] for n in ALT_NAMES}
         by_type: dict[str, int] = {}
-        for round_ in range(runs + 1):
+        for round_ in range(runs + warmup):
             shift = round_ % len(ALT_NAMES)
             for name in ALT_NAMES[shift:] + ALT_NAMES[:shift]:
                 run, delay, _cell = _alt_cell(kernel, server, name, tokens)
                 if name == "ollama_nb":
                     by_type = run.bytes_by_type
-                if round_:
+                if round_ >= warmup:
                     wall[name].append(run.wall)
                     first[name].append(delay)
                     iopub[name].append(run.iopub_bytes)

@@ -34,6 +34,7 @@ class Plan:
     timeout_runs: int = 5
     memory_runs: int = 3
     alt_runs: int = 5  # rounds of the user's alternatives, per answer size
+    warmup: int = 1  # discarded rounds before the throughput and alternatives rounds
     resp_cells: int = 40  # `1+1` round trips, idle and while streaming
 
 
@@ -63,26 +64,26 @@ class Rounds:
     cells: list[CellRun]
 
 
-def _rounds(kernel: BenchKernel, url: str, runs: int) -> Rounds:
-    """`runs` rounds of one answer per contender, after one discarded warm-up round.
+def _rounds(kernel: BenchKernel, url: str, runs: int, warmup: int) -> Rounds:
+    """`runs` rounds of one answer per contender, after `warmup` discarded rounds.
 
     Each round takes the contenders in a rotated order, so drift and the after-effects of
     the previous run (another process's CPU, the cache) hit all of them alike.
     """
     rounds = Rounds({n: [] for n in CONTENDERS}, {"httpx": [], "ollama": []}, [])
-    for round_ in range(runs + 1):
+    for round_ in range(runs + warmup):
         shift = round_ % len(CONTENDERS)
         for name in CONTENDERS[shift:] + CONTENDERS[:shift]:
             if name == "ollama_nb":
                 cell = _kernel_sample(kernel, url)
-                if round_:
+                if round_ >= warmup:
                     rounds.seconds[name].append(cell.wall)
                     rounds.cells.append(cell)
                 continue
             sample = run_client(name, url)
             if rounds.cells and sample.chars != rounds.cells[-1].result["chars"]:
                 raise RuntimeError(f"{name} and %%ollama received different answers")
-            if round_:
+            if round_ >= warmup:
                 rounds.seconds[name].append(sample.seconds)
                 rounds.client_cpu[name].append(sample.cpu_seconds)
     return rounds
@@ -101,12 +102,14 @@ def _per_round_ratio(rounds: Rounds, other: str, *, cpu: bool = False) -> float:
     return round(statistics.median(a / b for a, b in zip(mine, theirs, strict=True)), 3)
 
 
-def throughput(kernel: BenchKernel, url: str, runs: int) -> tuple[dict[str, Any], list[CellRun]]:
+def throughput(
+    kernel: BenchKernel, url: str, runs: int, warmup: int = 1
+) -> tuple[dict[str, Any], list[CellRun]]:
     """20k tokens from `url`: raw httpx, the official client, and a `%%ollama` cell.
 
     Returns the figure and the kernel runs (they feed the UI and CPU figures).
     """
-    rounds = _rounds(kernel, url, runs)
+    rounds = _rounds(kernel, url, runs, warmup)
     cells = rounds.cells
     median = {name: statistics.median(v) for name, v in rounds.seconds.items()}
     floor = [drain_seconds(url, {"model": "stand-in", "prompt": "Go."}) for _ in range(runs)]
