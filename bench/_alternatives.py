@@ -198,11 +198,13 @@ def _p95_ms(values: list[float]) -> float:
 # -- saved notebook --------------------------------------------------------------------
 
 
-def saved_notebook(kernel: BenchKernel, url: str) -> dict[str, Any]:
+def saved_notebook(
+    kernel: BenchKernel, url: str, sizes: tuple[int, ...] = NOTEBOOK_TOKENS
+) -> dict[str, Any]:
     """Bytes one finished `%%ollama` cell adds to the .ipynb, per byte of answer (the
     sizes are deterministic but for the status line's figures: one run per size)."""
     out: dict[str, Any] = {}
-    for tokens in NOTEBOOK_TOKENS:
+    for tokens in sizes:
         line = f"stand-in --host {url} -o standin_tokens={tokens}"
         cell = kernel.submit(line, show=True)
         run = kernel.complete(cell, kernel.cpu_seconds(), timeout=120)

@@ -35,6 +35,8 @@ class Plan:
     memory_runs: int = 3
     alt_runs: int = 5  # rounds of the user's alternatives, per answer size
     warmup: int = 1  # discarded rounds before the throughput and alternatives rounds
+    memory_tokens: int = MEMORY_TOKENS
+    notebook_tokens: tuple[int, ...] = (1_000, 100_000)
     resp_cells: int = 40  # `1+1` round trips, idle and while streaming
 
 
@@ -247,13 +249,13 @@ def timeouts(kernel: BenchKernel, standin_url: str, runs: int) -> dict[str, Any]
 # -- memory ------------------------------------------------------------------------------
 
 
-def _memory_sample(python: str, url: str) -> tuple[int, int]:
+def _memory_sample(python: str, url: str, tokens: int) -> tuple[int, int]:
     """(RSS growth, answer bytes) for the first ~2 MB answer of a fresh, warmed-up kernel."""
     with BenchKernel(python, url) as kernel:
         kernel.run(f"stand-in --host {url} -o standin_tokens=1000", show=True)  # imports etc.
         time.sleep(MEMORY_IDLE_S)
         before = kernel.rss_bytes()
-        line = f"stand-in --host {url} -o standin_tokens={MEMORY_TOKENS}"
+        line = f"stand-in --host {url} -o standin_tokens={tokens}"
         run = kernel.run(line, show=True, timeout=120)
         if run.status != "ok":
             raise RuntimeError(f"the 2 MB answer failed: {run.status} {run.result}")
@@ -261,10 +263,10 @@ def _memory_sample(python: str, url: str) -> tuple[int, int]:
         return kernel.rss_bytes() - before, int(run.result["bytes"])
 
 
-def memory(python: str, url: str, runs: int) -> dict[str, Any]:
+def memory(python: str, url: str, runs: int, tokens: int = MEMORY_TOKENS) -> dict[str, Any]:
     """RSS growth per ~2 MB answer (gc.collect() before each reading), one fresh kernel each:
     in a kernel that already held big answers, freed memory is reused and growth reads low."""
-    samples = [_memory_sample(python, url) for _ in range(runs)]
+    samples = [_memory_sample(python, url, tokens) for _ in range(runs)]
     ratios = [growth / answer for growth, answer in samples]
     return {
         "answer_bytes": samples[0][1],

@@ -186,7 +186,7 @@ def _measure_user(plan: Plan, python: str, standin: str, inproc: StandInServer) 
             lambda: responsiveness(kernel, inproc, plan.resp_cells),
         )
         results["saved_notebook"] = timed(
-            "saved notebook bytes", lambda: saved_notebook(kernel, standin)
+            "saved notebook bytes", lambda: saved_notebook(kernel, standin, plan.notebook_tokens)
         )
     return results
 
@@ -216,7 +216,8 @@ def measure(plan: Plan, python_k7: str, python_k6: str) -> dict[str, Any]:
         results |= _measure_user(plan, python_k7, standin, inproc)
         results |= _measure_k6(plan, python_k6, inproc)
         results["memory"] = timed(
-            "memory (fresh kernel)", lambda: memory(python_k7, standin, plan.memory_runs)
+            "memory (fresh kernel)",
+            lambda: memory(python_k7, standin, plan.memory_runs, plan.memory_tokens),
         )
     return results
 
@@ -256,7 +257,7 @@ def _user_headline(results: dict[str, Any]) -> dict[str, Any]:
             out[f"alt_iopub_ratio_vs_{other}_{k}"] = alt[tokens][f"iopub_ratio_vs_{other}"]
     out["first_text_ms_p95"] = alt["first_text_ms_p95"]
     out["busy_round_trip_p95_extra_ms"] = results["responsiveness"]["p95_extra_ms"]
-    for tokens in ("1000", "100000"):
+    for tokens in nb:  # --quick measures smaller sizes: its keys differ
         k = f"{int(tokens) // 1000}k"
         out[f"saved_bytes_ratio_{k}"] = nb[tokens]["ollama_nb_ratio"]
         out[f"saved_bytes_ratio_jupyter_ai_{k}"] = nb[tokens]["jupyter_ai_ratio"]
@@ -268,8 +269,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.readme:
         print(readme(json.loads(Path(args.out).read_text())))
         return 0
-    # Every figure once, no warm-up rounds: a smoke run, its figures are not to be quoted.
-    quick = Plan(1, 1, 3, 1, 1, alt_runs=1, resp_cells=10, warmup=0)
+    # Every figure once, no warm-up rounds: a smoke run, its figures are not to be quoted;
+    # and smaller answers for memory (~210 KB) and the saved notebook (1k, 10k tokens).
+    quick = Plan(
+        1, 1, 3, 1, 1, alt_runs=1, resp_cells=10, warmup=0, memory_tokens=29_500,
+        notebook_tokens=(1_000, 10_000),
+    )  # fmt: skip
     plan = quick if args.quick else Plan()
     started = time.monotonic()
     load_before = [round(x, 2) for x in os.getloadavg()]
