@@ -194,9 +194,10 @@ WHY_MISSED = {
         " 200 requests, tests/test_soak.py)."
     ),
     "first_text_ms_p95": (
-        "The first text goes out when the first chunk arrives only if the front end has"
-        " already drawn the view; when the first chunk wins that race the text waits for"
-        " the next 10 Hz refresh."
+        "The p95 of a few cells is about their worst one. The first text is sent from the"
+        " kernel's loop, which at full speed also reads the stream; and when the first chunk"
+        " arrives before the front end has reported drawing the view, the text waits for the"
+        " next 10 Hz refresh (up to 100 ms)."
     ),
     "busy_round_trip_p95_extra_ms": (
         "A background answer's refreshes (10 per second) run on the kernel's loop between cells."
