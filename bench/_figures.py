@@ -20,6 +20,7 @@ THROUGHPUT_TOKENS = 20_000
 IOPUB_TOKENS = (1_000, 10_000, 100_000)
 IOPUB_SLACK = 64 * 1024  # goal: bytes <= 3 x answer + 64 KB
 MEMORY_TOKENS = 295_000  # ~7.1 bytes a token: a ~2.1 MB answer
+MEMORY_IDLE_S = 1.0  # RSS is read once the kernel has been idle this long
 TIMEOUT_T = 0.5  # seconds, for each kind of timeout
 SLOW = "-o standin_token_interval=0.01 -o standin_tokens=5000"  # ~100 tokens/s, for Stop
 
@@ -33,6 +34,11 @@ class Plan:
     stop_clicks: int = 20
     timeout_runs: int = 5
     memory_runs: int = 3
+    alt_runs: int = 5  # rounds of the user's alternatives, per answer size
+    warmup: int = 1  # discarded rounds before the throughput and alternatives rounds
+    memory_tokens: int = MEMORY_TOKENS
+    notebook_tokens: tuple[int, ...] = (1_000, 100_000)
+    resp_cells: int = 40  # `1+1` round trips, idle and while streaming
 
 
 def _ratio(a: float, b: float) -> float:
@@ -61,26 +67,26 @@ class Rounds:
     cells: list[CellRun]
 
 
-def _rounds(kernel: BenchKernel, url: str, runs: int) -> Rounds:
-    """`runs` rounds of one answer per contender, after one discarded warm-up round.
+def _rounds(kernel: BenchKernel, url: str, runs: int, warmup: int) -> Rounds:
+    """`runs` rounds of one answer per contender, after `warmup` discarded rounds.
 
     Each round takes the contenders in a rotated order, so drift and the after-effects of
     the previous run (another process's CPU, the cache) hit all of them alike.
     """
     rounds = Rounds({n: [] for n in CONTENDERS}, {"httpx": [], "ollama": []}, [])
-    for round_ in range(runs + 1):
+    for round_ in range(runs + warmup):
         shift = round_ % len(CONTENDERS)
         for name in CONTENDERS[shift:] + CONTENDERS[:shift]:
             if name == "ollama_nb":
                 cell = _kernel_sample(kernel, url)
-                if round_:
+                if round_ >= warmup:
                     rounds.seconds[name].append(cell.wall)
                     rounds.cells.append(cell)
                 continue
             sample = run_client(name, url)
             if rounds.cells and sample.chars != rounds.cells[-1].result["chars"]:
                 raise RuntimeError(f"{name} and %%ollama received different answers")
-            if round_:
+            if round_ >= warmup:
                 rounds.seconds[name].append(sample.seconds)
                 rounds.client_cpu[name].append(sample.cpu_seconds)
     return rounds
@@ -99,12 +105,14 @@ def _per_round_ratio(rounds: Rounds, other: str, *, cpu: bool = False) -> float:
     return round(statistics.median(a / b for a, b in zip(mine, theirs, strict=True)), 3)
 
 
-def throughput(kernel: BenchKernel, url: str, runs: int) -> tuple[dict[str, Any], list[CellRun]]:
+def throughput(
+    kernel: BenchKernel, url: str, runs: int, warmup: int = 1
+) -> tuple[dict[str, Any], list[CellRun]]:
     """20k tokens from `url`: raw httpx, the official client, and a `%%ollama` cell.
 
     Returns the figure and the kernel runs (they feed the UI and CPU figures).
     """
-    rounds = _rounds(kernel, url, runs)
+    rounds = _rounds(kernel, url, runs, warmup)
     cells = rounds.cells
     median = {name: statistics.median(v) for name, v in rounds.seconds.items()}
     floor = [drain_seconds(url, {"model": "stand-in", "prompt": "Go."}) for _ in range(runs)]
@@ -278,22 +286,24 @@ def timeouts(kernel: BenchKernel, standin_url: str, runs: int) -> dict[str, Any]
 # -- memory ------------------------------------------------------------------------------
 
 
-def _memory_sample(python: str, url: str) -> tuple[int, int]:
+def _memory_sample(python: str, url: str, tokens: int) -> tuple[int, int]:
     """(RSS growth, answer bytes) for the first ~2 MB answer of a fresh, warmed-up kernel."""
     with BenchKernel(python, url) as kernel:
         kernel.run(f"stand-in --host {url} -o standin_tokens=1000", show=True)  # imports etc.
+        time.sleep(MEMORY_IDLE_S)
         before = kernel.rss_bytes()
-        line = f"stand-in --host {url} -o standin_tokens={MEMORY_TOKENS}"
+        line = f"stand-in --host {url} -o standin_tokens={tokens}"
         run = kernel.run(line, show=True, timeout=120)
         if run.status != "ok":
             raise RuntimeError(f"the 2 MB answer failed: {run.status} {run.result}")
+        time.sleep(MEMORY_IDLE_S)  # the kernel trims its heap 0.5 s after a big answer
         return kernel.rss_bytes() - before, int(run.result["bytes"])
 
 
-def memory(python: str, url: str, runs: int) -> dict[str, Any]:
+def memory(python: str, url: str, runs: int, tokens: int = MEMORY_TOKENS) -> dict[str, Any]:
     """RSS growth per ~2 MB answer (gc.collect() before each reading), one fresh kernel each:
     in a kernel that already held big answers, freed memory is reused and growth reads low."""
-    samples = [_memory_sample(python, url) for _ in range(runs)]
+    samples = [_memory_sample(python, url, tokens) for _ in range(runs)]
     ratios = [growth / answer for growth, answer in samples]
     return {
         "answer_bytes": samples[0][1],

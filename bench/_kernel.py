@@ -54,6 +54,7 @@ class BenchKernel:
         self.driver.ok("%load_ext ollama_nb")
         self.pid: int = self.driver.km.provisioner.process.pid  # type: ignore[union-attr]
         self.python = python
+        self.last_messages: list[Msg] = []  # every message of the last completed cell
 
     def close(self) -> None:
         self.driver.close()
@@ -118,6 +119,7 @@ class BenchKernel:
         _account_iopub(run, cell, self.driver.messages)
         _account_updates(run, cell)
         run.result = self.driver.value(f"{RESULT_EXPR} if '_ollama' in globals() else {{}}")
+        self.last_messages = list(self.driver.messages)  # what settle() is about to drop
         self.driver.settle()
         return run
 

@@ -17,12 +17,12 @@ class Goal:
 
 
 GOALS = (
-    Goal("throughput_ratio_vs_httpx", "throughput: %%ollama / raw httpx", "<= 1.15x",
-         lambda v: v <= 1.15, "x"),
+    Goal("throughput_ratio_vs_httpx", "throughput: %%ollama / raw httpx", "<= 1.10x",
+         lambda v: v <= 1.10, "x"),
     Goal("throughput_ratio_vs_ollama_client", "throughput: %%ollama / ollama client",
          "< 1.00x (ahead)", lambda v: v < 1.0, "x"),
     Goal("throughput_client_bound_ratio_vs_httpx",
-         "same, client-bound (replay server): / raw httpx", "<= 1.15x", lambda v: v <= 1.15, "x"),
+         "same, client-bound (replay server): / raw httpx", "<= 1.10x", lambda v: v <= 1.10, "x"),
     Goal("throughput_client_bound_ratio_vs_ollama_client",
          "same, client-bound: / ollama client", "< 1.00x (ahead)", lambda v: v < 1.0, "x"),
     Goal("ui_updates_per_s_max", "UI updates per second (max)", "<= 20/s",
@@ -37,9 +37,30 @@ GOALS = (
          "reported", None, " ms"),
     Goal("timeout_overshoot_ms_p95", "timeout overshoot p95 (worst kind, end to end)",
          "<= 100 ms", lambda v: v <= 100, " ms"),
-    Goal("rss_growth_ratio_2mb", "kernel RSS growth / 2 MB answer (median)", "<= 3x",
-         lambda v: v <= 3, "x"),
+    Goal("rss_growth_ratio_2mb", "kernel RSS growth / 2 MB answer (median)", "<= 2x",
+         lambda v: v <= 2, "x"),
     Goal("cpu_s_per_1k_tokens", "kernel CPU s per 1k tokens (median)", "reported", None, " s"),
+    *(
+        Goal(f"alt_{what}_ratio_vs_official_{kind}_{k}",
+             f"{label}, {k} tokens: %%ollama / official client, {kind} cell",
+             "< 1.00x (ahead)", lambda v: v < 1.0, "x")
+        for what, label in (("wall", "cell wall time"), ("iopub", "IOPub bytes"))
+        for k in ("2k", "20k")
+        for kind in ("sync", "async")
+    ),
+    Goal("first_text_ms_p95", "first visible text after the server's first byte, p95",
+         "<= 30 ms", lambda v: v <= 30, " ms"),
+    Goal("busy_round_trip_p95_extra_ms",
+         "`1+1` round trip p95 while a --background answer streams, minus idle",
+         "<= +20 ms", lambda v: v <= 20, " ms"),
+    Goal("saved_bytes_ratio_1k", "saved .ipynb bytes / answer, 1k tokens",
+         "<= 2.3x + 2 KB", None, "x"),
+    Goal("saved_bytes_ratio_100k", "saved .ipynb bytes / answer, 100k tokens",
+         "<= 2.3x + 2 KB", None, "x"),
+    Goal("saved_bytes_ratio_jupyter_ai_1k", "same, jupyter-ai text/markdown, 1k tokens",
+         "reported", None, "x"),
+    Goal("saved_bytes_ratio_jupyter_ai_100k", "same, jupyter-ai text/markdown, 100k tokens",
+         "reported", None, "x"),
 )  # fmt: skip
 
 
@@ -50,6 +71,9 @@ def verdict(goal: Goal, results: dict[str, Any]) -> str:
     if goal.key == "iopub_bytes_ratio_100k":
         ok = results["iopub"]["100000"]["within_limit"]
         return "met" if ok else "MISSED"
+    if goal.key in ("saved_bytes_ratio_1k", "saved_bytes_ratio_100k"):
+        tokens = "1000" if goal.key.endswith("_1k") else "100000"
+        return "met" if results["saved_notebook"][tokens]["within_limit"] else "MISSED"
     if goal.met is None:
         return "-"
     return "met" if goal.met(float(value)) else "MISSED"
@@ -107,6 +131,7 @@ def details(results: dict[str, Any]) -> str:
             f"UI: {u['runs']} runs of >= 20k tokens at {_mp(u['tokens_per_s'])} tokens/s: "
             f"{_mp(u['updates_per_s'])} updates/s, at most {u['max_in_any_1s_window']} in any 1 s"
         )
+    lines += _user_details(results)
     m = results.get("memory")
     if m:
         ratios = [round(g / m["answer_bytes"], 2) for g in m["rss_growth_bytes"]]
@@ -114,5 +139,109 @@ def details(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _user_details(results: dict[str, Any]) -> list[str]:
+    lines = []
+    alt = results.get("alternatives", {})
+    for tokens in ("2000", "20000"):
+        row = alt.get(tokens)
+        if not row:
+            continue
+        for name in ("official_sync", "official_async", "ollama_nb"):
+            lines.append(
+                f"{int(tokens) // 1000}k tokens, {name}: wall s {_mp(row['wall_s'][name])}, "
+                f"first text ms {_mp(row['first_text_ms'][name])}, IOPub B "
+                f"{_mp(row['iopub_bytes'][name])}, kernel CPU s {_mp(row['kernel_cpu_s'][name])}"
+            )
+    r = results.get("responsiveness")
+    if r:
+        lines.append(
+            f"`1+1` round trip ms median (p95): idle {_mp(r['idle_ms'])}, while streaming "
+            f"{_mp(r['streaming_ms'])} ({r['tokens_streamed_meanwhile']} tokens streamed)"
+        )
+    for tokens, row in results.get("saved_notebook", {}).items():
+        lines.append(
+            f"saved notebook {int(tokens):,} tokens ({row['answer_bytes']:,} B answer): "
+            f"%%ollama {row['ollama_nb_bytes']:,} B ({row['ollama_nb_ratio']}x, limit "
+            f"{row['limit_bytes']:,} B), jupyter-ai {row['jupyter_ai_markdown_bytes']:,} B "
+            f"({row['jupyter_ai_ratio']}x)"
+        )
+    return lines
+
+
 def _mp(s: dict[str, float | int]) -> str:
     return f"{s['median']:g} ({s['p95']:g})"
+
+
+# Why a goal is missed, as far as the measurements tell: printed under the README table
+# for each goal the results miss (bench/run.py --readme).
+WHY_MISSED = {
+    "throughput_ratio_vs_ollama_client": (
+        "Against the stand-in the server is the bottleneck (its bare-socket floor is close"
+        " to every client's time), so all clients wait on it alike and the cell's fixed cost"
+        " decides: the execute round trip, opening and closing the live view's widgets, and"
+        " rendering the Markdown record; the official client here runs outside any kernel."
+    ),
+    "throughput_ratio_vs_httpx": (
+        "Same reason: the server sets the pace, and the cell adds its fixed cost."
+    ),
+    "throughput_client_bound_ratio_vs_httpx": (
+        "httpx/h11 parse every NDJSON line as an HTTP chunk of its own (~60 of the ~70"
+        " Python calls per chunk); what remains over a bare loop is the cell's fixed cost."
+    ),
+    "rss_growth_ratio_2mb": (
+        "The answer itself, kept in `_ollama`, is 1x; dropping it brings the growth to"
+        " ~1.05x. The rest is heap the allocator keeps after the record is rendered"
+        " (markdown-it's many small objects leave pymalloc arenas partly used, which"
+        " malloc_trim cannot return); it is reused by the next answer (RSS stays flat over"
+        " 200 requests, tests/test_soak.py)."
+    ),
+    "first_text_ms_p95": (
+        "The p95 of a few cells is about their worst one. The first text is sent from the"
+        " kernel's loop, which at full speed also reads the stream; and when the first chunk"
+        " arrives before the front end has reported drawing the view, the text waits for the"
+        " next 10 Hz refresh (up to 100 ms)."
+    ),
+    "busy_round_trip_p95_extra_ms": (
+        "A background answer's refreshes (10 per second) run on the kernel's loop between cells."
+    ),
+    "timeout_overshoot_ms_p95": (
+        "Measured on a loaded machine: the kernel's loop was late to notice the deadline."
+    ),
+}
+for _size in ("2k", "20k"):
+    for _kind in ("sync", "async"):
+        WHY_MISSED[f"alt_wall_ratio_vs_official_{_kind}_{_size}"] = (
+            "The cell has a fixed cost a print loop does not: opening and closing the live"
+            " view's widgets and rendering the record (a 1-token %%ollama cell took 32.7 ms"
+            " at best against 9.8 ms for the official client's loop). At 2k tokens it"
+            " outweighs what %%ollama saves per chunk; at 20k it is ~2% of the cell, within"
+            " the spread of 5 rounds on a shared machine."
+        )
+        WHY_MISSED[f"alt_iopub_ratio_vs_official_{_kind}_{_size}"] = (
+            "`%%ollama` sends the live view's widget state (tens of KB: ~10 widgets with"
+            " their layouts and styles, opened then closed), the text once as it streams,"
+            " and the rendered record that replaces the view (HTML, plus a plain-text copy"
+            " up to 64 KB); a print loop sends the text once and leaves no record."
+        )
+
+
+def readme(results: dict[str, Any]) -> str:
+    """The README's performance section body: machine line, table, a sentence per miss."""
+    m = results["machine"]
+    k = m["ipykernel"]
+    head = (
+        f"Measured {m['date'][:10]} on {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB,"
+        f" Python {m['python']}, ipykernel {k['k7']} and {k['k6']}, httpx"
+        f" {m['packages']['httpx']}, ollama {m['packages']['ollama']}; load average"
+        f" {m['loadavg_before'][0]} before, {m['loadavg_after'][0]} after; the run took"
+        f" {results['bench_seconds']:.0f} s. Medians; verdicts against issue 17's goals:"
+    )
+    reasons: dict[str, list[str]] = {}  # one sentence for all the figures it explains
+    for goal in GOALS:
+        if verdict(goal, results) == "MISSED" and goal.key in WHY_MISSED:
+            reasons.setdefault(WHY_MISSED[goal.key], []).append(goal.figure)
+    missed = [f"- {'; '.join(figures)}: {why}" for why, figures in reasons.items()]
+    parts = [head, "", table(results), "", details(results)]
+    if missed:
+        parts += ["", "Where goals are missed:", "", *missed]
+    return "\n".join(parts)

@@ -3,10 +3,11 @@ timeout accuracy, memory and CPU of `%%ollama` cells in real kernels.
 
 Run (from the repository root; `tests/run --co -q` creates .venv and .venv-k6)::
 
-    .venv/bin/python bench/run.py                      # ~2-3 minutes on 2 cores
+    .venv/bin/python bench/run.py                      # ~3 minutes on 2 quiet cores
     .venv/bin/python bench/run.py --python-k6 PATH     # another ipykernel 6.29 python
     .venv/bin/python bench/run.py --quick --out /tmp/r.json   # a smoke run
     .venv/bin/python bench/run.py --python-k7 WRAPPER          # kernels of a patched copy
+    .venv/bin/python bench/run.py --readme             # README text from bench/results.json
 
 (WRAPPER: a script that runs ``.venv/bin/python "$@"`` with PYTHONPATH set to a patched
 copy of ollama_nb, to measure a change without touching the checkout.)
@@ -39,10 +40,20 @@ Figures
 - Timeout accuracy: overshoot past T = 0.5 s of connect (a listener whose accept queue is
   full, ``--retries 0``), read (model load longer than T) and total (a slow trickle)
   timeouts: in-kernel (``_ollama.elapsed - T``) and end to end (reply - T).
-- Memory: RSS (``/proc/PID/status`` VmRSS after ``gc.collect()``) before and after a
-  ~2 MB answer (295k tokens), divided by the answer's size; each sample is the first big
-  answer of a fresh kernel (after a small warm-up cell), since a kernel that already held
-  a big answer reuses the freed memory.
+- Memory: RSS (``/proc/PID/status`` VmRSS after ``gc.collect()``, the kernel idle for
+  1 s) before and after a ~2 MB answer (295k tokens), divided by the answer's size;
+  each sample is the first big answer of a fresh kernel (after a small warm-up cell),
+  since a kernel that already held a big answer reuses the freed memory.
+- The user's alternatives (bench/_alternatives.py), in one kernel against the in-process
+  stand-in at full speed, 2k and 20k tokens: the official client in a sync cell and
+  ``ollama.AsyncClient`` in an async cell, each printing every chunk, beside ``%%ollama``:
+  cell wall time, first visible text (stand-in's first byte -> first IOPub message with
+  answer text, view drawn), IOPub bytes, kernel CPU.
+- Responsiveness: ``1+1`` round trips, idle and while a ``--background`` answer streams
+  at 200 tokens/s into a drawn view; the difference of their p95.
+- Saved notebook: bytes one finished cell adds to the .ipynb, its outputs rebuilt from
+  the IOPub messages as a front end applies them (bench/_frontend.py) and written by
+  nbformat, for 1k and 100k tokens, beside jupyter-ai's text/markdown output.
 - CPU: kernel process utime + stime (``/proc/PID/stat``) per 1k tokens, from the
   throughput runs against the stand-in.
 
@@ -66,6 +77,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from _alternatives import alternatives, responsiveness, saved_notebook
 from _clients import PAYLOAD
 from _figures import (
     THROUGHPUT_TOKENS,
@@ -81,7 +93,7 @@ from _figures import (
     ui_updates,
 )
 from _kernel import ROOT, BenchKernel
-from _report import details, table
+from _report import details, readme, table
 from _servers import record_response, replay, stand_in
 
 from ollama_nb.testing import StandInServer
@@ -104,6 +116,11 @@ def _parser() -> argparse.ArgumentParser:
         "--out", default=str(ROOT / "bench" / "results.json"), help="where to write results"
     )
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (smoke run)")
+    parser.add_argument(
+        "--readme",
+        action="store_true",
+        help="measure nothing: print the README's performance text from --out's results",
+    )
     return parser
 
 
@@ -137,10 +154,12 @@ def _measure_k7(
     with BenchKernel(python, standin) as k7:
         results["_k7"] = k7.version("ipykernel")
         results["throughput"], cells = timed(
-            "throughput vs stand-in", lambda: throughput(k7, standin, plan.throughput_runs)
+            "throughput vs stand-in",
+            lambda: throughput(k7, standin, plan.throughput_runs, plan.warmup),
         )
         results["throughput_client_bound"], bound = timed(
-            "throughput vs replay", lambda: throughput(k7, replay_url, plan.throughput_runs)
+            "throughput vs replay",
+            lambda: throughput(k7, replay_url, plan.throughput_runs, plan.warmup),
         )
         results["iopub"], io_cells = timed(
             "IOPub traffic", lambda: iopub(k7, standin, plan.iopub_runs)
@@ -155,6 +174,24 @@ def _measure_k7(
             "Stop on 7.4", lambda: stop_latency(k7, inproc, plan.stop_clicks)
         )
         results["timeouts"] = timed("timeouts", lambda: timeouts(k7, standin, plan.timeout_runs))
+    return results
+
+
+def _measure_user(plan: Plan, python: str, standin: str, inproc: StandInServer) -> dict[str, Any]:
+    """What users feel: the alternatives they would write, responsiveness, saved size."""
+    results: dict[str, Any] = {}
+    with BenchKernel(python, inproc.url) as kernel:
+        results["alternatives"] = timed(
+            "alternatives in one kernel",
+            lambda: alternatives(kernel, inproc, plan.alt_runs, plan.warmup),
+        )
+        results["responsiveness"] = timed(
+            "responsiveness while streaming",
+            lambda: responsiveness(kernel, inproc, plan.resp_cells),
+        )
+        results["saved_notebook"] = timed(
+            "saved notebook bytes", lambda: saved_notebook(kernel, standin, plan.notebook_tokens)
+        )
     return results
 
 
@@ -180,9 +217,11 @@ def measure(plan: Plan, python_k7: str, python_k6: str) -> dict[str, Any]:
         recording.write_bytes(record_response(standin, PAYLOAD))
         with replay(recording) as replay_url:
             results |= _measure_k7(plan, python_k7, standin, replay_url, inproc)
+        results |= _measure_user(plan, python_k7, standin, inproc)
         results |= _measure_k6(plan, python_k6, inproc)
         results["memory"] = timed(
-            "memory (fresh kernel)", lambda: memory(python_k7, standin, plan.memory_runs)
+            "memory (fresh kernel)",
+            lambda: memory(python_k7, standin, plan.memory_runs, plan.memory_tokens),
         )
     return results
 
@@ -210,12 +249,38 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         "timeout_overshoot_ms_p95": max(overshoot),
         "rss_growth_ratio_2mb": results["memory"]["ratio"]["median"],
         "cpu_s_per_1k_tokens": results["cpu"]["kernel_cpu_s_per_1k_tokens"]["median"],
-    }
+    } | _user_headline(results)
+
+
+def _user_headline(results: dict[str, Any]) -> dict[str, Any]:
+    alt, nb = results["alternatives"], results["saved_notebook"]
+    out: dict[str, Any] = {}
+    for tokens in ("2000", "20000"):
+        k = f"{int(tokens) // 1000}k"
+        for other in ("official_sync", "official_async"):
+            out[f"alt_wall_ratio_vs_{other}_{k}"] = alt[tokens][f"wall_ratio_vs_{other}"]
+            out[f"alt_iopub_ratio_vs_{other}_{k}"] = alt[tokens][f"iopub_ratio_vs_{other}"]
+    out["first_text_ms_p95"] = alt["first_text_ms_p95"]
+    out["busy_round_trip_p95_extra_ms"] = results["responsiveness"]["p95_extra_ms"]
+    for tokens in nb:  # --quick measures smaller sizes: its keys differ
+        k = f"{int(tokens) // 1000}k"
+        out[f"saved_bytes_ratio_{k}"] = nb[tokens]["ollama_nb_ratio"]
+        out[f"saved_bytes_ratio_jupyter_ai_{k}"] = nb[tokens]["jupyter_ai_ratio"]
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    plan = Plan(2, 2, 5, 2, 1) if args.quick else Plan()
+    if args.readme:
+        print(readme(json.loads(Path(args.out).read_text())))
+        return 0
+    # Every figure once, no warm-up rounds: a smoke run, its figures are not to be quoted;
+    # and smaller answers for memory (~210 KB) and the saved notebook (1k, 10k tokens).
+    quick = Plan(
+        1, 1, 3, 1, 1, alt_runs=1, resp_cells=10, warmup=0, memory_tokens=29_500,
+        notebook_tokens=(1_000, 10_000),
+    )  # fmt: skip
+    plan = quick if args.quick else Plan()
     started = time.monotonic()
     load_before = [round(x, 2) for x in os.getloadavg()]
     results = measure(plan, args.python_k7, args.python_k6)

@@ -138,7 +138,13 @@ class OllamaClient:
             try:
                 await _raise_for_status(response, self.host, payload)
                 decoder = LineDecoder()
-                async for data in response.aiter_bytes():
+                # Ollama never compresses its stream: then the raw bytes are the content,
+                # and aiter_raw saves aiter_bytes' generator, decoder and chunker per chunk.
+                if "content-encoding" in response.headers:
+                    pieces = response.aiter_bytes()
+                else:
+                    pieces = response.aiter_raw()
+                async for data in pieces:
                     for line in decoder.feed(data):
                         self.lines += 1
                         yield parse_line(line)

@@ -7,11 +7,27 @@ only decoded once their line is complete.
 from __future__ import annotations
 
 import json
+import json.scanner
 from typing import Any
 
 from ._exceptions import OllamaResponseError
 
 MAX_LINE_BYTES = 16 * 1024 * 1024
+# json's C scanner, called directly: `json.loads` adds three Python calls and two regex
+# matches around it, a quarter of the time of a ~100-byte line.
+_scan_once = json.scanner.make_scanner(json.JSONDecoder())
+
+
+def _loads(line: bytes) -> Any:
+    """`json.loads(line)` for one line (UTF-8), faster for the usual whole-object line."""
+    text = line.decode("utf-8")
+    try:
+        value, end = _scan_once(text, 0)
+    except StopIteration:  # leading whitespace, or not JSON: json.loads decides
+        return json.loads(text)
+    if end != len(text) and not text[end:].isspace():
+        return json.loads(text)  # trailing data: raises as json.loads does
+    return value
 
 
 class LineDecoder:
@@ -24,6 +40,10 @@ class LineDecoder:
     def feed(self, data: bytes) -> list[bytes]:
         # One call per HTTP chunk, i.e. per token: split in C, and copy the held-back
         # tail only when there is one (rarely: Ollama writes whole lines).
+        if not self._buffer and data.endswith(b"\n"):  # whole lines: the usual case
+            if data.count(b"\n") == 1:
+                return [] if data.isspace() else [data[:-1]]
+            return [line for line in data.split(b"\n") if line and not line.isspace()]
         if b"\n" not in data:
             self._buffer += data
             self._check_length()
@@ -51,7 +71,7 @@ class LineDecoder:
 def parse_line(line: bytes) -> dict[str, Any]:
     """One NDJSON line as a dict; an `{"error": …}` line or bad data raises."""
     try:
-        value = json.loads(line.decode("utf-8"))
+        value = _loads(line)
     except (UnicodeDecodeError, ValueError):
         raise OllamaResponseError(
             f"the server sent data that is not NDJSON: {_preview(line)}"

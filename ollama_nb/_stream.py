@@ -34,6 +34,7 @@ TICK_HZ = 10
 SETTLE_SECONDS = 5.0  # closing a response is local work; never wait on it longer than this
 STOP_ON_OVERLAP = 1024  # chars before the new text that a --stop-on match may start in
 RELEASE_AFTER_CHARS = 1 << 20  # after an answer this big, hand freed memory back to the OS
+TRIM_AGAIN_SECONDS = 0.5
 
 
 @dataclass
@@ -289,8 +290,16 @@ def release_freed_memory() -> None:
     grew; RSS would stay several times the answer's size. Ask it to give that back."""
     if sys.platform.startswith("linux"):
         sys.stdout.flush()  # in a kernel: wait until the IOPub thread has sent the record
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None).malloc_trim(0)
+        _malloc_trim()
+        # The record's ZMQ frames (sent zero-copy) and the cell's own leftovers are freed
+        # only after this returns, once the reply is out: give those back a moment later.
+        with contextlib.suppress(RuntimeError):  # no running loop: nothing to wait for
+            asyncio.get_running_loop().call_later(TRIM_AGAIN_SECONDS, _malloc_trim)
+
+
+def _malloc_trim() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 def build_result(

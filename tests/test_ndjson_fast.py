@@ -1,0 +1,62 @@
+"""The NDJSON fast paths (whole-line reads, json's C scanner called directly) give the
+same lines, objects and errors as the plain path (`bytes.split` + `json.loads`)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ollama_nb._exceptions import OllamaResponseError
+from ollama_nb._ndjson import LineDecoder, _loads, parse_line
+
+LINES = [
+    b'{"response":" word","done":false}',
+    b'{"response":"h\\u00e9llo \xf0\x9f\x8c\x8d","done":false}',
+    b' {"leading":"space"}',
+    b'{"trailing":"space"} \r',
+    b'{"a":1} trailing data',
+    b'{"a":',
+    b"[1,2]",
+    b'"a string"',
+    b"",
+    b"\xff\xfe",
+    b"NaN",
+    b'{"nested":{"k":[1,2.5,null,true]}}',
+]
+
+
+def _plain(line: bytes) -> object:
+    try:
+        return json.loads(line.decode("utf-8"))
+    except ValueError as exc:  # UnicodeDecodeError too
+        return type(exc).__name__
+
+
+def _fast(line: bytes) -> object:
+    try:
+        return _loads(line)
+    except ValueError as exc:
+        return type(exc).__name__
+
+
+@pytest.mark.parametrize("line", LINES)
+def test_fast_decoder_agrees_with_json_loads(line: bytes) -> None:
+    fast, plain = _fast(line), _plain(line)
+    assert repr(fast) == repr(plain)  # repr: NaN != NaN
+
+
+def test_whole_line_reads_give_the_lines_split_reads_give() -> None:
+    stream = b"".join(line + b"\n" for line in LINES[:4]) + b"\n  \n"
+    whole = LineDecoder()
+    per_line = [line for data in stream.splitlines(keepends=True) for line in whole.feed(data)]
+    split = LineDecoder()
+    per_byte = [line for i in range(len(stream)) for line in split.feed(stream[i : i + 1])]
+    at_once = LineDecoder().feed(stream)
+    assert per_line == per_byte == at_once == LINES[:4]
+
+
+def test_parse_line_errors_are_unchanged_by_the_fast_path() -> None:
+    with pytest.raises(OllamaResponseError, match="not NDJSON"):
+        parse_line(b'{"a":1} trailing data')
+    assert parse_line(b'{"response":"x"}\r') == {"response": "x"}
