@@ -238,7 +238,9 @@ class OllamaMagics(Magics):
     async def _run(
         self, prepared: Prepared, options: CellOptions, view: View, control: StopControl
     ) -> OllamaResult:
-        return await run(prepared, view, control, lambda r: self._store(r, prepared, options))
+        pending = run(prepared, view, control, lambda r: self._store(r, prepared, options))
+        del view  # a raised error's traceback keeps this frame: it must not pin the view
+        return await pending
 
     async def _run_background(
         self,

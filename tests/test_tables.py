@@ -62,6 +62,7 @@ def test_html_left_aligns_text_and_keeps_short_columns_on_one_line() -> None:
 
 def test_history_wraps_only_prompt_and_answer() -> None:
     conversation = Conversation()
+    conversation.ask("Hi <b>", None, "stand-in")
     conversation.record("Hi <b>", OllamaResult(model="stand-in", text="Hello", done_reason="stop"))
     html = conversation.table()._repr_html_()
     assert '<td style="text-align:left;white-space:nowrap">stand-in</td>' in html
