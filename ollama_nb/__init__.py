@@ -9,7 +9,9 @@
 
 The data path reads in order: `_magics` (the cell) → `_stream` (drives one request) →
 `_client` (HTTP, timeouts, errors) → `_view` (what the notebook shows); `_request` builds
-a request for both the magic and the Python API (`_api`).
+a request for both the magic and the Python API (`_api`). A batch (`map`, `amap`,
+`%%ollama --each`) reads its elements in `_elements`, runs in `_batch` and ends as an
+`OllamaBatch` (`_batch_result`).
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from ._exceptions import (
 )
 
 if TYPE_CHECKING:
-    from ._api import agenerate, embed, generate
-    from ._batch import OllamaBatch, amap, map
+    from ._api import agenerate, amap, embed, generate, map
+    from ._batch_result import OllamaBatch
     from ._magics import OllamaMagics
     from ._result import OllamaResult
 
@@ -40,7 +42,7 @@ __all__ = [
     "OllamaResult",
     "OllamaTimeoutError",
     "agenerate",
-    "amap",  # batches: _batch
+    "amap",
     "embed",
     "generate",
     "load_ipython_extension",
@@ -49,13 +51,13 @@ __all__ = [
 ]
 
 
-_API = ("generate", "agenerate", "embed")
-_BATCH = ("map", "amap", "OllamaBatch")  # batches: _batch
+_API = ("generate", "agenerate", "map", "amap", "embed")
 
 
 def __getattr__(name: str) -> Any:
-    # OllamaMagics pulls in IPython and ipywidgets, the API httpx, OllamaResult
-    # markdown-it: import them only when asked for, so that `import ollama_nb` stays cheap.
+    # OllamaMagics pulls in IPython and ipywidgets, the API httpx, OllamaResult and
+    # OllamaBatch markdown-it: import them only when asked for, so that `import ollama_nb`
+    # stays cheap.
     if name == "OllamaResult":
         from ._result import OllamaResult
 
@@ -68,10 +70,10 @@ def __getattr__(name: str) -> Any:
         from . import _api
 
         return getattr(_api, name)
-    if name in _BATCH:
-        from . import _batch
+    if name == "OllamaBatch":
+        from ._batch_result import OllamaBatch
 
-        return getattr(_batch, name)
+        return OllamaBatch
     raise AttributeError(name)
 
 

@@ -1,11 +1,14 @@
-"""The Python API: `generate`, `agenerate` and `embed`, for functions, loops and scripts.
+"""The Python API: `generate`, `agenerate`, `map`, `amap` and `embed`, for functions, loops
+and scripts.
 
 `generate` and `agenerate` build their request with `_request.build` and run it with
 `_request.run`, as the magic does: the same settings, timeouts, retries, errors and
 record. In a notebook (display=True) each call shows its own live view and then its
 record in the calling cell; elsewhere nothing is shown. `generate` runs on a worker
 thread's loop (`_sync`): the kernel's loop is busy running the calling cell, and
-nest_asyncio would lose shell messages; Interrupt closes the response.
+nest_asyncio would lose shell messages; Interrupt closes the response. `map` and `amap`
+check their input and build the first element's request the same way, then run the batch
+with `_batch` (one progress view for the whole batch, one `OllamaBatch` at the end).
 """
 
 from __future__ import annotations
@@ -18,9 +21,13 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ._batch import prepare_batch, run_batch
+from ._batch_result import OllamaBatch
+from ._batch_view import NullBatchView, live_batch_view
 from ._client import OllamaClient
 from ._config import check_retries, check_seconds, parse_host
 from ._exceptions import OllamaResponseError, RequestInterrupted
+from ._kernel import CellOutput, clicks_reach_running_cell, current_kernel
 from ._request import (
     Ask,
     InvalidRequest,
@@ -38,6 +45,8 @@ EMBED_BATCH = 64  # texts per /api/embed request
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 INTERRUPTED = "the request was interrupted; the response was closed"
 HINT_SYNC = "Stop cannot reach a synchronous cell: use Interrupt (■), or await agenerate(...)"
+BATCH_INTERRUPTED = "the batch was interrupted; its responses are closed"
+BATCH_HINT_SYNC = "Stop cannot reach a synchronous cell: use Interrupt (■), or await amap(...)"
 
 
 def generate(
@@ -106,11 +115,91 @@ async def agenerate(
     prepared = await build(ask, configured=configured_in_shell())
     if kernel is None:
         return await run(prepared, NullView(), control, _keep_for_stats, INTERRUPTED)
-    from ._magics import clicks_reach_running_cell
-
     async with clicks_reach_running_cell() as stop_hint:
         view = _live_view(kernel, control, stop_hint)
         return await run(prepared, view, control, _keep_for_stats, INTERRUPTED)
+
+
+def map(
+    prompt: str,
+    items: Any,
+    model: str | None = None,
+    *,
+    parallel: int = 1,
+    system: str | None = None,
+    images: Sequence[Any] | None = None,
+    think: bool | str | None = None,
+    format: str | dict[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
+    keep_alive: str | float | None = None,
+    host: str | None = None,
+    connect_timeout: float | None = None,
+    read_timeout: float | None = None,
+    timeout: float | None = None,
+    retries: int | None = None,
+    stop_on: str | re.Pattern[str] | None = None,
+    display: bool = True,
+) -> OllamaBatch:
+    """Run `prompt` once per element of `items`, at most `parallel` requests at once.
+
+    `{item}` in the prompt is the element (a DataFrame row: `{item.column}`,
+    `{item[column]}`), `{index}` its position (a Series/DataFrame index label). Returns an
+    `OllamaBatch` in input order; one element's failure is recorded there, not raised.
+    Other keywords as `generate`. From a synchronous cell, Stop cannot reach the batch:
+    Interrupt closes every response (or use `await amap(...)`).
+    """
+    ask = _ask(prompt, model, system, images, think, format, options, keep_alive, host,
+               connect_timeout, read_timeout, timeout, retries, stop_on, display)  # fmt: skip
+    control = StopControl()
+    view = live_batch_view(_kernel(display), control, BATCH_HINT_SYNC)
+
+    async def work(queued: Any) -> OllamaBatch:
+        job = await prepare_batch(
+            ask, items, parallel, configured=configured_in_shell(), namespace={}
+        )
+        return await run_batch(job, queued, control, _keep_batch_for_stats)
+
+    try:
+        return run_in_thread(work, view)
+    except RequestInterrupted:
+        raise RequestInterrupted(BATCH_INTERRUPTED) from None
+
+
+async def amap(
+    prompt: str,
+    items: Any,
+    model: str | None = None,
+    *,
+    parallel: int = 1,
+    system: str | None = None,
+    images: Sequence[Any] | None = None,
+    think: bool | str | None = None,
+    format: str | dict[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
+    keep_alive: str | float | None = None,
+    host: str | None = None,
+    connect_timeout: float | None = None,
+    read_timeout: float | None = None,
+    timeout: float | None = None,
+    retries: int | None = None,
+    stop_on: str | re.Pattern[str] | None = None,
+    display: bool = True,
+) -> OllamaBatch:
+    """`map` as a coroutine: `await ollama_nb.amap(...)` in an async cell has a working
+    Stop button, as `%%ollama --each` cells do."""
+    ask = _ask(prompt, model, system, images, think, format, options, keep_alive, host,
+               connect_timeout, read_timeout, timeout, retries, stop_on, display)  # fmt: skip
+    job = await prepare_batch(ask, items, parallel, configured=configured_in_shell(), namespace={})
+    control = StopControl()
+    kernel = _kernel(display)
+    try:
+        if kernel is None:
+            return await run_batch(job, NullBatchView(), control, _keep_batch_for_stats)
+        async with clicks_reach_running_cell() as stop_hint:
+            view = live_batch_view(kernel, control, stop_hint)
+            return await run_batch(job, view, control, _keep_batch_for_stats)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        raise RequestInterrupted(BATCH_INTERRUPTED) from None
 
 
 def embed(
@@ -277,16 +366,19 @@ def _kernel(display: bool) -> Any | None:
         return None
     if threading.current_thread() is not threading.main_thread():
         return None
-    from ._kernel import current_kernel
-
     return current_kernel()
 
 
 def _live_view(kernel: Any, control: StopControl, stop_hint: str | None) -> Any:
-    from ._kernel import CellOutput
     from ._view import WidgetView
 
     return WidgetView(CellOutput(kernel), control, stop_hint)
+
+
+def _keep_batch_for_stats(batch: OllamaBatch) -> None:
+    for result in batch:
+        if result.done_reason != "skipped":
+            _keep_for_stats(result)
 
 
 def _keep_for_stats(result: OllamaResult) -> None:

@@ -24,6 +24,10 @@ single request does. Once a request streams, the read timeout is the longest sil
 between chunks, as always. Both are checked `WATCH_HZ` times a second; a timeout is
 confirmed at the next check, and time when this loop itself could not run (a busy kernel)
 does not count as silence.
+
+What a batch runs over is read by `_elements`; what it produced is an `OllamaBatch`
+(`_batch_result`). The Python API's `map`/`amap` are in `_api`, the magic's
+`%%ollama --each` cell in `_cell_batch`.
 """
 
 from __future__ import annotations
@@ -35,21 +39,32 @@ import dataclasses
 import random
 import sys
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import Any
 
 import httpx
 
-from ._batch_view import BatchStats, record_html, record_text, refresh_interval, summary_line
+from ._batch_result import FAILED, OllamaBatch
+from ._batch_view import BatchStats, refresh_interval
 from ._client import OllamaClient, map_http_error
 from ._config import Timeouts
+from ._elements import BatchInputError, Elements, ElementScope, check_parallel, elements
 from ._exceptions import OllamaConnectionError, OllamaError, OllamaResponseError, OllamaTimeoutError
+from ._prompt import fill_prompt
+from ._request import InvalidRequest, build, resolve_settings
 from ._result import OllamaResult
-from ._stream import SETTLE_SECONDS, Request, StopControl, Transcript, build_result, chunk_text
+from ._stream import (
+    RELEASE_AFTER_CHARS,
+    SETTLE_SECONDS,
+    Request,
+    StopControl,
+    Transcript,
+    build_result,
+    chunk_text,
+    release_freed_memory,
+)
 
-MAX_PARALLEL = 64
 WATCH_HZ = 10
 LOOP_STALL = 0.2  # the watch ran this much later than asked: the time is not the server's
 BUSY_RETRIES = 10  # 503 "server busy": tries again, 0.5 s, 1 s, ... at most BUSY_MAX_WAIT apart
@@ -57,198 +72,7 @@ BUSY_FIRST_WAIT = 0.5
 BUSY_MAX_WAIT = 8.0
 RECONNECTS = 1  # a connection lost before any byte arrived: sent once more
 GATEWAY_LOST = (502, 504)  # a balancer's answer when the server behind it went away
-FAILED = ("error", "timeout")
 DRAIN_SECONDS = 1.0
-
-
-class BatchInputError(TypeError):
-    """The items cannot be a batch (a str, a non-iterable...)."""
-
-
-# -- the elements -------------------------------------------------------------------------
-
-
-class Row:
-    """A DataFrame row as the prompt sees it: `{item.column}` and `{item[column]}`."""
-
-    __slots__ = ("_values",)
-
-    def __init__(self, values: dict[Any, Any]) -> None:
-        object.__setattr__(self, "_values", values)
-
-    def __getitem__(self, key: Any) -> Any:
-        return self._values[key]
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self._values[name]
-        except KeyError:
-            raise AttributeError(f"the row has no column {name!r}") from None
-
-    def __contains__(self, key: Any) -> bool:
-        return key in self._values
-
-    def __str__(self) -> str:
-        return ", ".join(f"{key}: {value}" for key, value in self._values.items())
-
-    def __repr__(self) -> str:
-        return f"Row({self._values!r})"
-
-
-@dataclass
-class Elements:
-    """What a batch runs over: how many, and (index label, element) pairs on demand."""
-
-    total: int
-    pairs: Callable[[], Iterator[tuple[Any, Any]]]
-    index: Any = None  # the pandas Index of a Series / DataFrame input, else None
-
-
-def _pandas_kind(items: Any) -> str | None:
-    # pandas is imported only when the input comes from it.
-    if not type(items).__module__.startswith("pandas"):
-        return None
-    import pandas as pd
-
-    if isinstance(items, pd.DataFrame):
-        return "frame"
-    if isinstance(items, pd.Series):
-        return "series"
-    return None
-
-
-def elements(items: Any) -> Elements:
-    """A list, tuple, range, pandas Series (values) or DataFrame (rows), or any iterable."""
-    if isinstance(items, (str, bytes, bytearray)):
-        raise BatchInputError(
-            f"a {type(items).__name__} is one prompt, not a batch: put the elements in a list"
-        )
-    kind = _pandas_kind(items)
-    if kind == "series":
-        return Elements(len(items), lambda: iter(items.items()), items.index)
-    if kind == "frame":
-        columns = list(items.columns)
-
-        def rows() -> Iterator[tuple[Any, Any]]:
-            for label, *values in items.itertuples(index=True, name=None):
-                yield label, Row(dict(zip(columns, values, strict=True)))
-
-        return Elements(len(items), rows, items.index)
-    if not isinstance(items, Iterable):
-        raise BatchInputError(
-            f"cannot run a batch over a {type(items).__name__}: it is not iterable"
-            " (use a list, tuple, range, pandas Series or DataFrame)"
-        )
-    try:
-        total = len(items)  # type: ignore[arg-type]
-    except TypeError:
-        items = list(items)  # a generator: its length is known only once it is read
-        total = len(items)
-    return Elements(total, lambda: enumerate(items))
-
-
-def check_parallel(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PARALLEL:
-        raise ValueError(f"parallel must be a whole number from 1 to {MAX_PARALLEL}, not {value!r}")
-    return value
-
-
-# -- the result ---------------------------------------------------------------------------
-
-
-class OllamaBatch(Sequence[OllamaResult]):
-    """The results of a batch, one `OllamaResult` per element, in input order.
-
-    A request that never started (Stop, interrupt) has `done_reason == "skipped"`.
-    """
-
-    def __init__(
-        self,
-        results: list[OllamaResult],
-        *,
-        model: str,
-        elapsed: float,
-        index: Any = None,
-        settings: dict[str, Any] | None = None,
-    ) -> None:
-        self._results = results
-        self.model = model
-        self.elapsed = elapsed
-        self._index = index
-        self._settings = settings or {}
-
-    @overload
-    def __getitem__(self, position: int) -> OllamaResult: ...
-
-    @overload
-    def __getitem__(self, position: slice) -> list[OllamaResult]: ...
-
-    def __getitem__(self, position: int | slice) -> OllamaResult | list[OllamaResult]:
-        return self._results[position]
-
-    def __len__(self) -> int:
-        return len(self._results)
-
-    @property
-    def texts(self) -> Any:
-        """The answers: a list, or a pandas Series with the input's index."""
-        texts = [r.text for r in self._results]
-        if self._index is None:
-            return texts
-        import pandas as pd
-
-        return pd.Series(texts, index=self._index, name="text")
-
-    @property
-    def failed(self) -> list[int]:
-        """Positions of the results that ended with an error or a timeout."""
-        return [i for i, r in enumerate(self._results) if r.done_reason in FAILED]
-
-    @property
-    def json(self) -> list[Any]:
-        """Each answer parsed as JSON (with --format / format=), None where it did not parse."""
-        return [r.json for r in self._results]
-
-    def counts(self) -> dict[str, int]:
-        """How many ended each way (`stop`, `length`, `error`, `timeout`, `skipped`, …)."""
-        return dict(Counter(r.done_reason or "?" for r in self._results).most_common())
-
-    @property
-    def eval_count(self) -> int:
-        return sum(r.eval_count if r.eval_count is not None else r.chunks for r in self._results)
-
-    @property
-    def tokens_per_second(self) -> float | None:
-        """Tokens generated by the whole batch per second of its wall time."""
-        return self.eval_count / self.elapsed if self.elapsed > 0 else None
-
-    def metadata(self) -> dict[str, Any]:
-        """What the saved record carries under `ollama_nb` (nothing secret)."""
-        from importlib.metadata import version
-
-        return {
-            "model": self.model,
-            "done_reason": self.counts(),
-            "counts": self.counts(),
-            "items": len(self),
-            "failed": len(self.failed),
-            "eval_count": self.eval_count,
-            "elapsed": round(self.elapsed, 3),
-            "options": self._settings.get("options") or {},
-            "think": self._settings.get("think"),
-            "format": self._settings.get("format"),
-            "parallel": self._settings.get("parallel"),
-            "version": version("ollama-nb"),
-        }
-
-    def __repr__(self) -> str:
-        return f"OllamaBatch({summary_line(self)!r})"
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        return {"text/html": record_html(self), "text/plain": record_text(self)}
-
-
-# -- running ------------------------------------------------------------------------------
 
 
 @dataclass
@@ -438,7 +262,7 @@ class Batch:
     # -- the batch ------------------------------------------------------------------------
 
     def _start(self, position: int, label: Any, item: Any) -> asyncio.Task[OllamaResult] | None:
-        namespace = _Scope({"item": item, "index": label}, self.job.namespace)
+        namespace = ElementScope({"item": item, "index": label}, self.job.namespace)
         try:
             prompt = self.job.fill(namespace)
         except Exception as exc:  # this element's prompt cannot be made: its own failure
@@ -615,26 +439,6 @@ def _compact(result: OllamaResult) -> OllamaResult:
     return result
 
 
-class _Scope(Mapping[str, Any]):
-    """`item` and `index` over the notebook's names, without copying the namespace."""
-
-    def __init__(self, own: dict[str, Any], rest: Mapping[str, Any]) -> None:
-        self._own, self._rest = own, rest
-
-    def __getitem__(self, key: str) -> Any:
-        return self._own[key] if key in self._own else self._rest[key]
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._own or key in self._rest
-
-    def __iter__(self) -> Iterator[str]:
-        yield from self._own
-        yield from (k for k in self._rest if k not in self._own)
-
-    def __len__(self) -> int:
-        return len(set(self._own) | set(self._rest))
-
-
 async def run_batch(
     job: BatchJob,
     view: Any,
@@ -646,17 +450,8 @@ async def run_batch(
 
 def release_if_big(batch: OllamaBatch) -> None:
     """Like a single big answer: give the transient copies' memory back to the OS."""
-    from ._stream import RELEASE_AFTER_CHARS, release_freed_memory
-
     if sum(len(r.text) for r in batch) >= RELEASE_AFTER_CHARS:
         release_freed_memory()
-
-
-# -- the magic's and the Python API's entry points -------------------------------------
-
-INTERRUPTED = "the batch was interrupted; its responses are closed"
-INTERRUPTED_CELL = "the batch was interrupted; _ollama holds what it did (unstarted: skipped)"
-HINT_SYNC = "Stop cannot reach a synchronous cell: use Interrupt (■), or await amap(...)"
 
 
 async def prepare_batch(
@@ -670,9 +465,6 @@ async def prepare_batch(
 ) -> BatchJob:
     """Check everything and build the first element's request; ValueError (InvalidRequest)
     before anything is sent. `ask.prompt` is the template, with {item} and {index}."""
-    from ._prompt import fill_prompt
-    from ._request import InvalidRequest, build, resolve_settings
-
     try:
         found = elements(items)
         parallel = check_parallel(parallel)
@@ -688,7 +480,7 @@ async def prepare_batch(
     if first is not None:
         try:
             ask = dataclasses.replace(
-                ask, prompt=fill(_Scope({"item": first[1], "index": first[0]}, namespace))
+                ask, prompt=fill(ElementScope({"item": first[1], "index": first[0]}, namespace))
             )
         except ValueError as exc:  # PromptVariableError
             raise InvalidRequest(f"{exc}; nothing was sent") from None
@@ -709,181 +501,3 @@ async def prepare_batch(
             "parallel": parallel,
         },
     )
-
-
-def _keep_for_stats(batch: OllamaBatch) -> None:
-    from ._api import _keep_for_stats as keep
-
-    for result in batch:
-        if result.done_reason != "skipped":
-            keep(result)
-
-
-def _batch_view(kernel: Any, control: StopControl, stop_hint: str | None) -> Any:
-    from ._batch_view import NullBatchView, WidgetBatchView
-
-    if kernel is None:
-        return NullBatchView()
-    from ._kernel import CellOutput
-
-    return WidgetBatchView(CellOutput(kernel), control, stop_hint)
-
-
-def map(
-    prompt: str,
-    items: Any,
-    model: str | None = None,
-    *,
-    parallel: int = 1,
-    system: str | None = None,
-    images: Sequence[Any] | None = None,
-    think: bool | str | None = None,
-    format: str | dict[str, Any] | None = None,
-    options: Mapping[str, Any] | None = None,
-    keep_alive: str | float | None = None,
-    host: str | None = None,
-    connect_timeout: float | None = None,
-    read_timeout: float | None = None,
-    timeout: float | None = None,
-    retries: int | None = None,
-    stop_on: Any = None,
-    display: bool = True,
-) -> OllamaBatch:
-    """Run `prompt` once per element of `items`, at most `parallel` requests at once.
-
-    `{item}` in the prompt is the element (a DataFrame row: `{item.column}`,
-    `{item[column]}`), `{index}` its position (a Series/DataFrame index label). Returns an
-    `OllamaBatch` in input order; one element's failure is recorded there, not raised.
-    Other keywords as `generate`. From a synchronous cell, Stop cannot reach the batch:
-    Interrupt closes every response (or use `await amap(...)`).
-    """
-    from ._api import _ask, _kernel
-    from ._exceptions import RequestInterrupted
-    from ._sync import run_in_thread
-
-    ask = _ask(prompt, model, system, images, think, format, options, keep_alive, host,
-               connect_timeout, read_timeout, timeout, retries, stop_on, display)  # fmt: skip
-    control = StopControl()
-    view = _batch_view(_kernel(display), control, HINT_SYNC)
-
-    async def work(queued: Any) -> OllamaBatch:
-        from ._request import configured_in_shell
-
-        job = await prepare_batch(
-            ask, items, parallel, configured=configured_in_shell(), namespace={}
-        )
-        return await run_batch(job, queued, control, _keep_for_stats)
-
-    try:
-        return run_in_thread(work, view)
-    except RequestInterrupted:
-        raise RequestInterrupted(INTERRUPTED) from None
-
-
-async def amap(
-    prompt: str,
-    items: Any,
-    model: str | None = None,
-    *,
-    parallel: int = 1,
-    system: str | None = None,
-    images: Sequence[Any] | None = None,
-    think: bool | str | None = None,
-    format: str | dict[str, Any] | None = None,
-    options: Mapping[str, Any] | None = None,
-    keep_alive: str | float | None = None,
-    host: str | None = None,
-    connect_timeout: float | None = None,
-    read_timeout: float | None = None,
-    timeout: float | None = None,
-    retries: int | None = None,
-    stop_on: Any = None,
-    display: bool = True,
-) -> OllamaBatch:
-    """`map` as a coroutine: `await ollama_nb.amap(...)` in an async cell has a working
-    Stop button, as `%%ollama --each` cells do."""
-    from ._api import _ask, _kernel
-    from ._exceptions import RequestInterrupted
-    from ._request import configured_in_shell
-
-    ask = _ask(prompt, model, system, images, think, format, options, keep_alive, host,
-               connect_timeout, read_timeout, timeout, retries, stop_on, display)  # fmt: skip
-    job = await prepare_batch(ask, items, parallel, configured=configured_in_shell(), namespace={})
-    control = StopControl()
-    kernel = _kernel(display)
-    try:
-        if kernel is None:
-            return await run_batch(job, _batch_view(None, control, None), control, _keep_for_stats)
-        from ._magics import clicks_reach_running_cell
-
-        async with clicks_reach_running_cell() as stop_hint:
-            view = _batch_view(kernel, control, stop_hint)
-            return await run_batch(job, view, control, _keep_for_stats)
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        raise RequestInterrupted(INTERRUPTED) from None
-
-
-async def run_cell_batch(
-    magics: Any, line: str, cell: str, view: Any = None, control: StopControl | None = None
-) -> OllamaBatch:
-    """A `%%ollama --each NAME` cell: `view`/`control` given on the synchronous path,
-    else the widget view in the running (async) cell."""
-    from IPython.core.error import UsageError
-
-    from ._exceptions import RequestInterrupted
-    from ._options import parse_line, to_ask
-
-    options = parse_line(magics.ollama_cell, line)
-    namespace = magics.shell.user_ns if magics.shell is not None else {}
-    if options.chat or options.background:
-        flag = "--chat" if options.chat else "--background"
-        raise UsageError(f"%%ollama: --each cannot be combined with {flag}")
-    if options.each not in namespace:
-        raise UsageError(f"%%ollama: --each {options.each}: no variable {options.each!r}"
-                         " in the notebook")  # fmt: skip
-    try:
-        job = await prepare_batch(
-            to_ask(options, cell.strip("\n"), namespace),
-            namespace[options.each],
-            options.parallel or 1,
-            configured=magics.configured(),
-            namespace=namespace,
-            no_model_hint="name one (`%%ollama MODEL`), or set %config OllamaMagics.model"
-            " / $OLLAMA_MODEL",
-        )
-    except ValueError as exc:
-        raise UsageError(f"%%ollama: {exc}") from None
-
-    def store(batch: OllamaBatch) -> None:
-        magics.results.extend(r for r in batch if r.done_reason != "skipped")
-        if magics.shell is not None:
-            magics.shell.user_ns["_ollama"] = batch
-            if options.out:
-                magics.shell.user_ns[options.out] = batch
-
-    try:
-        if view is not None:
-            return await run_batch(job, view, control or StopControl(), store)
-        from ._kernel import current_kernel
-        from ._magics import clicks_reach_running_cell
-
-        control = StopControl()
-        async with clicks_reach_running_cell() as stop_hint:
-            live = _batch_view(current_kernel(), control, stop_hint)
-            return await run_batch(job, live, control, store)
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        raise RequestInterrupted(INTERRUPTED_CELL) from None
-
-
-def run_cell_batch_in_thread(magics: Any, line: str, cell: str, sync_view: Any) -> None:
-    """The synchronous path (terminal IPython, `%autoawait off`): a worker thread's loop."""
-    from ._batch_view import TextBatchView, WidgetBatchView
-    from ._exceptions import RequestInterrupted
-    from ._sync import run_in_thread
-
-    control = StopControl()
-    view = sync_view(WidgetBatchView, TextBatchView, control)
-    try:
-        run_in_thread(lambda queued: run_cell_batch(magics, line, cell, queued, control), view)
-    except RequestInterrupted:
-        raise RequestInterrupted(INTERRUPTED_CELL) from None

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from ._render import format_seconds
 
 if TYPE_CHECKING:
-    from ._batch import OllamaBatch
+    from ._batch_result import OllamaBatch
     from ._kernel import CellOutput
     from ._stream import StopControl
 
@@ -175,6 +175,15 @@ class NullBatchView:
 
     def finish(self, batch: OllamaBatch) -> None:
         pass
+
+
+def live_batch_view(kernel: Any, control: StopControl, stop_hint: str | None) -> Any:
+    """The widget view in the calling cell, or nothing without a kernel."""
+    if kernel is None:
+        return NullBatchView()
+    from ._kernel import CellOutput
+
+    return WidgetBatchView(CellOutput(kernel), control, stop_hint)
 
 
 # -- the record ------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""What the running kernel can do, and a way to publish outputs to the cell that started
-a request even after that cell has returned (`--background`).
+"""What the running kernel can do (and `clicks_reach_running_cell`, which makes a Stop
+click reach a running async cell where it can), and a way to publish outputs to the cell
+that started a request even after that cell has returned (`--background`).
 
 Measured (see README, "How Stop reaches a running cell"): a widget click reaches a
 running *async* cell natively on ipykernel >= 7.4; on 6.x only if the cell pumps the
@@ -8,15 +9,18 @@ kernel's shell messages itself (jupyter-ui-poll); on 7.0-7.3 not at all.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Literal
 
 ClickDelivery = Literal["native", "pump", "none"]
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 # Appended to a cell's msg_id in the parent header of its live views' comm_opens.
 VIEW_SUFFIX = "/ollama-nb-view"
+HINT_KERNEL = "this ipykernel (7.0-7.3) cannot deliver clicks to a running cell: use Interrupt (■)"
+PUMP_SECONDS = 0.02  # how often a running cell hands shell messages to an ipykernel 6
 
 
 def current_kernel() -> Any | None:
@@ -46,6 +50,34 @@ def click_delivery() -> ClickDelivery:
     if version[0] == 6:
         return "pump"
     return "none"
+
+
+@contextlib.asynccontextmanager
+async def clicks_reach_running_cell() -> AsyncIterator[str | None]:
+    """Make a Stop click reach this running async cell where the kernel allows it.
+
+    Yields None when it will, else the hint the disabled button shows.
+    """
+    delivery = click_delivery()
+    if delivery != "pump":
+        yield HINT_KERNEL if delivery == "none" else None
+        return
+    # ipykernel 6: a click reaches the cell only if the cell hands shell messages to the
+    # kernel itself. (On 7.x that same pump breaks the kernel, hence the version check.)
+    from jupyter_ui_poll import ui_events
+
+    async with ui_events() as poll:
+        pump = asyncio.ensure_future(_pump(poll))
+        try:
+            yield None
+        finally:
+            pump.cancel()
+
+
+async def _pump(poll: Callable[[int], Any]) -> None:
+    while True:
+        await poll(10)
+        await asyncio.sleep(PUMP_SECONDS)
 
 
 class CellOutput:

@@ -9,11 +9,10 @@ request from a worker thread (`_sync`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shlex
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -22,6 +21,7 @@ from IPython.utils.text import DollarFormatter
 from traitlets import Bool, Float, Int, TraitError, Unicode, observe, validate
 from traitlets.config import Config
 
+from ._cell_batch import run_cell_batch, run_cell_batch_in_thread
 from ._chat import Conversation
 from ._client import OllamaClient
 from ._config import (
@@ -34,7 +34,7 @@ from ._config import (
     redact_url,
 )
 from ._exceptions import OllamaResponseError, RequestInterrupted
-from ._kernel import CellOutput, click_delivery, current_kernel
+from ._kernel import CellOutput, clicks_reach_running_cell, current_kernel
 from ._listing import loaded_table, models_table
 from ._options import CellOptions, declare, parse_line, to_ask
 from ._pull import PullView, pull
@@ -56,8 +56,6 @@ from ._sync import run_in_thread
 from ._view import TextPullView, TextView, WidgetPullView, WidgetView
 
 HINT_SYNC = "Stop cannot reach a synchronous cell (%autoawait off): use Interrupt (■)"
-HINT_KERNEL = "this ipykernel (7.0-7.3) cannot deliver clicks to a running cell: use Interrupt (■)"
-PUMP_SECONDS = 0.02
 # `%ollama` commands and how many words follow each.
 LINE_COMMANDS = {"models": 0, "ps": 0, "pull": 1, "stats": 0, "history": 0, "reset": 0,
                  "config": 0, "version": 0, "show": 1, "unload": 1}  # fmt: skip
@@ -185,9 +183,7 @@ class OllamaMagics(Magics):
         in `_ollama` (and in NAME with --out).
         """
         control = StopControl()
-        if parse_line(self.ollama_cell, line).each is not None:  # a batch: see _batch
-            from ._batch import run_cell_batch_in_thread
-
+        if parse_line(self.ollama_cell, line).each is not None:  # a batch: see _cell_batch
             run_cell_batch_in_thread(self, line, cell, _sync_view)
             return
         view: View = _sync_view(WidgetView, TextView, control)
@@ -205,9 +201,7 @@ class OllamaMagics(Magics):
     async def run_cell_async(self, line: str, cell: str) -> None:
         """What a `%%ollama` cell becomes in a kernel: the same request, awaited."""
         line = self._expand(line)
-        if parse_line(self.ollama_cell, line).each is not None:  # a batch: see _batch
-            from ._batch import run_cell_batch
-
+        if parse_line(self.ollama_cell, line).each is not None:  # a batch: see _cell_batch
             await run_cell_batch(self, line, cell)
             return
         request, options = await self._prepare(line, cell)
@@ -368,28 +362,6 @@ async def _version(client: OllamaClient) -> str:
     return _Text(line)
 
 
-@contextlib.asynccontextmanager
-async def clicks_reach_running_cell() -> AsyncIterator[str | None]:
-    """Make a Stop click reach this running async cell where the kernel allows it.
-
-    Yields None when it will, else the hint the disabled button shows.
-    """
-    delivery = click_delivery()
-    if delivery != "pump":
-        yield HINT_KERNEL if delivery == "none" else None
-        return
-    # ipykernel 6: a click reaches the cell only if the cell hands shell messages to the
-    # kernel itself. (On 7.x that same pump breaks the kernel, hence the version check.)
-    from jupyter_ui_poll import ui_events
-
-    async with ui_events() as poll:
-        pump = asyncio.ensure_future(_pump(poll))
-        try:
-            yield None
-        finally:
-            pump.cancel()
-
-
 def _sync_view(widget_view: Any, text_view: Any, control: StopControl) -> Any:
     """The view for a synchronous run: widgets in a kernel (whose Stop cannot reach the
     running cell, so it says to use Interrupt), plain text in a terminal."""
@@ -397,12 +369,6 @@ def _sync_view(widget_view: Any, text_view: Any, control: StopControl) -> Any:
     if kernel is None:
         return text_view()
     return widget_view(CellOutput(kernel), control, stop_hint=HINT_SYNC)
-
-
-async def _pump(poll: Callable[[int], Any]) -> None:
-    while True:
-        await poll(10)
-        await asyncio.sleep(PUMP_SECONDS)
 
 
 def _config_table(settings: dict[str, Setting]) -> str:

@@ -19,6 +19,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from ._config import check_retries, check_seconds, parse_host
+from ._elements import check_parallel
 from ._prompt import PromptVariableError, fill_prompt
 from ._request import Ask, check_keep_alive, check_think
 
@@ -112,7 +113,7 @@ def declare(func: F) -> F:
             action="store_true",
             help="Return at once; the answer streams on in this cell's output, with its Stop.",
         ),
-        # Batches: run by ollama_nb._batch.
+        # Batches: run by ollama_nb._cell_batch.
         argument(
             "--each",
             metavar="NAME",
@@ -240,8 +241,6 @@ def _parallel(value: int | None, each: str | None) -> int | None:
         return None
     if each is None:
         raise ValueError("--parallel goes with --each NAME (a batch)")
-    from ._batch import check_parallel
-
     return check_parallel(value)
 
 

@@ -16,10 +16,12 @@ from typing import Any
 import pytest
 from batch_servers import ScriptedServer
 
-from ollama_nb._batch import BatchJob, OllamaBatch, Row, elements, run_batch
+from ollama_nb._batch import BatchJob, run_batch
+from ollama_nb._batch_result import OllamaBatch
 from ollama_nb._batch_view import BatchStats, NullBatchView
 from ollama_nb._client import OllamaClient
 from ollama_nb._config import Timeouts
+from ollama_nb._elements import Row, elements
 from ollama_nb._stream import Request, StopControl
 from ollama_nb.testing import StandInServer
 

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 from test_batch import job
 
-from ollama_nb._batch import OllamaBatch, run_batch
+from ollama_nb._batch import run_batch
+from ollama_nb._batch_result import OllamaBatch
 from ollama_nb._batch_view import NullBatchView
 from ollama_nb._stream import StopControl
 from ollama_nb.testing import StandInServer
