@@ -445,7 +445,9 @@ async def run_batch(
     control: StopControl,
     on_result: Callable[[OllamaBatch], None] = lambda batch: None,
 ) -> OllamaBatch:
-    return await Batch(job, view, control).run(on_result)
+    batch = await Batch(job, view, control).run(on_result)
+    release_if_big(batch)
+    return batch
 
 
 def release_if_big(batch: OllamaBatch) -> None:
