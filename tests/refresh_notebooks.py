@@ -31,9 +31,12 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 def is_widget_only(output: dict[str, Any]) -> bool:
     """An output that shows nothing without widget state: a widget view, with at most the
-    widget's repr as `text/plain`."""
+    widget's repr as `text/plain`; or a display with no data at all (a live view that its
+    record replaced, emptied in place)."""
+    if output.get("output_type") not in ("display_data", "execute_result"):
+        return False
     data = output.get("data", {})
-    return WIDGET_VIEW in data and set(data) <= {WIDGET_VIEW, "text/plain"}
+    return not data or (WIDGET_VIEW in data and set(data) <= {WIDGET_VIEW, "text/plain"})
 
 
 def clean(nb: nbformat.NotebookNode) -> None:

@@ -42,6 +42,8 @@ def test_no_widget_state_nor_widget_outputs(path: Path) -> None:
     for i, c in code_cells(nb):
         for output in c.get("outputs", []):
             assert WIDGET_VIEW not in output.get("data", {}), f"{path.name} cell {i}: {output}"
+            if output["output_type"] == "display_data":  # an emptied live view: nothing
+                assert output["data"], f"{path.name} cell {i}: an empty display"
 
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
@@ -74,11 +76,12 @@ def test_clean_drops_widget_state_and_widget_only_outputs() -> None:
     cell.outputs = [
         nbformat.v4.new_output("display_data", data=view),
         nbformat.v4.new_output("display_data", data={**view, "text/plain": "HBox()"}),
+        nbformat.v4.new_output("display_data", data={}),
         nbformat.v4.new_output("display_data", data=record),
     ]
     cell.metadata["execution"] = {"iopub.status.busy": "2026-01-01T00:00:00Z"}
     nb.cells.append(cell)
-    assert is_widget_only(cell.outputs[0]) and is_widget_only(cell.outputs[1])
+    assert all(is_widget_only(o) for o in cell.outputs[:3])
     clean(nb)
     assert "widgets" not in nb.metadata and "execution" not in cell.metadata
     assert [o["data"] for o in cell.outputs] == [record]
