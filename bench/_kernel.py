@@ -129,9 +129,13 @@ class BenchKernel:
 
 
 def _live_chars(cell: Cell) -> int:
-    """Characters of the text the live view showed last: every finished-block display
-    plus the last open-block display (the one after a `clear_output`), words joined by
-    one space (the stand-in's filler has single spaces)."""
+    """Characters of the text the cell showed live: printed text (a print loop), or for
+    the live view every finished-block display plus the last open-block display (the one
+    after a `clear_output`), words joined by one space (the stand-in's filler has single
+    spaces)."""
+    printed = cell.stream_text("stdout")
+    if printed:
+        return len(printed)
     finished: list[str] = []
     last_open = ""
     after_clear = False

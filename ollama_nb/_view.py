@@ -63,6 +63,8 @@ class WidgetView:
         self._control = control
         self._stop_hint = stop_hint
         self._capturing: widgets.Output | None = None
+        self._transcript: Transcript | None = None  # the last one shown, for `_on_drawn`
+        self._finished = False
 
     @unrecorded_widgets
     def start(self, model: str) -> None:
@@ -87,7 +89,15 @@ class WidgetView:
             ],
             _view_count=0,  # ask front ends to report when they draw the view
         )
+        self._root.observe(self._on_drawn, names="_view_count")
         show_widget(self._out, self._root)
+
+    def _on_drawn(self, change: dict[str, Any]) -> None:
+        """The front end drew the view: show the text that came meanwhile now, not at the
+        next tick (at full speed the first chunk often arrives before the view is drawn)."""
+        if change["new"] and self._transcript is not None and not self._finished:
+            self._transcript.flush()
+            self.update(self._transcript)
 
     @property
     def shown(self) -> bool:
@@ -105,6 +115,7 @@ class WidgetView:
         self._control.stop()
 
     def update(self, transcript: Transcript) -> None:
+        self._transcript = transcript
         self._elapsed.value = format_seconds(transcript.elapsed())
         self._count.value = _tokens(transcript.chunks)
         if not self.shown:
@@ -139,6 +150,7 @@ class WidgetView:
         (a loop of requests keeps one record each): the live view's display becomes empty
         and the record is a new display after it. nbval (which ignores display updates and
         widget-only displays) then collects exactly what a saved notebook holds."""
+        self._finished = True
         self._capture(None)
         data, metadata = result.record_bundle()
         live = widget_display_id(self._root)
