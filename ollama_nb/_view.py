@@ -116,10 +116,12 @@ class WidgetView:
 
     def update(self, transcript: Transcript) -> None:
         self._transcript = transcript
+        if not self.shown:
+            # Nobody sees it yet. (A headless runner, which never draws it, then records
+            # no widget state at all: nbclient saves the state that updates carry.)
+            return
         self._elapsed.value = format_seconds(transcript.elapsed())
         self._count.value = _tokens(transcript.chunks)
-        if not self.shown:
-            return
         if len(transcript.thinking) > self._thinking.seen:
             self._thinking_box.layout.display = ""
             self._send(self._thinking, transcript.thinking)

@@ -416,3 +416,40 @@ def test_live_view_is_markdown_in_the_records_look(
     # No word is cut in two: every word of the paragraph shows whole.
     assert set(live_lines.split()) <= {"extraordinarily"}
     screenshot(page, f"e2e-{front_end}-7-record")
+
+
+THUMBNAIL_JS = """() => {
+    const node = document.querySelectorAll('.jp-Notebook .jp-Cell')[1];
+    return [...node.querySelectorAll('.ollama-nb-record .ollama-nb-images img')].map((img) => ({
+        decoded: img.complete && img.naturalWidth > 0,
+        natural: [img.naturalWidth, img.naturalHeight],
+        shown: img.getBoundingClientRect().height,
+    }));
+}"""
+
+
+def test_an_image_sent_shows_as_a_thumbnail_in_the_record(
+    open_notebook: Callable[..., Page], server: StandInServer, front_end: str
+) -> None:
+    """A picture made in the notebook goes to a vision model; the record shows it, small."""
+    setup = f"{LOAD}\nfrom ollama_nb.testing import make_png\npicture = make_png(640, 480)"
+    magic = "%%ollama stand-in-vision --image picture\nWhat is in this picture?"
+    page = open_notebook(front_end, None, [setup, magic], env={"OLLAMA_HOST": server.url})
+    run_cell(page, setup, 0)
+    wait_cell_finished(page, 0, timeout=30)
+    run_cell(page, magic, CELL)
+    status = wait_record(page, timeout=30)
+    assert "stand-in-vision · stop ·" in status
+    assert "saw 1 image: 640x480 PNG" in text_of(page, ANSWER)
+    def decoded() -> list[dict[str, Any]] | None:
+        shown = page.evaluate(THUMBNAIL_JS)
+        return shown if shown and all(t["decoded"] for t in shown) else None
+
+    thumbnails = poll("the thumbnail to decode", decoded, 10, page)
+    assert len(thumbnails) == 1, thumbnails
+    (thumbnail,) = thumbnails
+    assert thumbnail["decoded"], thumbnail
+    assert 0 < thumbnail["shown"] <= 160, thumbnail
+    (record,) = [r for r in server.requests if r.path == "/api/generate"]
+    assert [(i.width, i.height) for i in record.images] == [(640, 480)]
+    screenshot(page, f"e2e-{front_end}-8-thumbnail")
