@@ -10,8 +10,10 @@ import os
 import sys
 from collections.abc import Iterator
 
+import pexpect
 import pytest
 from kernel_driver import KernelDriver
+from support import spawn_ipython
 
 from ollama_nb.testing import StandInServer
 
@@ -50,18 +52,28 @@ def kernel(kernel_74: KernelDriver) -> Iterator[KernelDriver]:
     kernel_74.settle()
 
 
+def _environment_kernel(
+    variable: str, what: str, server: StandInServer, *, may_be_absent: bool = False
+) -> Iterator[KernelDriver]:
+    """A kernel from the python that tests/run names in `variable`; without one, the test
+    is skipped (failed under CI, where tests/run always makes it)."""
+    python = os.environ.get(variable)
+    if not python or not os.path.exists(python):
+        message = f"no {what} environment (tests/run makes it: {variable})"
+        # may_be_absent: tests/run sets the variable empty, and says so, where it cannot
+        # make the environment (no such interpreter); only an unset variable then fails.
+        if IN_CI and (python is None or not may_be_absent):
+            pytest.fail(message)
+        pytest.skip(message)
+    driver = _start_kernel(python, server)
+    yield driver
+    driver.close()
+
+
 @pytest.fixture(scope="session")
 def kernel_629(standin_server: StandInServer) -> Iterator[KernelDriver]:
     """ipykernel 6.29 from the second environment that tests/run makes."""
-    python = os.environ.get("OLLAMA_NB_K6_PYTHON", "")
-    if not python or not os.path.exists(python):
-        message = "no ipykernel 6.29 environment (tests/run makes it: OLLAMA_NB_K6_PYTHON)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    driver = _start_kernel(python, standin_server)
-    yield driver
-    driver.close()
+    yield from _environment_kernel("OLLAMA_NB_K6_PYTHON", "ipykernel 6.29", standin_server)
 
 
 @pytest.fixture
@@ -74,15 +86,7 @@ def k6_kernel(kernel_629: KernelDriver) -> Iterator[KernelDriver]:
 def kernel_colab(standin_server: StandInServer) -> Iterator[KernelDriver]:
     """The Colab-style stack (Python 3.11, ipykernel 6.17.1, IPython 7.34.0, ipywidgets
     7.7.1, the project installed into it) that tests/run makes."""
-    python = os.environ.get("OLLAMA_NB_COLAB_PYTHON", "")
-    if not python or not os.path.exists(python):
-        message = "no Colab-style environment (tests/run makes it: OLLAMA_NB_COLAB_PYTHON)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    driver = _start_kernel(python, standin_server)
-    yield driver
-    driver.close()
+    yield from _environment_kernel("OLLAMA_NB_COLAB_PYTHON", "Colab-style", standin_server)
 
 
 @pytest.fixture
@@ -94,18 +98,23 @@ def colab_kernel(kernel_colab: KernelDriver) -> Iterator[KernelDriver]:
 @pytest.fixture(scope="session")
 def kernel_py310(standin_server: StandInServer) -> Iterator[KernelDriver]:
     """Python 3.10 with what pip resolves there (ipykernel 6.31, IPython 8), from tests/run."""
-    python = os.environ.get("OLLAMA_NB_PY310_PYTHON")
-    if not python or not os.path.exists(python):
-        message = "no Python 3.10 environment (tests/run makes it: OLLAMA_NB_PY310_PYTHON)"
-        if IN_CI and python is None:  # not run by tests/run (which says when none exists)
-            pytest.fail(message)
-        pytest.skip(message)
-    driver = _start_kernel(python, standin_server)
-    yield driver
-    driver.close()
+    yield from _environment_kernel(
+        "OLLAMA_NB_PY310_PYTHON", "Python 3.10", standin_server, may_be_absent=True
+    )
 
 
 @pytest.fixture
 def py310_kernel(kernel_py310: KernelDriver) -> Iterator[KernelDriver]:
     yield kernel_py310
     kernel_py310.settle()
+
+
+@pytest.fixture
+def ipython(server: StandInServer) -> Iterator[pexpect.spawn]:
+    """Terminal IPython in a pseudo-terminal, with the extension loaded."""
+    child = spawn_ipython(server)
+    child.sendline("%load_ext ollama_nb")
+    child.expect(r"In \[2\]: ")
+    yield child
+    child.sendline("exit")
+    child.expect(pexpect.EOF)

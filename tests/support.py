@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from typing import Any
 
+import pexpect
 from kernel_driver import Cell, KernelDriver
+
+from ollama_nb.testing import StandInServer
 
 RESULT_FIELDS = (
     "text", "thinking", "model", "done_reason", "stopped", "elapsed", "ttft", "eval_count",
@@ -63,3 +68,12 @@ def assert_kept_what_arrived(text: str, record: Any) -> None:
     kept = len(tokens(text))
     assert 0 < kept <= record.chunks_sent, (kept, record.chunks_sent)
     assert record.chunks_after_disconnect == 0
+
+
+def spawn_ipython(server: StandInServer) -> pexpect.spawn:
+    """Terminal IPython on the stand-in, at its first prompt."""
+    env = {**os.environ, "OLLAMA_HOST": server.url, "TERM": "dumb"}
+    argv = ["-m", "IPython", "--simple-prompt", "--no-banner", "--colors=nocolor", "--quick"]
+    child = pexpect.spawn(sys.executable, argv, env=env, encoding="utf-8", timeout=20)
+    child.expect(r"In \[1\]: ")
+    return child

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from kernel_driver import Cell, KernelDriver
-from support import REPLY, assert_one_line_error
+from support import REPLY, assert_one_line_error, spawn_ipython
 
 from ollama_nb.testing import StandInServer
 
@@ -303,16 +303,8 @@ def test_terminal_ipython_shows_nothing_and_ctrl_c_closes(server: StandInServer)
     import pexpect
 
     server.configure(reply=REPLY)
-    env = {**os.environ, "OLLAMA_HOST": server.url, "TERM": "dumb"}
-    child = pexpect.spawn(
-        sys.executable,
-        ["-m", "IPython", "--simple-prompt", "--no-banner", "--colors=nocolor", "--quick"],
-        env=env,
-        encoding="utf-8",
-        timeout=20,
-    )
+    child = spawn_ipython(server)
     try:
-        child.expect(r"In \[1\]: ")
         child.sendline("import ollama_nb; r = ollama_nb.generate('Hi.', 'stand-in')")
         child.expect(r"In \[2\]: ")
         assert server.wait_for_request("/api/generate").body["prompt"] == "Hi."

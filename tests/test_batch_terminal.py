@@ -4,12 +4,12 @@ text, Ctrl-C closes every response and `_ollama` holds the partial batch."""
 from __future__ import annotations
 
 import pexpect
-from test_terminal import ipython, run  # noqa: F401 - the fixture
+from test_terminal import run
 
 from ollama_nb.testing import StandInServer
 
 
-def test_batch_in_the_terminal(ipython: pexpect.spawn, server: StandInServer) -> None:  # noqa: F811
+def test_batch_in_the_terminal(ipython: pexpect.spawn, server: StandInServer) -> None:
     ipython.sendline("items = ['a', 'b', 'c']")
     run(ipython, "stand-in --each items --parallel 2", "Say {item}.")
     ipython.expect(r"stand-in · 3 prompts: 3 stop · ")
@@ -18,7 +18,7 @@ def test_batch_in_the_terminal(ipython: pexpect.spawn, server: StandInServer) ->
     ipython.expect(r"OllamaBatch \['Say a\.', 'Say b\.', 'Say c\.'\]")
 
 
-def test_ctrl_c_stops_a_batch(ipython: pexpect.spawn, server: StandInServer) -> None:  # noqa: F811
+def test_ctrl_c_stops_a_batch(ipython: pexpect.spawn, server: StandInServer) -> None:
     server.configure(num_parallel=2, token_interval=0.05, tokens=2000)
     ipython.sendline("items = list(range(10))")
     run(ipython, "stand-in --each items --parallel 2", "Talk about {item}.")

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
@@ -142,20 +141,6 @@ def test_two_quick_interrupts_with_autoawait_off(
         kernel.ok("x = 1")  # the kernel is fine afterwards
     finally:
         kernel.ok("%autoawait on")
-
-
-@pytest.fixture
-def ipython(server: StandInServer) -> Iterator[pexpect.spawn]:
-    """Terminal IPython in a pseudo-terminal, with the extension loaded."""
-    env = {**os.environ, "OLLAMA_HOST": server.url, "TERM": "dumb"}
-    argv = ["-m", "IPython", "--simple-prompt", "--no-banner", "--colors=nocolor", "--quick"]
-    child = pexpect.spawn(sys.executable, argv, env=env, encoding="utf-8", timeout=20)
-    child.expect(r"In \[1\]: ")
-    child.sendline("%load_ext ollama_nb")
-    child.expect(r"In \[2\]: ")
-    yield child
-    child.sendline("exit")
-    child.expect(pexpect.EOF)
 
 
 def test_two_quick_ctrl_c_in_terminal_ipython(

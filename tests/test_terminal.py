@@ -3,33 +3,10 @@ the response, and the result lands in `_ollama` as in a notebook."""
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Iterator
-
 import pexpect
-import pytest
 from support import REPLY
 
 from ollama_nb.testing import StandInServer
-
-
-@pytest.fixture
-def ipython(server: StandInServer) -> Iterator[pexpect.spawn]:
-    env = {**os.environ, "OLLAMA_HOST": server.url, "TERM": "dumb"}
-    child = pexpect.spawn(
-        sys.executable,
-        ["-m", "IPython", "--simple-prompt", "--no-banner", "--colors=nocolor", "--quick"],
-        env=env,
-        encoding="utf-8",
-        timeout=20,
-    )
-    child.expect(r"In \[1\]: ")
-    child.sendline("%load_ext ollama_nb")
-    child.expect(r"In \[2\]: ")
-    yield child
-    child.sendline("exit")
-    child.expect(pexpect.EOF)
 
 
 def run(child: pexpect.spawn, line: str, prompt: str) -> None:
