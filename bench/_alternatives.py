@@ -18,7 +18,7 @@ import statistics
 from typing import Any
 
 from _frontend import cell_outputs, jupyter_ai_outputs, saved_bytes
-from _kernel import ROOT_VIEW, BenchKernel, CellRun
+from _kernel import OPEN_BLOCK, ROOT_VIEW, BenchKernel, CellRun
 from _stats import ms, summary
 from kernel_driver import Cell
 
@@ -53,7 +53,11 @@ def _first_text_at(cell: Cell) -> float | None:
         if msg.type == "stream" and msg.content["name"] == "stdout" and msg.content["text"]:
             return msg.at
         if msg.type in ("display_data", "execute_result") and "text/html" in msg.content["data"]:
-            return msg.at  # a record without any live text before it
+            return msg.at  # a finished block, or a record without any live text before it
+        if msg.type == "comm_msg" and OPEN_BLOCK in str(
+            msg.content.get("data", {}).get("state", {}).get("value", "")
+        ):
+            return msg.at  # the live view's open block (its HTML widget) with text
     return None
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from _clients import run_client
-from _kernel import BenchKernel, CellRun
+from _kernel import OPEN_BLOCK, BenchKernel, CellRun
 from _servers import drain_seconds
 from _stats import ms, summary
 
@@ -224,7 +224,6 @@ FIRST_TEXT_LINE = (
     "stand-in --host {url} -o standin_first_chunk_delay=0.5 -o standin_token_interval=0.3"
     " -o standin_tokens=4"
 )
-OPEN_BLOCK = "ollama-nb-open"  # the class of the live view's open block (its HTML widget)
 
 
 def _first_open_block(kernel: BenchKernel, since: float) -> Any:

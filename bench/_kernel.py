@@ -17,6 +17,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from kernel_driver import Cell, KernelDriver, Msg  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+OPEN_BLOCK = "ollama-nb-open"  # the class of the live view's open block (its HTML widget)
 ROOT_VIEW = {"_view_count": 0}  # the VBox that asks front ends to report drawing it
 ELAPSED_LABEL = {"value": "0.0 s"}  # the elapsed-time label: one update per view refresh
 RESULT_EXPR = (  # no copy of the text: a 2 MB transient would skew the RSS figure

@@ -80,6 +80,17 @@ async def _pump(poll: Callable[[int], Any]) -> None:
         await asyncio.sleep(PUMP_SECONDS)
 
 
+def flush_stdout() -> None:
+    """Send what the cell printed before an output that must follow it.
+
+    ipykernel's flush waits for a round trip through its IOPub thread (1-2 ms, more on a
+    busy machine), once per display or update: only pay it when something is pending.
+    `_flush_pending` (ipykernel 5-7) is set by every write until the IOPub thread sends.
+    """
+    if getattr(sys.stdout, "_flush_pending", True):
+        sys.stdout.flush()
+
+
 class CellOutput:
     """Publishes to the output area of the cell that was running when this was made.
 
@@ -123,7 +134,7 @@ class CellOutput:
         metadata: dict[str, Any] | None = None,
         display_id: str | None = None,
     ) -> None:
-        sys.stdout.flush()
+        flush_stdout()
         if self._capturing is not None:
             if set(data) != {WIDGET_MIME}:
                 self._capturing.publish(data=data, metadata=metadata or {})
@@ -142,7 +153,7 @@ class CellOutput:
         """Replace what an earlier `display(..., display_id=)` showed, in place."""
         if self._capturing is not None:
             return
-        sys.stdout.flush()
+        flush_stdout()
         content = {
             "data": data,
             "metadata": metadata or {},
@@ -213,7 +224,7 @@ class CellOutput:
     def clear(self, wait: bool = False) -> None:
         if self._capturing is not None:
             return  # never clear what %%capture collected from the rest of the cell
-        sys.stdout.flush()
+        flush_stdout()
         self._send("clear_output", {"wait": wait}, b"clear_output")
 
     def stream(self, text: str, name: str = "stdout") -> None:

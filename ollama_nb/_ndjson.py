@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import json
 import json.scanner
+import re
 from typing import Any
 
 from ._exceptions import OllamaResponseError
 
 MAX_LINE_BYTES = 16 * 1024 * 1024
+# /api/generate's final chunk carries "context": one token id per token of the whole
+# exchange (deprecated by Ollama, never sent back here). Parsed, a 300k-token answer's
+# context is ~10 MB of int objects for a moment, and the allocator keeps much of it
+# afterwards; it is cut out of the line unparsed. Only a top-level key can match: inside
+# a JSON string the quotes are escaped.
+CONTEXT_MIN_LINE = 4096  # below this, parsing it costs nothing worth a search
+_CONTEXT = re.compile(rb',\s*"context"\s*:\s*\[[\d,\s]*\]|"context"\s*:\s*\[[\d,\s]*\]\s*,?')
 # json's C scanner, called directly: `json.loads` adds three Python calls and two regex
 # matches around it, a quarter of the time of a ~100-byte line.
 _scan_once = json.scanner.make_scanner(json.JSONDecoder())
@@ -69,7 +77,10 @@ class LineDecoder:
 
 
 def parse_line(line: bytes) -> dict[str, Any]:
-    """One NDJSON line as a dict; an `{"error": …}` line or bad data raises."""
+    """One NDJSON line as a dict, without a "context" array; an `{"error": …}` line or bad
+    data raises."""
+    if len(line) > CONTEXT_MIN_LINE and b'"context"' in line:
+        line = _CONTEXT.sub(b"", line, count=1)
     try:
         value = _loads(line)
     except (UnicodeDecodeError, ValueError):

@@ -68,29 +68,47 @@ class WidgetView:
 
     @unrecorded_widgets
     def start(self, model: str) -> None:
-        self._model = widgets.HTML(value=f"<b>{html.escape(model)}</b>")
-        self._elapsed = widgets.Label(value=format_seconds(0.0))
-        self._count = widgets.Label(value=_tokens(0))
-        self._stop = stop_button(self._stop_hint, "Stop generating; the text so far is kept")
+        # Widgets that need no layout or style of their own share one: each layout and
+        # style is a widget too, with its own comm_open (~1.3 KB) and comm_close.
+        self._layout = widgets.Layout()
+        self._model = widgets.HTML(value=f"<b>{html.escape(model)}</b>", layout=self._layout)
+        self._elapsed = widgets.Label(value=format_seconds(0.0), layout=self._layout)
+        self._count = widgets.Label(
+            value=_tokens(0), layout=self._layout, style=self._elapsed.style
+        )
+        self._stop = stop_button(
+            self._stop_hint, "Stop generating; the text so far is kept", self._layout
+        )
         self._stop.on_click(self._on_stop)
         header: list[widgets.Widget] = [self._model, self._elapsed, self._count, self._stop]
         if self._stop_hint:
-            header.append(widgets.Label(value=self._stop_hint))
-        self._thinking = _LivePart("ollama-nb-live-thinking")
-        self._thinking_box = widgets.Accordion(children=[self._thinking.box], selected_index=None)
-        self._thinking_box.set_title(0, "Thinking")
-        self._thinking_box.layout.display = "none"
-        self._answer = _LivePart("ollama-nb-live-answer")
+            header.append(
+                widgets.Label(value=self._stop_hint, layout=self._layout, style=self._elapsed.style)
+            )
+        self._thinking: _LivePart | None = None  # made when thinking first arrives
+        self._answer = _LivePart("ollama-nb-live-answer", self._layout, self._model.style)
         self._root = widgets.VBox(
-            [
-                widgets.HBox(header, layout={"align_items": "center"}),
-                self._thinking_box,
-                self._answer.box,
-            ],
+            [widgets.HBox(header, layout={"align_items": "center"}), self._answer.box],
+            layout=self._layout,
             _view_count=0,  # ask front ends to report when they draw the view
         )
         self._root.observe(self._on_drawn, names="_view_count")
         show_widget(self._out, self._root)
+
+    def _thinking_part(self) -> _LivePart:
+        """The collapsed thinking area, between the header and the answer."""
+        if self._thinking is None:
+            with self._out.comms_unrecorded():
+                self._thinking = _LivePart(
+                    "ollama-nb-live-thinking", self._layout, self._model.style
+                )
+                box = widgets.Accordion(
+                    children=[self._thinking.box], selected_index=None, layout=self._layout
+                )
+                box.set_title(0, "Thinking")
+            *before, answer = self._root.children
+            self._root.children = (*before, box, answer)
+        return self._thinking
 
     def _on_drawn(self, change: dict[str, Any]) -> None:
         """The front end drew the view: show the text that came meanwhile now, not at the
@@ -107,8 +125,12 @@ class WidgetView:
         """Hook for `_request`: the images sent, above the streaming answer (as in the record)."""
         from ._render import thumbnails_html
 
+        with self._out.comms_unrecorded():
+            shown = widgets.HTML(
+                value=thumbnails_html(images), layout=self._layout, style=self._model.style
+            )
         header, *rest = self._root.children
-        self._root.children = (header, widgets.HTML(value=thumbnails_html(images)), *rest)
+        self._root.children = (header, shown, *rest)
 
     def _on_stop(self, _button: widgets.Button) -> None:
         self._stop.disabled = True
@@ -122,9 +144,8 @@ class WidgetView:
             return
         self._elapsed.value = format_seconds(transcript.elapsed())
         self._count.value = _tokens(transcript.chunks)
-        if len(transcript.thinking) > self._thinking.seen:
-            self._thinking_box.layout.display = ""
-            self._send(self._thinking, transcript.thinking)
+        if len(transcript.thinking) > (self._thinking.seen if self._thinking else 0):
+            self._send(self._thinking_part(), transcript.thinking)
         self._send(self._answer, transcript.answer)
 
     def _send(self, part: _LivePart, parts: list[str]) -> None:
@@ -176,10 +197,10 @@ OPEN_CLASSES = "jp-RenderedHTMLCommon jp-RenderedHTML ollama-nb-open"
 class _LivePart:
     """One streaming text (answer or thinking): finished blocks, then the open block."""
 
-    def __init__(self, dom_class: str) -> None:
-        self.done = widgets.Output()
-        self.open = widgets.HTML()
-        self.box = widgets.VBox([self.done, self.open], _dom_classes=(dom_class,))
+    def __init__(self, dom_class: str, layout: widgets.Layout, style: widgets.Widget) -> None:
+        self.done = widgets.Output(layout=layout)
+        self.open = widgets.HTML(layout=layout, style=style)
+        self.box = widgets.VBox([self.done, self.open], layout=layout, _dom_classes=(dom_class,))
         self.markdown = LiveMarkdown()
         self.seen = 0  # transcript parts already rendered
 
@@ -192,10 +213,13 @@ class _LivePart:
             self.open.value = value
 
 
-def stop_button(hint: str | None, tooltip: str) -> widgets.Button:
+def stop_button(
+    hint: str | None, tooltip: str, layout: widgets.Layout | None = None
+) -> widgets.Button:
     """Described exactly "Stop". Where a click cannot reach the running cell (`hint` says
     why), it is disabled and says so instead of pretending."""
     return widgets.Button(
+        **({"layout": layout} if layout is not None else {}),
         description="Stop",
         button_style="danger",
         icon="stop",

@@ -60,3 +60,29 @@ def test_parse_line_errors_are_unchanged_by_the_fast_path() -> None:
     with pytest.raises(OllamaResponseError, match="not NDJSON"):
         parse_line(b'{"a":1} trailing data')
     assert parse_line(b'{"response":"x"}\r') == {"response": "x"}
+
+
+CONTEXT = list(range(5000))  # long enough for the cut to apply (> CONTEXT_MIN_LINE bytes)
+
+
+@pytest.mark.parametrize(
+    "final",
+    [
+        {"model": "m", "done": True, "context": CONTEXT, "eval_count": 3},
+        {"model": "m", "done": True, "eval_count": 3, "context": CONTEXT},
+        {"context": CONTEXT, "done": True},
+    ],
+)
+@pytest.mark.parametrize("separators", [(",", ":"), (", ", ": ")])
+def test_a_final_chunks_context_is_dropped_unparsed(
+    final: dict[str, object], separators: tuple[str, str]
+) -> None:
+    line = json.dumps(final, separators=separators).encode()
+    assert parse_line(line) == {k: v for k, v in final.items() if k != "context"}
+
+
+def test_context_written_in_the_answer_is_kept() -> None:
+    # Inside a JSON string the quotes are escaped, so the text stays as the model wrote it.
+    text = 'Send {"context": [1, 2, 3]} and "context":[4] as is. ' * 200
+    line = json.dumps({"response": text, "done": False}, separators=(",", ":")).encode()
+    assert parse_line(line)["response"] == text
