@@ -194,7 +194,7 @@ Outcome = Literal["done", "stopped", "deadline"]
 
 
 async def race(
-    consume: Coroutine[Any, Any, None] | asyncio.Future[None],
+    consume: Coroutine[Any, Any, None],
     refresh: Callable[[], None],
     control: StopControl,
     deadline: float | None = None,
@@ -245,7 +245,7 @@ async def drive(
     A cancellation (kernel interrupt) is re-raised after the result is handed over.
     """
     transcript = Transcript()
-    consumer = asyncio.ensure_future(_consume(request, transcript, control))
+    view.start(request.model)
 
     def refresh() -> None:
         transcript.flush()
@@ -254,14 +254,8 @@ async def drive(
     reason: str | None = None
     error: BaseException | None = None
     try:
-        try:
-            # One turn of the loop sends the request: the view is drawn while the server
-            # prepares its answer (~10 ms sooner to the first text for a fast answer).
-            await asyncio.sleep(0)
-        finally:
-            view.start(request.model)
         outcome = await race(
-            consumer,
+            _consume(request, transcript, control),
             refresh,
             control,
             request.total_timeout,
@@ -283,8 +277,6 @@ async def drive(
     except Exception as exc:  # a bug: still record it as an error, not as a finished answer
         error = exc
     finally:
-        if not consumer.done():  # interrupted before the race began
-            await settle([consumer])
         result = build_result(request, transcript, reason, error)
         view.finish(result)
         on_result(result)
