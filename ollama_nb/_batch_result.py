@@ -68,7 +68,7 @@ class OllamaBatch(Sequence[OllamaResult]):
     @property
     def texts(self) -> Any:
         """The answers: a list, or a pandas Series with the input's index."""
-        texts = list(self._columns.texts)
+        texts = [self._columns.text(i) for i in range(len(self))]
         if self._index is None:
             return texts
         import pandas as pd

@@ -2,9 +2,10 @@
 
 An `OllamaResult` object costs ~1.3 KB beyond its text (its fields, a `final` dict of
 ints, a settings dict, floats); for a batch of short answers that is several times the
-answers themselves. So a batch keeps, per element, only its text, thinking and prompt
-strings and packed numbers, and builds the `OllamaResult` when asked for it; everything
-shared by the batch's requests (model, host, settings) is kept once. A result these
+answers themselves. So a batch keeps, per element, its text, thinking and prompt as UTF-8
+in shared buffers (a str object would add ~60 bytes each) and its numbers packed, ~100
+bytes in all beyond the text and prompt, and builds the `OllamaResult` when asked for it;
+what the batch's requests share (model, host, settings) is kept once. A result these
 columns cannot reproduce field for field (an error, a timeout, images, anything unusual)
 is kept as it is.
 """
@@ -53,6 +54,29 @@ class _Names:
             return len(self.names) - 1
 
 
+class _Strings:
+    """Strings by position, packed as UTF-8 in one buffer (in the order they came)."""
+
+    def __init__(self, total: int) -> None:
+        self.data = bytearray()
+        self.starts = array("q", bytes(8 * total))
+        self.sizes = array("q", bytes(8 * total))
+
+    def put(self, position: int, text: str) -> None:
+        if text:
+            encoded = text.encode("utf-8", "surrogatepass")  # any str comes back as it was
+            self.starts[position] = len(self.data)
+            self.sizes[position] = len(encoded)
+            self.data += encoded
+
+    def get(self, position: int) -> str:
+        size = self.sizes[position]
+        if not size:
+            return ""
+        start = self.starts[position]
+        return self.data[start : start + size].decode("utf-8", "surrogatepass")
+
+
 class ResultColumns:
     """`total` results by position; an element never stored reads as `skipped`."""
 
@@ -62,9 +86,9 @@ class ResultColumns:
         self.settings = settings  # what every request asked for: `settings_of(payload)`
         self.models = _Names(model)  # code 0: the batch's model
         self.reasons = _Names(SKIPPED)  # code 0: never started
-        self.texts: list[str] = [""] * total
-        self.thinking: list[str] = [""] * total
-        self.prompts: list[str] = [""] * total
+        self.texts = _Strings(total)
+        self.prompts = _Strings(total)
+        self.thinking: _Strings | None = None  # made by the first thinking
         self.model_codes = bytearray(total)
         self.reason_codes = bytearray(total)
         self.flags = bytearray(total)
@@ -76,7 +100,6 @@ class ResultColumns:
     # -- storing --------------------------------------------------------------------------
 
     def put(self, position: int, result: OllamaResult) -> None:
-        self.texts[position] = result.text
         code = self.reasons.code(result.done_reason)
         self.reason_codes[position] = code if code is not None else 0
         # code 0 reads as "never started": a result that says "skipped" itself is kept whole
@@ -118,8 +141,12 @@ class ResultColumns:
             flags |= JSON_BIT
         self.flags[position] = flags
         self.model_codes[position] = model
-        self.thinking[position] = r.thinking
-        self.prompts[position] = r.prompt
+        self.texts.put(position, r.text)
+        self.prompts.put(position, r.prompt)
+        if r.thinking:
+            if self.thinking is None:
+                self.thinking = _Strings(self.total)
+            self.thinking.put(position, r.thinking)
         self.times[2 * position] = r.elapsed
         self.times[2 * position + 1] = math.nan if r.ttft is None else r.ttft
         self.chunks[position] = r.chunks
@@ -148,6 +175,10 @@ class ResultColumns:
 
     # -- reading --------------------------------------------------------------------------
 
+    def text(self, position: int) -> str:
+        kept = self.kept.get(position)
+        return kept.text if kept is not None else self.texts.get(position)
+
     def reason(self, position: int) -> str | None:
         kept = self.kept.get(position)
         if kept is not None:
@@ -175,12 +206,12 @@ class ResultColumns:
         flags = self.flags[position]
         final = _final(flags, self.finals, position, reason)
         eval_count, prompt_eval_count, tokens_per_second = _derived(final)
-        text = self.texts[position]
+        text = self.texts.get(position)
         ttft = self.times[2 * position + 1]
         return OllamaResult(
             model=model,
             text=text,
-            thinking=self.thinking[position],
+            thinking=self.thinking.get(position) if self.thinking is not None else "",
             done_reason=reason,
             stopped=reason == "stopped",
             elapsed=self.times[2 * position],
@@ -192,7 +223,7 @@ class ResultColumns:
             host=self.host,
             chunks=self.chunks[position],
             final=final,
-            prompt=self.prompts[position],
+            prompt=self.prompts.get(position),
             settings=dict(self.settings),
         )
 

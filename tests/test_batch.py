@@ -407,15 +407,28 @@ def test_a_batch_result_reads_like_the_same_single_request(server: StandInServer
 
 
 def test_a_batch_made_from_a_list_of_results_reads_them_back() -> None:
+    text, thinking = "héllo ✓ 🙂 \ud800 end", "ça pense…"  # any str, even a lone surrogate
     results = [
-        OllamaResult(model="m", text="x", done_reason="stop", elapsed=1.5, final={"eval_count": 3}),
+        OllamaResult(
+            model="m",
+            text=text,
+            thinking=thinking,
+            done_reason="stop",
+            elapsed=1.5,
+            final={"eval_count": 3},
+            prompt="dis « bonjour »",
+        ),
         OllamaResult(model="m", done_reason="skipped"),
         OllamaResult(model="other", text="y", done_reason="error", error=OllamaError("boom")),
+        OllamaResult(model="m", text="plain", done_reason="length"),
     ]
     results[0].eval_count = 3
     batch = OllamaBatch(results, model="m", elapsed=2.0)
-    assert [r.text for r in batch] == ["x", "", "y"] and batch.texts == ["x", "", "y"]
+    assert set(batch._columns.kept) == {1, 2}  # 0 and 3 as columns
+    assert [r.text for r in batch] == [text, "", "y", "plain"] == batch.texts
+    assert batch[0].thinking == thinking and batch[0].prompt == "dis « bonjour »"
+    assert batch[3].thinking == "" and batch[3].prompt == ""
     assert batch[0].final == {"eval_count": 3} and batch[0].eval_count == 3
     assert batch[2].model == "other" and str(batch[2].error) == "boom"
-    assert batch.counts() == {"stop": 1, "skipped": 1, "error": 1} and batch.failed == [2]
-    assert batch.eval_count == 3 and len(batch.started()) == 2
+    assert batch.counts() == {"stop": 1, "skipped": 1, "error": 1, "length": 1}
+    assert batch.failed == [2] and batch.eval_count == 3 and len(batch.started()) == 3
