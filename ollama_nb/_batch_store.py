@@ -59,15 +59,19 @@ class _Strings:
 
     def __init__(self, total: int) -> None:
         self.data = bytearray()
-        self.starts = array("q", bytes(8 * total))
-        self.sizes = array("q", bytes(8 * total))
+        self.starts = array("I", bytes(4 * total))
+        self.sizes = array("I", bytes(4 * total))
 
-    def put(self, position: int, text: str) -> None:
+    def put(self, position: int, text: str) -> bool:
+        """False when it cannot be stored (the buffer would pass 4 GB)."""
         if text:
             encoded = text.encode("utf-8", "surrogatepass")  # any str comes back as it was
+            if len(self.data) + len(encoded) >= 1 << 32:
+                return False
             self.starts[position] = len(self.data)
             self.sizes[position] = len(encoded)
             self.data += encoded
+        return True
 
     def get(self, position: int) -> str:
         size = self.sizes[position]
@@ -139,14 +143,16 @@ class ResultColumns:
             except ValueError:
                 return False
             flags |= JSON_BIT
+        if r.thinking and self.thinking is None:
+            self.thinking = _Strings(self.total)
+        if not (
+            self.texts.put(position, r.text)
+            and self.prompts.put(position, r.prompt)
+            and (self.thinking is None or self.thinking.put(position, r.thinking))
+        ):
+            return False
         self.flags[position] = flags
         self.model_codes[position] = model
-        self.texts.put(position, r.text)
-        self.prompts.put(position, r.prompt)
-        if r.thinking:
-            if self.thinking is None:
-                self.thinking = _Strings(self.total)
-            self.thinking.put(position, r.thinking)
         self.times[2 * position] = r.elapsed
         self.times[2 * position + 1] = math.nan if r.ttft is None else r.ttft
         self.chunks[position] = r.chunks

@@ -432,3 +432,14 @@ def test_a_batch_made_from_a_list_of_results_reads_them_back() -> None:
     assert batch[2].model == "other" and str(batch[2].error) == "boom"
     assert batch.counts() == {"stop": 1, "skipped": 1, "error": 1, "length": 1}
     assert batch.failed == [2] and batch.eval_count == 3 and len(batch.started()) == 3
+
+
+def test_answers_of_any_length_read_back() -> None:
+    """All in one buffer, by position: none is cut or mixed up, whatever its length."""
+    sizes = [0, 1, 700, 1023, 1024, 5000, 16_385, 70_000, 3, 0, 40_000, 2, *range(0, 3000, 7)]
+    texts = [("é" if i % 3 == 0 else "x") * (size // 2 if i % 3 == 0 else size) + str(i)
+             for i, size in enumerate(sizes)]  # fmt: skip
+    results = [OllamaResult(model="m", text=t, done_reason="stop", prompt=t[::-1]) for t in texts]
+    batch = OllamaBatch(results, model="m", elapsed=1.0)
+    assert batch._columns.kept == {}
+    assert batch.texts == texts and [r.prompt for r in batch] == [t[::-1] for t in texts]
