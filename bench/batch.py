@@ -102,7 +102,7 @@ def _batch_cell(kernel: BenchKernel, n: int, parallel: int) -> dict[str, Any]:
             first += 1
         most = max(most, last - first + 1)
     facts = driver.value(
-        "{'counts': _ollama.counts(), 'answer_bytes': sum(len(r.text.encode()) for r in _ollama)}"
+        "{'counts': _ollama.counts(), 'answer_bytes': sum(len(t.encode()) for t in _ollama.texts)}"
     )
     rss_after = kernel.rss_bytes()
     driver.settle()
