@@ -376,21 +376,27 @@ def _live_view(kernel: Any, control: StopControl, stop_hint: str | None) -> Any:
 
 
 def _keep_batch_for_stats(batch: OllamaBatch) -> None:
-    for result in batch:
-        if result.done_reason != "skipped":
-            _keep_for_stats(result)
+    requests = _session_requests()
+    if requests is not None:
+        requests.add_batch(batch.started())
 
 
 def _keep_for_stats(result: OllamaResult) -> None:
-    """Counted in `%ollama stats` where the extension is loaded; never stored in `_ollama`."""
+    requests = _session_requests()
+    if requests is not None:
+        requests.append(result)
+
+
+def _session_requests() -> Any:
+    """Where `%ollama stats` counts requests, if the extension is loaded; results are
+    never stored in `_ollama` from here."""
     if "IPython" not in sys.modules:
-        return
+        return None
     from IPython import get_ipython
 
     shell = get_ipython()
     magics = shell.magics_manager.registry.get("OllamaMagics") if shell is not None else None
-    if magics is not None:
-        magics.results.append(result)
+    return magics.results if magics is not None else None
 
 
 class NullView:

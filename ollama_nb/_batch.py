@@ -37,7 +37,6 @@ import contextlib
 import copy
 import dataclasses
 import random
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ from typing import Any
 import httpx
 
 from ._batch_result import FAILED, OllamaBatch
+from ._batch_store import ResultColumns
 from ._batch_view import BatchStats, refresh_interval
 from ._client import OllamaClient, map_http_error
 from ._config import Timeouts
@@ -53,7 +53,7 @@ from ._elements import BatchInputError, Elements, ElementScope, check_parallel, 
 from ._exceptions import OllamaConnectionError, OllamaError, OllamaResponseError, OllamaTimeoutError
 from ._prompt import fill_prompt
 from ._request import InvalidRequest, build, resolve_settings
-from ._result import OllamaResult
+from ._result import OllamaResult, settings_of
 from ._stream import (
     RELEASE_AFTER_CHARS,
     SETTLE_SECONDS,
@@ -73,6 +73,7 @@ BUSY_MAX_WAIT = 8.0
 RECONNECTS = 1  # a connection lost before any byte arrived: sent once more
 GATEWAY_LOST = (502, 504)  # a balancer's answer when the server behind it went away
 DRAIN_SECONDS = 1.0
+RELEASE_AFTER_ELEMENTS = 100  # a batch this long: memory handed back to the OS at its end
 
 
 @dataclass
@@ -153,13 +154,19 @@ class Batch:
         self.job = job
         self.view = view
         self.control = control
-        self.results: list[OllamaResult | None] = [None] * job.elements.total
         self.flights: dict[asyncio.Task[OllamaResult], Flight] = {}
         self.stats = BatchStats(model=job.base.model, total=job.elements.total)
         self.capacity = 1  # the most of this batch's requests seen streaming at once
         self.streaming = 0
         self.started = time.monotonic()
         self.client, self._http = pooled_client(job.base.client)
+        # Stored as they land; every element's request asks for what the first one does.
+        self.results = ResultColumns(
+            job.elements.total,
+            model=job.base.model,
+            host=self.client.host,
+            settings=settings_of(job.base.payload),
+        )
 
     # -- one element ----------------------------------------------------------------------
 
@@ -280,7 +287,7 @@ class Batch:
         return result
 
     def _store(self, position: int, result: OllamaResult) -> None:
-        self.results[position] = result
+        self.results.put(position, result)
         self.stats.done += 1
         if result.done_reason in FAILED:
             self.stats.failed += 1
@@ -293,7 +300,7 @@ class Batch:
             result = build_result(flight.request, flight.transcript, None, task.exception())
         else:
             result = task.result()
-        self._store(flight.position, _compact(result))
+        self._store(flight.position, result)
 
     async def _cancel_all(self, reason: str) -> None:
         """Close every response in flight at once; returns when they are closed."""
@@ -365,16 +372,9 @@ class Batch:
                 next_refresh = now - self.started + refresh_interval(now - self.started)
 
     def _batch(self) -> OllamaBatch:
-        model = self.job.base.model
-        results: list[OllamaResult] = []
-        for result in self.results:
-            if result is None:
-                result = OllamaResult(model=model, done_reason="skipped")
-                result.host = self.client.host
-            results.append(result)
         return OllamaBatch(
-            results,
-            model=model,
+            self.results,  # an element that never started reads as `skipped`
+            model=self.job.base.model,
             elapsed=time.monotonic() - self.started,
             index=self.job.elements.index,
             settings=self.job.settings,
@@ -421,24 +421,6 @@ class Batch:
         return batch
 
 
-# Per element, the final chunk's strings that every result repeats: dropped, or shared.
-FINAL_DROPPED = ("model", "created_at", "response", "done")
-
-
-def _compact(result: OllamaResult) -> OllamaResult:
-    """Thousands of results stay in memory: share their repeated strings (a fresh copy of
-    each key per parsed chunk) and drop what the result holds elsewhere (~1 KB each)."""
-    result.model = sys.intern(result.model)
-    if result.done_reason is not None:
-        result.done_reason = sys.intern(result.done_reason)
-    result.final = {
-        sys.intern(key): sys.intern(value) if isinstance(value, str) else value
-        for key, value in result.final.items()
-        if key not in FINAL_DROPPED
-    }
-    return result
-
-
 async def run_batch(
     job: BatchJob,
     view: Any,
@@ -451,8 +433,11 @@ async def run_batch(
 
 
 def release_if_big(batch: OllamaBatch) -> None:
-    """Like a single big answer: give the transient copies' memory back to the OS."""
-    if sum(len(r.text) for r in batch) >= RELEASE_AFTER_CHARS:
+    """Like a single big answer: give the transient copies' memory back to the OS. A long
+    batch leaves the same behind: its parsed chunks (tens of thousands, freed) were
+    allocated between its results, so glibc keeps that heap; RSS would stay ~1.5x the
+    answers above what the results hold."""
+    if len(batch) >= RELEASE_AFTER_ELEMENTS or sum(map(len, batch.texts)) >= RELEASE_AFTER_CHARS:
         release_freed_memory()
 
 

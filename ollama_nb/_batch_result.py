@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, overload
 
+from ._batch_store import SKIPPED, ResultColumns
 from ._batch_view import record_html, record_text, summary_line
 from ._result import OllamaResult
 
@@ -16,18 +18,22 @@ class OllamaBatch(Sequence[OllamaResult]):
     """The results of a batch, one `OllamaResult` per element, in input order.
 
     A request that never started (Stop, interrupt) has `done_reason == "skipped"`.
+    The results are kept compactly (`ResultColumns`): `batch[i]` builds the element's
+    `OllamaResult` each time it is read, so changing that object leaves the batch as it is.
     """
 
     def __init__(
         self,
-        results: list[OllamaResult],
+        results: Sequence[OllamaResult] | ResultColumns,
         *,
         model: str,
         elapsed: float,
         index: Any = None,
         settings: dict[str, Any] | None = None,
     ) -> None:
-        self._results = results
+        if not isinstance(results, ResultColumns):
+            results = _columns(results, model)
+        self._columns = results
         self.model = model
         self.elapsed = elapsed
         self._index = index
@@ -40,15 +46,29 @@ class OllamaBatch(Sequence[OllamaResult]):
     def __getitem__(self, position: slice) -> list[OllamaResult]: ...
 
     def __getitem__(self, position: int | slice) -> OllamaResult | list[OllamaResult]:
-        return self._results[position]
+        positions = range(self._columns.total)
+        if isinstance(position, slice):
+            return [self._columns.get(i) for i in positions[position]]
+        return self._columns.get(positions[position])  # IndexError past the end
 
     def __len__(self) -> int:
-        return len(self._results)
+        return self._columns.total
+
+    def __iter__(self) -> Iterator[OllamaResult]:
+        return map(self._columns.get, range(self._columns.total))
+
+    def started(self) -> Sequence[OllamaResult]:
+        """The results of the requests that started (not `skipped`), read when used."""
+        skipped = self._columns.reason
+        positions: Sequence[int] = range(len(self))
+        if any(skipped(i) == SKIPPED for i in positions):
+            positions = array("q", (i for i in positions if skipped(i) != SKIPPED))
+        return _Positions(self._columns, positions)
 
     @property
     def texts(self) -> Any:
         """The answers: a list, or a pandas Series with the input's index."""
-        texts = [r.text for r in self._results]
+        texts = [self._columns.text(i) for i in range(len(self))]
         if self._index is None:
             return texts
         import pandas as pd
@@ -58,20 +78,22 @@ class OllamaBatch(Sequence[OllamaResult]):
     @property
     def failed(self) -> list[int]:
         """Positions of the results that ended with an error or a timeout."""
-        return [i for i, r in enumerate(self._results) if r.done_reason in FAILED]
+        reason = self._columns.reason
+        return [i for i in range(len(self)) if reason(i) in FAILED]
 
     @property
     def json(self) -> list[Any]:
         """Each answer parsed as JSON (with --format / format=), None where it did not parse."""
-        return [r.json for r in self._results]
+        return [r.json for r in self]
 
     def counts(self) -> dict[str, int]:
         """How many ended each way (`stop`, `length`, `error`, `timeout`, `skipped`, …)."""
-        return dict(Counter(r.done_reason or "?" for r in self._results).most_common())
+        reasons = map(self._columns.reason, range(len(self)))
+        return dict(Counter(reason or "?" for reason in reasons).most_common())
 
     @property
     def eval_count(self) -> int:
-        return sum(r.eval_count if r.eval_count is not None else r.chunks for r in self._results)
+        return sum(map(self._columns.tokens, range(len(self))))
 
     @property
     def tokens_per_second(self) -> float | None:
@@ -102,3 +124,38 @@ class OllamaBatch(Sequence[OllamaResult]):
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         return {"text/html": record_html(self), "text/plain": record_text(self)}
+
+
+def _columns(results: Sequence[OllamaResult], model: str) -> ResultColumns:
+    first = results[0] if results else None
+    host = first.host if first is not None else ""
+    settings = first.settings if first is not None else {}
+    columns = ResultColumns(len(results), model=model, host=host, settings=settings)
+    for position, result in enumerate(results):
+        columns.put(position, result)
+    return columns
+
+
+class _Positions(Sequence[OllamaResult]):
+    """Some of a batch's results, built when read."""
+
+    def __init__(self, columns: ResultColumns, positions: Sequence[int]) -> None:
+        self._columns = columns
+        self._positions = positions
+
+    @overload
+    def __getitem__(self, position: int) -> OllamaResult: ...
+
+    @overload
+    def __getitem__(self, position: slice) -> list[OllamaResult]: ...
+
+    def __getitem__(self, position: int | slice) -> OllamaResult | list[OllamaResult]:
+        if isinstance(position, slice):
+            return [self._columns.get(i) for i in self._positions[position]]
+        return self._columns.get(self._positions[position])
+
+    def __len__(self) -> int:
+        return len(self._positions)
+
+    def __iter__(self) -> Iterator[OllamaResult]:
+        return map(self._columns.get, self._positions)

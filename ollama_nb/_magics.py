@@ -50,7 +50,7 @@ from ._request import (
 )
 from ._result import OllamaResult
 from ._show import show_model, unload_model
-from ._stats import stats_table
+from ._stats import SessionRequests, stats_table
 from ._stream import StopControl, View
 from ._sync import run_in_thread
 from ._view import TextPullView, TextView, WidgetPullView, WidgetView
@@ -99,7 +99,7 @@ class OllamaMagics(Magics):
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         self._configured: set[str] = set()
         super().__init__(shell=shell, **kwargs)
-        self.results: list[OllamaResult] = []  # this session's requests, for `%ollama stats`
+        self.results = SessionRequests()  # this session's requests, for `%ollama stats`
         self.conversation = Conversation()  # the notebook's --chat history
         self._background: set[asyncio.Task[None]] = set()  # keeps running tasks referenced
 

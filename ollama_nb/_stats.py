@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, overload
 
 from ._result import OllamaResult
 from ._tables import Table
@@ -16,6 +17,44 @@ OUTCOMES = ("done", "stopped", "interrupted", "timeout (connect)", "timeout (rea
 # show it once there are enough samples for it to mean something.
 MIN_SAMPLES = {50: 1, 95: 20, 99: 100}
 NOTE = "p95 is shown from 20 samples on, p99 from 100."
+
+
+class SessionRequests(Sequence[OllamaResult]):
+    """This session's requests, for `%ollama stats`. A batch is kept as itself (compact)
+    and read when the stats are drawn: its results as objects would cost ~1 KB each."""
+
+    def __init__(self) -> None:
+        self._parts: list[Sequence[OllamaResult]] = []
+        self._count = 0
+
+    def append(self, result: OllamaResult) -> None:
+        self._parts.append((result,))
+        self._count += 1
+
+    def add_batch(self, requests: Sequence[OllamaResult]) -> None:
+        """A batch's requests that started (`OllamaBatch.started()`)."""
+        self._parts.append(requests)
+        self._count += len(requests)
+
+    def clear(self) -> None:
+        self._parts.clear()
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[OllamaResult]:
+        for part in self._parts:
+            yield from part
+
+    @overload
+    def __getitem__(self, position: int) -> OllamaResult: ...
+
+    @overload
+    def __getitem__(self, position: slice) -> list[OllamaResult]: ...
+
+    def __getitem__(self, position: Any) -> Any:
+        return list(self)[position]
 
 
 def outcome(result: OllamaResult) -> str:

@@ -8,6 +8,7 @@ in the middle, 503 busy, lost connections, queueing vs the read timeout).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import time
 from collections.abc import Mapping
@@ -16,8 +17,11 @@ from typing import Any
 import pytest
 from batch_servers import ScriptedServer
 
+import ollama_nb
+from ollama_nb import OllamaError, OllamaResult
 from ollama_nb._batch import BatchJob, run_batch
 from ollama_nb._batch_result import OllamaBatch
+from ollama_nb._batch_store import FINAL_DROPPED, ResultColumns
 from ollama_nb._batch_view import BatchStats, NullBatchView
 from ollama_nb._client import OllamaClient
 from ollama_nb._config import Timeouts
@@ -268,3 +272,174 @@ def test_json_with_format(server: StandInServer) -> None:
     assert batch.counts() == {"stop": 2}
     assert all(isinstance(value, (dict, list)) for value in batch.json), batch.texts
     assert batch.json == [__import__("json").loads(t) for t in batch.texts]
+
+
+# -- what a batch keeps: each result, field for field --------------------------------------
+
+
+def _landed(monkeypatch: pytest.MonkeyPatch) -> dict[int, OllamaResult]:
+    """The results as they landed in the batch (copies: a kept one is compacted after)."""
+    seen: dict[int, OllamaResult] = {}
+    put = ResultColumns.put
+
+    def spy(self: ResultColumns, position: int, result: OllamaResult) -> None:
+        seen[position] = dataclasses.replace(result, final=dict(result.final))
+        put(self, position, result)
+
+    monkeypatch.setattr(ResultColumns, "put", spy)
+    return seen
+
+
+def _same_as_landed(batch: OllamaBatch, landed: dict[int, OllamaResult]) -> None:
+    assert set(landed) <= set(range(len(batch)))
+    for position, result in enumerate(batch):
+        before = landed.get(position)
+        if before is None:  # never started
+            assert result.done_reason == "skipped" and result.text == ""
+            continue
+        for name in (f.name for f in dataclasses.fields(OllamaResult)):
+            want = getattr(before, name)
+            if name == "final":
+                want = {k: v for k, v in want.items() if k not in FINAL_DROPPED}
+            assert getattr(result, name) == want, (position, name)
+        assert result.status == before.status and repr(result) == repr(before)
+        assert result.record_bundle() == before.record_bundle()
+        assert str(result) == before.text
+
+
+@pytest.mark.parametrize(
+    ("model", "extra", "want_json"),
+    [
+        ("stand-in", {}, False),
+        ("stand-in", {"options": {"temperature": 0, "seed": 1}}, False),
+        ("stand-in", {"format": "json"}, True),
+        ("stand-in-think", {"think": True}, False),
+    ],
+    ids=["plain", "options", "json", "thinking"],
+)
+def test_every_field_of_every_result_reads_back_as_it_landed(
+    server: StandInServer,
+    monkeypatch: pytest.MonkeyPatch,
+    model: str,
+    extra: dict[str, Any],
+    want_json: bool,
+) -> None:
+    landed = _landed(monkeypatch)
+    j = job(server.url, list(range(6)), "Say {item}.", parallel=3)
+    j.base.payload.update(model=model, **extra)
+    j.base.model, j.base.want_json = model, want_json
+    batch = run(j)
+    assert batch.counts() == {"stop": 6} and len(landed) == 6
+    _same_as_landed(batch, landed)
+    assert batch[-1].prompt == "Say 5." and [r.prompt for r in batch[1:3]] == ["Say 1.", "Say 2."]
+    assert [r.prompt for r in batch[::2]] == ["Say 0.", "Say 2.", "Say 4."]
+    if model == "stand-in-think":
+        assert all(r.thinking for r in batch)
+    if want_json:
+        assert all(r.json is not None for r in batch)
+    # The usual answer is stored as columns, not kept as a whole object.
+    assert batch._columns.kept == {}
+    with pytest.raises(IndexError):
+        batch[6]
+
+
+def test_failures_stops_and_skips_read_back_as_they_landed(
+    server: StandInServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    landed = _landed(monkeypatch)
+    with ScriptedServer(num_parallel=2, chunks=3, interval=0.05).running() as srv:
+        failing = run(job(srv.url, ["one", "fail two", "stall three", "four"], "{item}", read=0.5))
+    assert failing.counts() == {"stop": 2, "error": 1, "timeout": 1}
+    assert failing.failed == [1, 2] and failing[2].timeout_kind == "read"
+    assert isinstance(failing[1].error, OllamaError) and failing[1] is failing[1]  # kept whole
+    _same_as_landed(failing, landed)
+
+    landed.clear()
+    server.configure(token_interval=0.02, tokens=10)
+    control, view = StopControl(), CountingView()
+
+    async def stop_after_two() -> OllamaBatch:
+        task = asyncio.ensure_future(
+            run_batch(job(server.url, list(range(20)), parallel=2), view, control)
+        )
+        while not view.updates or view.updates[-1][1].done < 2:
+            await asyncio.sleep(0.01)
+        control.stop()
+        return await task
+
+    stopped = asyncio.run(stop_after_two())
+    counts = stopped.counts()
+    assert counts["skipped"] >= 1 and counts.get("stopped", 0) >= 1, counts
+    _same_as_landed(stopped, landed)
+    assert [r.done_reason for r in stopped.started()] == [
+        r.done_reason for r in stopped if r.done_reason != "skipped"
+    ]
+    assert len(stopped.started()) == len(stopped) - counts["skipped"]
+
+
+def test_a_batch_result_reads_like_the_same_single_request(server: StandInServer) -> None:
+    options = {"temperature": 0}
+    single = ollama_nb.generate(
+        "Say a.", "stand-in", host=server.url, options=options, display=False
+    )
+    batch = ollama_nb.map(
+        "Say {item}.", ["a", "b"], "stand-in", host=server.url, options=options, display=False
+    )
+    result = batch[0]
+    timing = {"elapsed", "ttft", "tokens_per_second", "final"}
+    for name in (f.name for f in dataclasses.fields(OllamaResult)):
+        if name not in timing:
+            assert getattr(result, name) == getattr(single, name), name
+    assert set(result.final) == set(single.final) - set(FINAL_DROPPED)
+    assert result.tokens_per_second is not None and result.ttft is not None
+    meta, single_meta = result.record_metadata(), single.record_metadata()
+    assert meta["ollama_nb"].pop("elapsed") >= 0 and single_meta["ollama_nb"].pop("elapsed") >= 0
+    assert meta == single_meta
+    # The record: the same answer, and a status line that differs only in its timings.
+    answer, status = result.record_bundle()[0]["text/plain"].rsplit("\n", 1)
+    single_answer, single_status = single.record_bundle()[0]["text/plain"].rsplit("\n", 1)
+    assert answer == single_answer and answer.startswith("[stand-in]")
+    assert (
+        status.split(" · ")[:3]
+        == single_status.split(" · ")[:3]
+        == ["stand-in", "stop", "24 tokens"]
+    )
+
+
+def test_a_batch_made_from_a_list_of_results_reads_them_back() -> None:
+    text, thinking = "héllo ✓ 🙂 \ud800 end", "ça pense…"  # any str, even a lone surrogate
+    results = [
+        OllamaResult(
+            model="m",
+            text=text,
+            thinking=thinking,
+            done_reason="stop",
+            elapsed=1.5,
+            final={"eval_count": 3},
+            prompt="dis « bonjour »",
+        ),
+        OllamaResult(model="m", done_reason="skipped"),
+        OllamaResult(model="other", text="y", done_reason="error", error=OllamaError("boom")),
+        OllamaResult(model="m", text="plain", done_reason="length"),
+    ]
+    results[0].eval_count = 3
+    batch = OllamaBatch(results, model="m", elapsed=2.0)
+    assert set(batch._columns.kept) == {1, 2}  # 0 and 3 as columns
+    assert [r.text for r in batch] == [text, "", "y", "plain"] == batch.texts
+    assert batch[0].thinking == thinking and batch[0].prompt == "dis « bonjour »"
+    assert batch[3].thinking == "" and batch[3].prompt == ""
+    assert batch[0].final == {"eval_count": 3} and batch[0].eval_count == 3
+    assert batch[2].model == "other" and str(batch[2].error) == "boom"
+    assert batch.counts() == {"stop": 1, "skipped": 1, "error": 1, "length": 1}
+    assert batch.failed == [2] and batch.eval_count == 3 and len(batch.started()) == 3
+
+
+def test_answers_of_any_length_read_back() -> None:
+    """All in one buffer, by position: none is cut or mixed up, whatever its length."""
+    sizes = [0, 1, 700, 1023, 1024, 5000, 16_385, 70_000, 3, 0, 40_000, 2, *range(0, 3000, 7)]
+    texts = [("é" if i % 3 == 0 else "x") * (size // 2 if i % 3 == 0 else size) + str(i)
+             for i, size in enumerate(sizes)]  # fmt: skip
+    results = [OllamaResult(model="m", text=t, done_reason="stop", prompt=t[::-1]) for t in texts]
+    batch = OllamaBatch(results, model="m", elapsed=1.0)
+    assert batch._columns.kept == {}
+    assert batch.texts == texts and [r.prompt for r in batch] == [t[::-1] for t in texts]

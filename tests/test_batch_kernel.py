@@ -183,3 +183,18 @@ def test_a_big_batch_costs_little_iopub(kernel: KernelDriver, server: StandInSer
     )
     assert total <= 64_000 + 1_000 * n / 100
     assert len(updates) <= 10 * seconds + 5
+
+
+def test_stats_count_every_request_a_batch_started(
+    kernel: KernelDriver, server: StandInServer
+) -> None:
+    server.configure(num_parallel=4, token_interval=0, tokens=3)
+    kernel.ok("from ollama_nb._magics import active; active().results.clear(); items = [1, 2, 3]")
+    assert batch_cell(kernel, "--each items --parallel 2").status == "ok"
+    kernel.ok("import ollama_nb; b = ollama_nb.map('{item}', range(2), 'stand-in', display=False)")
+    cell = kernel.ok("%ollama stats")
+    (stats,) = [m.content["data"]["text/plain"] for m in cell.messages
+                if m.type == "execute_result"]  # fmt: skip
+    rows = dict(line.split(None, 1) for line in stats.splitlines()[2:] if line.strip())
+    assert rows["requests"].split()[0] == "5" and rows["done"].split()[0] == "5", stats
+    assert kernel.value("len(active().results)") == 5
