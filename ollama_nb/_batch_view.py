@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ._kernel import flush_stdout
 from ._render import format_seconds
 
 if TYPE_CHECKING:
@@ -130,7 +131,7 @@ class WidgetBatchView:
 
 def display_record(output: CellOutput, batch: OllamaBatch) -> None:
     """The static record, with the `ollama_nb` metadata a saved notebook keeps."""
-    sys.stdout.flush()
+    flush_stdout()
     content = {
         "data": batch._repr_mimebundle_(),
         "metadata": {"ollama_nb": batch.metadata()},
