@@ -20,7 +20,7 @@ from typing import Any
 from _frontend import cell_outputs, jupyter_ai_outputs, saved_bytes
 from _kernel import OPEN_BLOCK, ROOT_VIEW, BenchKernel, CellRun
 from _stats import ms, summary
-from kernel_driver import Cell
+from kernel_driver import Cell, Msg
 
 from ollama_nb.testing import StandInServer
 
@@ -47,17 +47,24 @@ ALT_CELLS = {
 ALT_NAMES = tuple(ALT_CELLS)
 
 
-def _first_text_at(cell: Cell) -> float | None:
-    """When the first message that carries answer text to the front end arrived."""
-    for msg in cell.messages:
-        if msg.type == "stream" and msg.content["name"] == "stdout" and msg.content["text"]:
-            return msg.at
-        if msg.type in ("display_data", "execute_result") and "text/html" in msg.content["data"]:
-            return msg.at  # a finished block, or a record without any live text before it
+def _first_text_at(cell: Cell, messages: list[Msg]) -> float | None:
+    """When the first message that carries answer text to the front end arrived: the
+    cell's own, or a widget update (a front end applies those whatever their parent; one
+    sent while the kernel handles the front end's "view drawn" report has that report as
+    its parent, not the cell)."""
+    for msg in messages:
+        if msg.at < cell.sent_at:
+            continue
         if msg.type == "comm_msg" and OPEN_BLOCK in str(
             msg.content.get("data", {}).get("state", {}).get("value", "")
         ):
             return msg.at  # the live view's open block (its HTML widget) with text
+        if msg.parent_id != cell.msg_id:
+            continue
+        if msg.type == "stream" and msg.content["name"] == "stdout" and msg.content["text"]:
+            return msg.at
+        if msg.type in ("display_data", "execute_result") and "text/html" in msg.content["data"]:
+            return msg.at  # a finished block, or a record without any live text before it
     return None
 
 
@@ -82,7 +89,7 @@ def _alt_cell(
             driver.show_view(seen.content["comm_id"])
     run = kernel.complete(cell, cpu, timeout=120)
     record = [r for r in server.requests if r.path == "/api/generate"][-1]
-    first = _first_text_at(cell)
+    first = _first_text_at(cell, kernel.last_messages)
     if run.status != "ok" or first is None or record.first_byte_at is None:
         raise RuntimeError(f"{name} ({tokens} tokens) failed: {run.status} {cell.error_text()}")
     if name != "ollama_nb" and run.live_chars < tokens:

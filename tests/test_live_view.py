@@ -270,3 +270,29 @@ def test_record_metadata_tells_how_the_answer_was_made(
         "__import__('importlib.metadata').metadata.version('ollama-nb')"
     )
     assert server.url not in json.dumps(meta)
+
+
+def test_a_full_speed_answer_is_shown_while_it_streams(
+    kernel: KernelDriver, server: StandInServer
+) -> None:
+    """At full speed chunks are already buffered when read: the kernel must still handle
+    the front end's "view drawn" report, and refresh, mid-answer, not once the whole
+    answer is in (each network read lets the loop run: httpx reads through anyio, which
+    yields there)."""
+    tokens = 60_000
+    cell = kernel.submit(
+        f"%%ollama stand-in -o standin_token_interval=0 -o standin_tokens={tokens}\nGo."
+    )
+    count = kernel.wait_for(lambda: cell.widget(value="0 tokens"), 5, "the token counter")
+    root = kernel.wait_for(lambda: cell.widget(_view_count=0), 5, "the tracked view")
+    kernel.show_view(root.content["comm_id"])
+    kernel.finish(cell, timeout=120)
+    assert cell.status == "ok", cell.error_text()
+    shown = [
+        int(m.content["data"]["state"]["value"].split()[0])
+        for m in cell.updates_of(count.content["comm_id"])
+        if "value" in m.content["data"].get("state", {})
+    ]
+    # The first count the user saw, and the refreshes after it, came mid-answer.
+    assert shown and shown[0] < tokens // 2, shown
+    assert len([n for n in shown if n < tokens]) >= 3, shown
