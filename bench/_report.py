@@ -184,24 +184,30 @@ WHY_MISSED = {
     "throughput_ratio_vs_httpx": (
         "Same reason: the server sets the pace, and the cell adds its fixed cost."
     ),
+    "throughput_client_bound_ratio_vs_ollama_client": (
+        "Level within the spread of rounds (0.90x in the previous quiet run): the official"
+        " client runs outside any kernel, and the cell also pays its fixed cost."
+    ),
     "throughput_client_bound_ratio_vs_httpx": (
         "httpx/h11 parse every NDJSON line as an HTTP chunk of its own (~60 of the ~70"
         " Python calls per chunk); what remains over a bare loop is the cell's fixed cost."
     ),
     "rss_growth_ratio_2mb": (
-        "The answer itself, kept in `_ollama`, is 1x; dropping it brings the growth to"
-        " ~1.05x. The rest is heap the allocator keeps after the record is rendered"
-        " (markdown-it's many small objects leave pymalloc arenas partly used, which"
-        " malloc_trim cannot return); it is reused by the next answer (RSS stays flat over"
-        " 200 requests, tests/test_soak.py)."
+        "The answer itself, kept in `_ollama`, is 1x. The rest is heap glibc keeps after"
+        " the answer's transient copies (its parts as they streamed, the record's HTML and"
+        " the JSON message carrying it): it stays when `_ollama` is dropped, and with"
+        " Python's small-object allocator off (PYTHONMALLOC=malloc) too, so malloc_trim"
+        " cannot return it; the next answer reuses it (RSS stays flat over 200 requests,"
+        " tests/test_soak.py). The final chunk's `context` (one int per token, ~10 MB"
+        " for this answer when parsed) is now cut out unparsed: 3.2x -> 2.9x."
     ),
     "first_text_ms_p95": (
-        "Text is shown only once the front end has reported drawing the live view, and at"
-        " full speed the whole answer arrives before the kernel handles that report: the"
-        " stream keeps the kernel's loop busy, so the first text goes out with the first"
-        " refresh after it (a 2k-token answer takes about 100 ms). With the view drawn"
-        " before the first chunk, as when a model loads or evaluates the prompt, the first"
-        " text follows its chunk in 4.5 ms (median; the `first_text` figure)."
+        "At full speed the first chunk often reaches the kernel before a front end has"
+        " drawn the view (its widgets go out first, then the request), and text is shown"
+        " only once the front end reports the view drawn: one more round trip through the"
+        " kernel's loop. With the view drawn before the first chunk, as when a model loads"
+        " or evaluates the prompt, the first text follows its chunk in 4.5 ms (median; the"
+        " `first_text` figure)."
     ),
     "busy_round_trip_p95_extra_ms": (
         "A background answer's refreshes (10 per second) run on the kernel's loop between cells."
@@ -213,17 +219,18 @@ WHY_MISSED = {
 for _size in ("2k", "20k"):
     for _kind in ("sync", "async"):
         WHY_MISSED[f"alt_wall_ratio_vs_official_{_kind}_{_size}"] = (
-            "The cell has a fixed cost a print loop does not: opening and closing the live"
-            " view's widgets and rendering the record (a 1-token %%ollama cell took 32.7 ms"
-            " at best against 9.8 ms for the official client's loop). At 2k tokens it"
-            " outweighs what %%ollama saves per chunk; at 20k it is ~2% of the cell, within"
-            " the spread of 5 rounds on a shared machine."
+            "The cell has a fixed cost a print loop does not: a 1-token %%ollama cell takes"
+            " ~29 ms of kernel CPU (~10 ms opening the live view's widgets, ~4 ms closing"
+            " them and rendering the record) against ~4 ms for the official client's loop."
+            " At 2k tokens (~0.15 s at full speed) that outweighs what %%ollama saves per"
+            " chunk; at 20k it does not."
         )
         WHY_MISSED[f"alt_iopub_ratio_vs_official_{_kind}_{_size}"] = (
-            "`%%ollama` sends the live view's widget state (tens of KB: ~10 widgets with"
-            " their layouts and styles, opened then closed), the text once as it streams,"
-            " and the rendered record that replaces the view (HTML, plus a plain-text copy"
-            " up to 64 KB); a print loop sends the text once and leaves no record."
+            "`%%ollama` sends the live view's widget state (~23 KB: 9 widgets with one shared"
+            " layout and 3 shared styles, opened then closed; 57 KB before they were"
+            " shared), the text once as it streams, and the rendered record that replaces"
+            " the view (HTML, plus a plain-text copy up to 64 KB): at least 2x the answer"
+            " plus the view. A print loop sends the text once and leaves no record."
         )
 
 
