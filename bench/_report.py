@@ -182,7 +182,10 @@ WHY_MISSED = {
         " rendering the Markdown record; the official client here runs outside any kernel."
     ),
     "throughput_ratio_vs_httpx": (
-        "Same reason: the server sets the pace, and the cell adds its fixed cost."
+        "Against the stand-in the server sets the pace (its bare-socket floor is close to"
+        " every client's time), so the spread of rounds decides: 0.98x and 1.01x in the two"
+        " quiet runs before this one. The cell adds its fixed cost: the execute round trip,"
+        " the live view's widgets and the record."
     ),
     "throughput_client_bound_ratio_vs_ollama_client": (
         "Level within the spread of rounds (0.90x in the previous quiet run): the official"
@@ -226,9 +229,9 @@ for _size in ("2k", "20k"):
             " chunk; at 20k it does not."
         )
         WHY_MISSED[f"alt_iopub_ratio_vs_official_{_kind}_{_size}"] = (
-            "`%%ollama` sends the live view's widget state (~23 KB: 9 widgets with one shared"
-            " layout and 3 shared styles, opened then closed; 57 KB before they were"
-            " shared), the text once as it streams, and the rendered record that replaces"
+            "`%%ollama` sends the live view's widget state (~23 KB: 9 widgets, 2 layouts"
+            " and 3 styles, shared where they can be, opened then closed; 57 KB before"
+            " they were shared), the text once as it streams, and the rendered record that replaces"
             " the view (HTML, plus a plain-text copy up to 64 KB): at least 2x the answer"
             " plus the view. A print loop sends the text once and leaves no record."
         )
