@@ -188,21 +188,23 @@ def test_total_timeout_per_request() -> None:
     assert all(r.text.startswith(f"{p}#0") for r, p in zip(batch, "ab", strict=True))
 
 
-def test_stop_keeps_finished_stops_in_flight_and_skips_the_rest(server: StandInServer) -> None:
-    server.configure(token_interval=0.02, tokens=10)  # ~0.2 s per answer
-    control = StopControl()
-    view = CountingView()
+def stop_after(batch_job: BatchJob, done: int) -> tuple[OllamaBatch, CountingView]:
+    """Run the batch and press Stop once its view shows `done` elements done."""
+    control, view = StopControl(), CountingView()
 
     async def main() -> OllamaBatch:
-        task = asyncio.ensure_future(
-            run_batch(job(server.url, list(range(40)), parallel=3), view, control)
-        )
-        while not view.updates or view.updates[-1][1].done < 4:
+        task = asyncio.ensure_future(run_batch(batch_job, view, control))
+        while not view.updates or view.updates[-1][1].done < done:
             await asyncio.sleep(0.01)
         control.stop()
         return await task
 
-    batch = asyncio.run(main())
+    return asyncio.run(main()), view
+
+
+def test_stop_keeps_finished_stops_in_flight_and_skips_the_rest(server: StandInServer) -> None:
+    server.configure(token_interval=0.02, tokens=10)  # ~0.2 s per answer
+    batch, view = stop_after(job(server.url, list(range(40)), parallel=3), done=4)
     counts = batch.counts()
     assert counts["stop"] >= 4 and 1 <= counts.get("stopped", 0) <= 3
     assert counts["skipped"] == 40 - counts["stop"] - counts["stopped"]
@@ -356,18 +358,7 @@ def test_failures_stops_and_skips_read_back_as_they_landed(
 
     landed.clear()
     server.configure(token_interval=0.02, tokens=10)
-    control, view = StopControl(), CountingView()
-
-    async def stop_after_two() -> OllamaBatch:
-        task = asyncio.ensure_future(
-            run_batch(job(server.url, list(range(20)), parallel=2), view, control)
-        )
-        while not view.updates or view.updates[-1][1].done < 2:
-            await asyncio.sleep(0.01)
-        control.stop()
-        return await task
-
-    stopped = asyncio.run(stop_after_two())
+    stopped, _view = stop_after(job(server.url, list(range(20)), parallel=2), done=2)
     counts = stopped.counts()
     assert counts["skipped"] >= 1 and counts.get("stopped", 0) >= 1, counts
     _same_as_landed(stopped, landed)
