@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from batch_servers import ScriptedServer
+from raw_server import wait_until
 
 import ollama_nb
 from ollama_nb import OllamaError, OllamaResult
@@ -80,6 +81,9 @@ def test_results_in_input_order(server: StandInServer, items: Any) -> None:
     assert sorted(r.body["prompt"] for r in server.requests) == sorted(expected)
     # Each answer is the one for its own prompt, whatever order they completed in.
     by_prompt = {r.body["prompt"]: r for r in server.requests}
+    # The server marks a response complete just after its last write, which the batch may
+    # have read already.
+    wait_until(lambda: all(r.completed for r in server.requests), 5, "the server's records")
     for result in batch:
         assert result.done_reason == "stop" and result.text.startswith("[stand-in]")
         assert by_prompt[result.prompt].completed
