@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import statistics
+import sys
+from array import array
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, overload
+from collections.abc import Callable, Iterable, Sequence
 
 from ._result import OllamaResult
 from ._tables import Table
@@ -19,42 +21,37 @@ MIN_SAMPLES = {50: 1, 95: 20, 99: 100}
 NOTE = "p95 is shown from 20 samples on, p99 from 100."
 
 
-class SessionRequests(Sequence[OllamaResult]):
-    """This session's requests, for `%ollama stats`. A batch is kept as itself (compact)
-    and read when the stats are drawn: its results as objects would cost ~1 KB each."""
+class SessionRequests:
+    """This session's requests as `%ollama stats` counts them: outcome, latency, time to
+    first token and tokens/s, ~32 bytes each. Not the results themselves: each holds its
+    answer, so every answer of the session would stay in memory for good."""
 
-    def __init__(self) -> None:
-        self._parts: list[Sequence[OllamaResult]] = []
-        self._count = 0
+    def __init__(self, results: Iterable[OllamaResult] = ()) -> None:
+        self.outcomes: list[str] = []  # interned: one pointer each
+        self.elapsed = array("d")
+        self.ttft = array("d")  # NaN: none
+        self.rates = array("d")  # tokens/s; NaN: none
+        self.extend(results)
 
     def append(self, result: OllamaResult) -> None:
-        self._parts.append((result,))
-        self._count += 1
+        self.outcomes.append(sys.intern(outcome(result)))
+        self.elapsed.append(result.elapsed)
+        self.ttft.append(math.nan if result.ttft is None else result.ttft)
+        rate = result.tokens_per_second
+        self.rates.append(math.nan if rate is None else rate)
 
-    def add_batch(self, requests: Sequence[OllamaResult]) -> None:
-        """A batch's requests that started (`OllamaBatch.started()`)."""
-        self._parts.append(requests)
-        self._count += len(requests)
+    def extend(self, results: Iterable[OllamaResult]) -> None:
+        """Results one at a time (a batch's `started()` builds each only as it is read)."""
+        for result in results:
+            self.append(result)
 
     def clear(self) -> None:
-        self._parts.clear()
-        self._count = 0
+        self.outcomes.clear()
+        for column in (self.elapsed, self.ttft, self.rates):
+            del column[:]
 
     def __len__(self) -> int:
-        return self._count
-
-    def __iter__(self) -> Iterator[OllamaResult]:
-        for part in self._parts:
-            yield from part
-
-    @overload
-    def __getitem__(self, position: int) -> OllamaResult: ...
-
-    @overload
-    def __getitem__(self, position: slice) -> list[OllamaResult]: ...
-
-    def __getitem__(self, position: Any) -> Any:
-        return list(self)[position]
+        return len(self.outcomes)
 
 
 def outcome(result: OllamaResult) -> str:
@@ -85,20 +82,22 @@ def seconds(value: float) -> str:
     return f"{value:.2f} s"
 
 
-def stats_table(results: Sequence[OllamaResult]) -> Table:
-    if not results:
+def stats_table(requests: SessionRequests | Iterable[OllamaResult]) -> Table:
+    if not isinstance(requests, SessionRequests):
+        requests = SessionRequests(requests)
+    if not requests:
         return Table([], [], empty="no requests yet in this session")
-    counts = Counter(outcome(r) for r in results)
-    rows = [["requests", str(len(results)), ""]]
+    counts = Counter(requests.outcomes)
+    rows = [["requests", str(len(requests)), ""]]
     rows += [[name, str(counts[name]), ""] for name in OUTCOMES if counts[name]]
-    rows += spread("latency", [r.elapsed for r in results], seconds)
-    ttft = [r.ttft for r in results if r.ttft is not None]
+    rows += spread("latency", list(requests.elapsed), seconds)
+    ttft = [t for t in requests.ttft if not math.isnan(t)]
     if ttft:
         rows += spread("time to first token", ttft, seconds)
-    rates = [r.tokens_per_second for r in results if r.tokens_per_second is not None]
+    rates = [r for r in requests.rates if not math.isnan(r)]
     if rates:
         rows.append(["speed (median)", f"{statistics.median(rates):.1f} tokens/s", str(len(rates))])
-    few = len(results) < max(MIN_SAMPLES.values())
+    few = len(requests) < max(MIN_SAMPLES.values())
     # the value column's title is wider than its values: run-to-run figures (tokens/s up to
     # 9999.9) never change the text form's layout, which nbval compares
     return Table(["", "in this session", "samples"], rows, empty="", right=("samples",),

@@ -257,6 +257,22 @@ def test_stats_counts_outcomes_and_percentiles(kernel: KernelDriver, server: Sta
         assert "latency p95" not in lines and "p95 is shown from 20 samples on" in stats
 
 
+def test_the_session_keeps_no_answer_once_it_is_dropped(
+    kernel: KernelDriver, server: StandInServer
+) -> None:
+    """`%ollama stats` counts every request, but an answer (or a batch) the user drops is
+    freed: a long session of big answers does not keep them all."""
+    kernel.ok("import gc, weakref; items = [1, 2, 3]")
+    assert run_cell(kernel, "stand-in").status == "ok"
+    kernel.ok("one = weakref.ref(_ollama)")
+    assert run_cell(kernel, "stand-in --each items").status == "ok"
+    # The batch's answers live in its columns.
+    kernel.ok("many = weakref.ref(_ollama._columns); _ollama = None; gc.collect()")
+    assert kernel.value("(one() is None, many() is None)") == [True, True]
+    stats = out_text(kernel.ok("%ollama stats"))
+    assert re.search(r"requests\s+\d+", stats), stats
+
+
 def test_think_flags_send_true_false_a_level_or_nothing(
     kernel: KernelDriver, server: StandInServer
 ) -> None:
