@@ -196,13 +196,14 @@ WHY_MISSED = {
         " Python calls per chunk); what remains over a bare loop is the cell's fixed cost."
     ),
     "rss_growth_ratio_2mb": (
-        "The answer itself, kept in `_ollama`, is 1x. The rest is heap glibc keeps after"
-        " the answer's transient copies (its parts as they streamed, the record's HTML and"
-        " the JSON message carrying it): it stays when `_ollama` is dropped, and with"
-        " Python's small-object allocator off (PYTHONMALLOC=malloc) too, so malloc_trim"
-        " cannot return it; the next answer reuses it (RSS stays flat over 200 requests,"
-        " tests/test_soak.py). The final chunk's `context` (one int per token, ~10 MB"
-        " for this answer when parsed) is now cut out unparsed: 3.2x -> 2.9x."
+        "The answer itself, kept in `_ollama`, is 1x. The rest is heap glibc keeps around"
+        " it from the answer's transient copies (its parts as they streamed, the record's"
+        " HTML and the JSON message carrying it); Python's small-object allocator is not"
+        " the cause (the same with PYTHONMALLOC=malloc). Once `_ollama` is dropped, growth"
+        " falls to ~0.9x (6.2 MB -> 1.9 MB in a probe): malloc_trim can then return it."
+        " Two causes found and removed: `%ollama stats` kept every result, answer and all,"
+        " for the session, and the final chunk's `context` (one int per token, ~10 MB for"
+        " this answer when parsed) is now cut out unparsed."
     ),
     "first_text_ms_p95": (
         "At full speed the first chunk often reaches the kernel before a front end has"
