@@ -20,6 +20,7 @@ Figures (printed, and written to bench/batch_results.json)
   results) vs the total answer bytes (goal <= 2x); kernel CPU per request. Each kernel
   first runs a 50-element warm-up batch, not measured: the first batch imports the batch
   modules and opens the first connections, a one-time cost that is not per element.
+  Earlier batches are kept alive, so that a round does not reuse a freed batch's memory.
 - the same for 10,000 prompts (one run).
 - Stop: click (the shell comm_msg a browser sends) -> every response in flight closed at
   the server, over `--clicks` batches at --parallel 4 (goal p95 <= 50 ms).
@@ -75,6 +76,9 @@ async def _bare(url: str, n: int, parallel: int) -> tuple[float, float, int]:
 
 def _batch_cell(kernel: BenchKernel, n: int, parallel: int) -> dict[str, Any]:
     driver = kernel.driver
+    # Earlier batches stay alive (as in a session that keeps its results), so each batch's
+    # growth is its own, not memory a freed batch left for it to reuse.
+    driver.ok("_kept = globals().get('_kept', []); _kept.append(globals().get('_ollama'))")
     driver.ok(f"items = list(range({n})); _ollama = None")
     driver.value("__import__('gc').collect()")
     rss_before = kernel.rss_bytes()

@@ -378,7 +378,7 @@ def _live_view(kernel: Any, control: StopControl, stop_hint: str | None) -> Any:
 def _keep_batch_for_stats(batch: OllamaBatch) -> None:
     requests = _session_requests()
     if requests is not None:
-        requests.extend(batch.started())
+        requests.extend(batch.request_figures())
 
 
 def _keep_for_stats(result: OllamaResult) -> None:

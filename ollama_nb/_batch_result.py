@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from array import array
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any, overload
 
-from ._batch_store import SKIPPED, ResultColumns
+from ._batch_store import SKIPPED, Figures, ResultColumns
 from ._batch_view import record_html, record_text, summary_line
 from ._result import OllamaResult
 
@@ -57,13 +56,12 @@ class OllamaBatch(Sequence[OllamaResult]):
     def __iter__(self) -> Iterator[OllamaResult]:
         return map(self._columns.get, range(self._columns.total))
 
-    def started(self) -> Sequence[OllamaResult]:
-        """The results of the requests that started (not `skipped`), read when used."""
-        skipped = self._columns.reason
-        positions: Sequence[int] = range(len(self))
-        if any(skipped(i) == SKIPPED for i in positions):
-            positions = array("q", (i for i in positions if skipped(i) != SKIPPED))
-        return _Positions(self._columns, positions)
+    def request_figures(self) -> Iterator[Figures | OllamaResult]:
+        """What `%ollama stats` counts of each request that started (not `skipped`), read
+        from the columns: no result is built."""
+        for position in range(len(self)):
+            if self._columns.reason(position) != SKIPPED:
+                yield self._columns.figures(position)
 
     @property
     def texts(self) -> Any:
@@ -134,28 +132,3 @@ def _columns(results: Sequence[OllamaResult], model: str) -> ResultColumns:
     for position, result in enumerate(results):
         columns.put(position, result)
     return columns
-
-
-class _Positions(Sequence[OllamaResult]):
-    """Some of a batch's results, built when read."""
-
-    def __init__(self, columns: ResultColumns, positions: Sequence[int]) -> None:
-        self._columns = columns
-        self._positions = positions
-
-    @overload
-    def __getitem__(self, position: int) -> OllamaResult: ...
-
-    @overload
-    def __getitem__(self, position: slice) -> list[OllamaResult]: ...
-
-    def __getitem__(self, position: int | slice) -> OllamaResult | list[OllamaResult]:
-        if isinstance(position, slice):
-            return [self._columns.get(i) for i in self._positions[position]]
-        return self._columns.get(self._positions[position])
-
-    def __len__(self) -> int:
-        return len(self._positions)
-
-    def __iter__(self) -> Iterator[OllamaResult]:
-        return map(self._columns.get, self._positions)

@@ -16,7 +16,7 @@ import json
 import math
 import sys
 from array import array
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._result import OllamaResult
 
@@ -36,6 +36,17 @@ REASON_BIT = 1 << 1  # its final chunk had `done_reason` (equal to the result's)
 INT_BITS = {key: 1 << (2 + i) for i, key in enumerate(FINAL_INTS)}  # its final chunk had key
 INT64 = 1 << 63
 SKIPPED = "skipped"
+
+
+class Figures(NamedTuple):
+    """What `%ollama stats` counts of one request, read without building its result."""
+
+    done_reason: str | None
+    elapsed: float
+    ttft: float | None
+    tokens_per_second: float | None
+    error: BaseException | None = None
+    timeout_kind: str | None = None
 
 
 class _Names:
@@ -199,6 +210,19 @@ class ResultColumns:
         if self.flags[position] & INT_BITS["eval_count"]:
             return self.finals[position * len(FINAL_INTS) + FINAL_INTS.index("eval_count")]
         return self.chunks[position]
+
+    def figures(self, position: int) -> Figures | OllamaResult:
+        kept = self.kept.get(position)
+        if kept is not None:
+            return kept
+        ttft = self.times[2 * position + 1]
+        final = _final(self.flags[position], self.finals, position, None)
+        return Figures(
+            done_reason=self.reason(position),
+            elapsed=self.times[2 * position],
+            ttft=None if math.isnan(ttft) else ttft,
+            tokens_per_second=_derived(final)[2],
+        )
 
     def get(self, position: int) -> OllamaResult:
         kept = self.kept.get(position)

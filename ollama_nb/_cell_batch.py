@@ -51,7 +51,7 @@ async def run_cell_batch(
         raise UsageError(f"%%ollama: {exc}") from None
 
     def store(batch: OllamaBatch) -> None:
-        magics.results.extend(batch.started())
+        magics.results.extend(batch.request_figures())
         if magics.shell is not None:
             magics.shell.user_ns["_ollama"] = batch
             if options.out:

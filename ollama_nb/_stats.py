@@ -8,8 +8,8 @@ import sys
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol
 
-from ._result import OllamaResult
 from ._tables import Table
 
 OUTCOMES = ("done", "stopped", "interrupted", "timeout (connect)", "timeout (read)",
@@ -21,27 +21,49 @@ MIN_SAMPLES = {50: 1, 95: 20, 99: 100}
 NOTE = "p95 is shown from 20 samples on, p99 from 100."
 
 
+class Counted(Protocol):
+    """What stats read of a request: an `OllamaResult`, or a batch element's figures."""
+
+    @property
+    def done_reason(self) -> str | None: ...
+
+    @property
+    def error(self) -> BaseException | None: ...
+
+    @property
+    def timeout_kind(self) -> str | None: ...
+
+    @property
+    def elapsed(self) -> float: ...
+
+    @property
+    def ttft(self) -> float | None: ...
+
+    @property
+    def tokens_per_second(self) -> float | None: ...
+
+
 class SessionRequests:
     """This session's requests as `%ollama stats` counts them: outcome, latency, time to
     first token and tokens/s, ~32 bytes each. Not the results themselves: each holds its
     answer, so every answer of the session would stay in memory for good."""
 
-    def __init__(self, results: Iterable[OllamaResult] = ()) -> None:
+    def __init__(self, results: Iterable[Counted] = ()) -> None:
         self.outcomes: list[str] = []  # interned: one pointer each
         self.elapsed = array("d")
         self.ttft = array("d")  # NaN: none
         self.rates = array("d")  # tokens/s; NaN: none
         self.extend(results)
 
-    def append(self, result: OllamaResult) -> None:
+    def append(self, result: Counted) -> None:
         self.outcomes.append(sys.intern(outcome(result)))
         self.elapsed.append(result.elapsed)
         self.ttft.append(math.nan if result.ttft is None else result.ttft)
         rate = result.tokens_per_second
         self.rates.append(math.nan if rate is None else rate)
 
-    def extend(self, results: Iterable[OllamaResult]) -> None:
-        """Results one at a time (a batch's `started()` builds each only as it is read)."""
+    def extend(self, results: Iterable[Counted]) -> None:
+        """Results, or a batch's `request_figures()`."""
         for result in results:
             self.append(result)
 
@@ -54,7 +76,7 @@ class SessionRequests:
         return len(self.outcomes)
 
 
-def outcome(result: OllamaResult) -> str:
+def outcome(result: Counted) -> str:
     reason = result.done_reason or ("error" if result.error is not None else "done")
     if reason == "timeout":
         return f"timeout ({result.timeout_kind})"
@@ -82,7 +104,7 @@ def seconds(value: float) -> str:
     return f"{value:.2f} s"
 
 
-def stats_table(requests: SessionRequests | Iterable[OllamaResult]) -> Table:
+def stats_table(requests: SessionRequests | Iterable[Counted]) -> Table:
     if not isinstance(requests, SessionRequests):
         requests = SessionRequests(requests)
     if not requests:

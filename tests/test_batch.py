@@ -27,6 +27,7 @@ from ollama_nb._batch_view import BatchStats, NullBatchView
 from ollama_nb._client import OllamaClient
 from ollama_nb._config import Timeouts
 from ollama_nb._elements import Row, elements
+from ollama_nb._stats import outcome
 from ollama_nb._stream import Request, StopControl
 from ollama_nb.testing import StandInServer
 
@@ -366,10 +367,13 @@ def test_failures_stops_and_skips_read_back_as_they_landed(
     counts = stopped.counts()
     assert counts["skipped"] >= 1 and counts.get("stopped", 0) >= 1, counts
     _same_as_landed(stopped, landed)
-    assert [r.done_reason for r in stopped.started()] == [
-        r.done_reason for r in stopped if r.done_reason != "skipped"
+    # What stats count of each request that started, read without building results.
+    started = [r for r in stopped if r.done_reason != "skipped"]
+    figures = list(stopped.request_figures())
+    assert [(f.done_reason, f.elapsed, f.ttft, f.tokens_per_second) for f in figures] == [
+        (r.done_reason, r.elapsed, r.ttft, r.tokens_per_second) for r in started
     ]
-    assert len(stopped.started()) == len(stopped) - counts["skipped"]
+    assert [outcome(f) for f in figures] == [outcome(r) for r in started]
 
 
 def test_a_batch_result_reads_like_the_same_single_request(server: StandInServer) -> None:
@@ -426,7 +430,8 @@ def test_a_batch_made_from_a_list_of_results_reads_them_back() -> None:
     assert batch[0].final == {"eval_count": 3} and batch[0].eval_count == 3
     assert batch[2].model == "other" and str(batch[2].error) == "boom"
     assert batch.counts() == {"stop": 1, "skipped": 1, "error": 1, "length": 1}
-    assert batch.failed == [2] and batch.eval_count == 3 and len(batch.started()) == 3
+    assert batch.failed == [2] and batch.eval_count == 3
+    assert len(list(batch.request_figures())) == 3
 
 
 def test_answers_of_any_length_read_back() -> None:
