@@ -20,6 +20,7 @@ Only raw httpx and sockets here, never ollama_nb's client: the suite judges the 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
 import os
@@ -597,50 +598,54 @@ def _read_head_in_thread(raw: Raw, timeout: float) -> threading.Thread:
     return thread
 
 
-def test_a_queued_request_receives_nothing_until_its_turn(target: Target) -> None:
-    parallel = _parallel(target)
-    body = _long(target, 40)
-    running = [Raw(target.url, "/api/generate", body) for _ in range(parallel)]
-    waiting: Raw | None = None
+@contextlib.contextmanager
+def _every_slot_taken(
+    target: Target, body: dict[str, Any], *, first_chunk: bool = False
+) -> Iterator[list[Raw]]:
+    """One streaming request per slot of the server (its head read, and its first chunk
+    with `first_chunk`); every request in the list, added ones too, is closed on exit."""
+    opened = [Raw(target.url, "/api/generate", body) for _ in range(_parallel(target))]
     try:
-        for raw in running:
+        for raw in opened:
             raw.read_head(target.timeout)
+            if first_chunk:
+                next(raw.chunks(target.timeout))
+        yield opened
+    finally:
+        for raw in opened:
+            raw.close()
+
+
+def test_a_queued_request_receives_nothing_until_its_turn(target: Target) -> None:
+    body = _long(target, 40)
+    with _every_slot_taken(target, body) as opened:
+        running = list(opened)
         waiting = Raw(target.url, "/api/generate", body)
+        opened.append(waiting)
         reader = _read_head_in_thread(waiting, target.timeout)
         ends = [max(t for t, _ in raw.chunks(target.timeout)) for raw in running]
         reader.join(target.timeout)
         assert waiting.status == 200 and waiting.first_byte_at is not None
         # Not even headers before a running request ended (0.05 s: when we noticed its end).
         assert waiting.first_byte_at >= min(ends) - 0.05
-    finally:
-        for raw in [*running, *([waiting] if waiting else [])]:
-            raw.close()
     if target.server is not None:
         records = target.server.requests
-        assert [r.queued for r in records] == [False] * parallel + [True]
+        assert [r.queued for r in records] == [False] * len(running) + [True]
         assert records[-1].scheduled_at is not None and records[-1].queued_at is not None
 
 
 def test_disconnect_frees_the_slot(target: Target) -> None:
     """A client that leaves stops its generation: the next queued request starts at once."""
-    parallel = _parallel(target)
     body = _long(target, 4000)
-    running = [Raw(target.url, "/api/generate", body) for _ in range(parallel)]
-    waiting: Raw | None = None
-    try:
-        for raw in running:
-            raw.read_head(target.timeout)
-            next(raw.chunks(target.timeout))
+    with _every_slot_taken(target, body, first_chunk=True) as running:
         waiting = Raw(target.url, "/api/generate", {**body, "options": short(4)})
+        running.append(waiting)
         assert not waiting.readable(0.3)  # 4000 tokens are still coming for the others
         running[0].close()
         left_at = time.monotonic()
         waiting.read_head(60 if target.real else 5)
         assert waiting.status == 200 and waiting.first_byte_at is not None
         assert waiting.first_byte_at - left_at < (30 if target.real else 2)
-    finally:
-        for raw in [*running, *([waiting] if waiting else [])]:
-            raw.close()
 
 
 def test_queue_details(target: Target) -> None:
