@@ -16,8 +16,9 @@ Figures (printed, and written to bench/batch_results.json)
   within any one second (goal <= 10/s).
 - IOPub bytes of the whole batch cell (its own messages and every comm message while it
   ran) vs the goal 64 KB + 1 KB per 100 elements.
-- kernel RSS growth (VmRSS after gc, before and after the batch; `_ollama` holds all the
-  results) vs the total answer bytes (goal <= 2x); kernel CPU per request. Each kernel
+- kernel RSS growth (VmRSS after gc, before and after the batch, read before anything
+  reads the results; `_ollama` holds them all) vs the total answer bytes (goal <= 2x);
+  kernel CPU per request. Each kernel
   first runs a 50-element warm-up batch, not measured: the first batch imports the batch
   modules and opens the first connections, a one-time cost that is not per element.
   Earlier batches are kept alive, so that a round does not reuse a freed batch's memory.
@@ -105,10 +106,11 @@ def _batch_cell(kernel: BenchKernel, n: int, parallel: int) -> dict[str, Any]:
         while at - times[first] >= 1.0:
             first += 1
         most = max(most, last - first + 1)
+    # Before the probe below: its list of every answer is this benchmark's, not the batch's.
+    rss_after = kernel.rss_bytes()
     facts = driver.value(
         "{'counts': _ollama.counts(), 'answer_bytes': sum(len(t.encode()) for t in _ollama.texts)}"
     )
-    rss_after = kernel.rss_bytes()
     driver.settle()
     wall = cell.reply.at - cell.sent_at
     return {

@@ -3,9 +3,10 @@
 An `OllamaResult` object costs ~1.3 KB beyond its text (its fields, a `final` dict of
 ints, a settings dict, floats); for a batch of short answers that is several times the
 answers themselves. So a batch keeps, per element, its text, thinking and prompt as UTF-8
-in shared buffers (a str object would add ~60 bytes each) and its numbers packed, ~100
-bytes in all beyond the text and prompt, and builds the `OllamaResult` when asked for it;
-what the batch's requests share (model, host, settings) is kept once. A result these
+in shared buffers (a str object would add ~60 bytes each), each prompt as what differs
+from the first one (the template's fixed text is stored once), and its numbers packed,
+~90 bytes in all beyond the text, and builds the `OllamaResult` when asked for it; what
+the batch's requests share (model, host, settings) is kept once. A result these
 columns cannot reproduce field for field (an error, a timeout, images, anything unusual)
 is kept as it is.
 """
@@ -22,19 +23,17 @@ from ._result import OllamaResult
 
 # The final chunk's keys the columns keep (as ints, plus `done_reason`); the rest of a
 # final chunk (model, created_at, response, done) is dropped, as for every batch result.
-FINAL_INTS = (
-    "total_duration",
-    "load_duration",
-    "prompt_eval_count",
-    "prompt_eval_duration",
-    "eval_count",
-    "eval_duration",
-)
+# Token counts take 4 bytes, durations (ns) 8; a value too big for its column is kept whole.
+FINAL_COUNTS = ("prompt_eval_count", "eval_count")
+FINAL_DURATIONS = ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration")
+FINAL_INTS = FINAL_COUNTS + FINAL_DURATIONS
 FINAL_DROPPED = ("model", "created_at", "response", "done", "context")
 JSON_BIT = 1 << 0  # the result's `json` is its text parsed
 REASON_BIT = 1 << 1  # its final chunk had `done_reason` (equal to the result's)
 INT_BITS = {key: 1 << (2 + i) for i, key in enumerate(FINAL_INTS)}  # its final chunk had key
+UINT32 = 1 << 32
 INT64 = 1 << 63
+AFFIX_MAX = (1 << 16) - 1  # longest prefix or suffix a prompt shares with the first one
 SKIPPED = "skipped"
 
 
@@ -76,20 +75,78 @@ class _Strings:
     def put(self, position: int, text: str) -> bool:
         """False when it cannot be stored (the buffer would pass 4 GB)."""
         if text:
-            encoded = text.encode("utf-8", "surrogatepass")  # any str comes back as it was
-            if len(self.data) + len(encoded) >= 1 << 32:
-                return False
-            self.starts[position] = len(self.data)
-            self.sizes[position] = len(encoded)
-            self.data += encoded
+            return self._append(position, text.encode("utf-8", "surrogatepass"))
+        return True  # any str comes back as it was: a lone surrogate too (surrogatepass)
+
+    def _append(self, position: int, encoded: bytes) -> bool:
+        if len(self.data) + len(encoded) >= UINT32:
+            return False
+        self.starts[position] = len(self.data)
+        self.sizes[position] = len(encoded)
+        self.data += encoded
         return True
 
-    def get(self, position: int) -> str:
-        size = self.sizes[position]
-        if not size:
-            return ""
+    def _stored(self, position: int) -> bytearray:
         start = self.starts[position]
-        return self.data[start : start + size].decode("utf-8", "surrogatepass")
+        return self.data[start : start + self.sizes[position]]
+
+    def get(self, position: int) -> str:
+        if not self.sizes[position]:
+            return ""
+        return self._stored(position).decode("utf-8", "surrogatepass")
+
+
+class _Variants(_Strings):
+    """Strings that share most of their text with the first one (prompts filled from one
+    template): each keeps only what lies between the prefix and the suffix it shares with
+    that first string, whose whole text is kept once."""
+
+    def __init__(self, total: int) -> None:
+        super().__init__(total)
+        self.first: bytes | None = None
+        self.prefixes = array("H", bytes(2 * total))
+        self.suffixes = array("H", bytes(2 * total))
+
+    def put(self, position: int, text: str) -> bool:
+        encoded = text.encode("utf-8", "surrogatepass")
+        if self.first is None and encoded:
+            self.first = encoded
+        first = self.first or b""
+        head = min(_common_prefix(encoded, first), AFFIX_MAX)
+        tail = min(_common_suffix(encoded, first, len(encoded) - head), AFFIX_MAX)
+        self.prefixes[position], self.suffixes[position] = head, tail
+        middle = encoded[head : len(encoded) - tail]
+        return self._append(position, middle) if middle else True
+
+    def get(self, position: int) -> str:
+        first, head, tail = self.first or b"", self.prefixes[position], self.suffixes[position]
+        middle = self._stored(position)
+        whole = first[:head] + middle + first[len(first) - tail :]
+        return whole.decode("utf-8", "surrogatepass")
+
+
+def _common_prefix(a: bytes, b: bytes) -> int:
+    """How many leading bytes `a` and `b` share (by halving: slices compare in C)."""
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if a[:middle] == b[:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _common_suffix(a: bytes, b: bytes, limit: int) -> int:
+    """How many trailing bytes `a` and `b` share, at most `limit`."""
+    low, high = 0, min(len(a), len(b), limit)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if a[len(a) - middle :] == b[len(b) - middle :]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 class ResultColumns:
@@ -102,14 +159,15 @@ class ResultColumns:
         self.models = _Names(model)  # code 0: the batch's model
         self.reasons = _Names(SKIPPED)  # code 0: never started
         self.texts = _Strings(total)
-        self.prompts = _Strings(total)
+        self.prompts = _Variants(total)
         self.thinking: _Strings | None = None  # made by the first thinking
         self.model_codes = bytearray(total)
         self.reason_codes = bytearray(total)
         self.flags = bytearray(total)
         self.times = array("d", bytes(16 * total))  # elapsed, ttft (NaN: None)
-        self.chunks = array("q", bytes(8 * total))
-        self.finals = array("q", bytes(8 * len(FINAL_INTS) * total))
+        self.chunks = array("I", bytes(4 * total))
+        self.counts = array("I", bytes(4 * len(FINAL_COUNTS) * total))
+        self.durations = array("q", bytes(8 * len(FINAL_DURATIONS) * total))
         self.kept: dict[int, OllamaResult] = {}  # results the columns cannot reproduce
 
     # -- storing --------------------------------------------------------------------------
@@ -137,11 +195,11 @@ class ResultColumns:
             or type(r.prompt) is not str
             or not isinstance(r.elapsed, float)
             or not (r.ttft is None or (isinstance(r.ttft, float) and not math.isnan(r.ttft)))
-            or not (isinstance(r.chunks, int) and 0 <= r.chunks < INT64)
+            or not (isinstance(r.chunks, int) and 0 <= r.chunks < UINT32)
         ):
             return False
         flags = self._final_flags(position, r.final, r.done_reason)
-        if flags is None or _derived(_final(flags, self.finals, position, r.done_reason)) != (
+        if flags is None or _derived(self._final(flags, position, r.done_reason)) != (
             r.eval_count,
             r.prompt_eval_count,
             r.tokens_per_second,
@@ -170,25 +228,40 @@ class ResultColumns:
         return True
 
     def _final_flags(self, position: int, final: Any, reason: str | None) -> int | None:
-        """The final chunk's keys as flags, its ints written to `finals`; None: it has
-        something the columns cannot hold."""
+        """The final chunk's keys as flags, its ints written to their columns; None: it
+        has something the columns cannot hold."""
         if type(final) is not dict:
             return None
         flags = 0
-        base = position * len(FINAL_INTS)
         for key, value in final.items():
             if key == "done_reason":
                 if value != reason or type(value) is not str:
                     return None
                 flags |= REASON_BIT
             elif key in INT_BITS:
-                if type(value) is not int or not 0 <= value < INT64:
+                column, index = self._int_slot(key, position)
+                limit = UINT32 if column is self.counts else INT64
+                if type(value) is not int or not 0 <= value < limit:
                     return None
                 flags |= INT_BITS[key]
-                self.finals[base + FINAL_INTS.index(key)] = value
+                column[index] = value
             elif key not in FINAL_DROPPED:
                 return None
         return flags
+
+    def _int_slot(self, key: str, position: int) -> tuple[array[int], int]:
+        """Where the final chunk's int `key` of element `position` is kept."""
+        if key in FINAL_COUNTS:
+            return self.counts, position * len(FINAL_COUNTS) + FINAL_COUNTS.index(key)
+        return self.durations, position * len(FINAL_DURATIONS) + FINAL_DURATIONS.index(key)
+
+    def _final(self, flags: int, position: int, reason: str | None) -> dict[str, Any]:
+        final: dict[str, Any] = {"done_reason": reason} if flags & REASON_BIT else {}
+        for key in FINAL_INTS:
+            if flags & INT_BITS[key]:
+                column, index = self._int_slot(key, position)
+                final[key] = column[index]
+        return final
 
     # -- reading --------------------------------------------------------------------------
 
@@ -208,7 +281,8 @@ class ResultColumns:
         if kept is not None:
             return kept.eval_count if kept.eval_count is not None else kept.chunks
         if self.flags[position] & INT_BITS["eval_count"]:
-            return self.finals[position * len(FINAL_INTS) + FINAL_INTS.index("eval_count")]
+            column, index = self._int_slot("eval_count", position)
+            return column[index]
         return self.chunks[position]
 
     def figures(self, position: int) -> Figures | OllamaResult:
@@ -216,7 +290,7 @@ class ResultColumns:
         if kept is not None:
             return kept
         ttft = self.times[2 * position + 1]
-        final = _final(self.flags[position], self.finals, position, None)
+        final = self._final(self.flags[position], position, None)
         return Figures(
             done_reason=self.reason(position),
             elapsed=self.times[2 * position],
@@ -234,7 +308,7 @@ class ResultColumns:
         if reason_code == 0:  # never started: as the batch made it
             return OllamaResult(model=model, done_reason=SKIPPED, host=self.host)
         flags = self.flags[position]
-        final = _final(flags, self.finals, position, reason)
+        final = self._final(flags, position, reason)
         eval_count, prompt_eval_count, tokens_per_second = _derived(final)
         text = self.texts.get(position)
         ttft = self.times[2 * position + 1]
@@ -256,15 +330,6 @@ class ResultColumns:
             prompt=self.prompts.get(position),
             settings=dict(self.settings),
         )
-
-
-def _final(flags: int, finals: array[int], position: int, reason: str | None) -> dict[str, Any]:
-    final: dict[str, Any] = {"done_reason": reason} if flags & REASON_BIT else {}
-    base = position * len(FINAL_INTS)
-    for i, key in enumerate(FINAL_INTS):
-        if flags & INT_BITS[key]:
-            final[key] = finals[base + i]
-    return final
 
 
 def _derived(final: dict[str, Any]) -> tuple[int | None, int | None, float | None]:

@@ -181,6 +181,10 @@ class KernelDriver:
     # -- sending ------------------------------------------------------------------------
 
     def submit(self, code: str, **kwargs: Any) -> Cell:
+        # Each cell is its own run, as when a user runs one cell after another: without
+        # this, ipykernel 6 aborts a request that arrives just after a failed cell (it
+        # stops aborting on a timer that a busy loop may fire after the request is queued).
+        kwargs.setdefault("stop_on_error", False)
         msg_id = self.kc.execute(code, **kwargs)
         cell = Cell(msg_id, time.monotonic(), self)
         self._pending.append(cell)
@@ -222,11 +226,7 @@ class KernelDriver:
     def value(self, expression: str, timeout: float = 30) -> Any:
         """The JSON value of `expression` evaluated in the kernel."""
         code = f"__import__('json').dumps({expression}, default=str)"
-        for _attempt in range(3):
-            cell = self.finish(self.submit("", silent=True, user_expressions={"v": code}), timeout)
-            # ipykernel 6 aborts a request that arrives just after a failed cell.
-            if cell.reply.content.get("status") != "aborted":
-                break
+        cell = self.finish(self.submit("", silent=True, user_expressions={"v": code}), timeout)
         assert "user_expressions" in cell.reply.content, cell.reply.content
         result = cell.reply.content["user_expressions"]["v"]
         assert result["status"] == "ok", result

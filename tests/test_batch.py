@@ -434,6 +434,41 @@ def test_a_batch_made_from_a_list_of_results_reads_them_back() -> None:
     assert len(list(batch.request_figures())) == 3
 
 
+def test_prompts_read_back_whatever_they_share_with_the_first() -> None:
+    """A prompt is kept as what differs from the first one stored: any split of a shared
+    prefix or suffix, even inside a multi-byte character, reads back whole."""
+    long = "x" * 70_000  # a shared prefix longer than the columns count (65,535 bytes)
+    prompts = [
+        "", "Résumé du ticket 7 — en une ligne ✓", "Résumé du ticket 7 — en une ligne ✓",
+        "Résumé du ticket 12 — en une ligne ✓", "Résumè du ticket 8 — en une ligne ✓",
+        "Résumé", "✓", "Ré", "sumé du ticket", "totally different", "\ud800 lone",
+        long + "a" + long, long + "b" + long, "Résumé du ticket 7 — en une ligne ✓ and more",
+    ]  # fmt: skip
+    results = [OllamaResult(model="m", text="t", done_reason="stop", prompt=p) for p in prompts]
+    batch = OllamaBatch(results, model="m", elapsed=1.0)
+    assert batch._columns.kept == {}
+    assert [r.prompt for r in batch] == prompts
+    # The first is kept once, whole; the same again or another ticket keeps a byte or two.
+    column = batch._columns.prompts
+    assert column.first == prompts[1].encode() and list(column.sizes[1:4]) == [0, 0, 2]
+
+
+def test_numbers_too_big_for_their_column_keep_the_result_whole() -> None:
+    big = [
+        OllamaResult(model="m", done_reason="stop", final={"eval_count": 2**32}),
+        OllamaResult(model="m", done_reason="stop", final={"eval_duration": 2**62}),
+        OllamaResult(model="m", done_reason="stop", chunks=2**32),
+        OllamaResult(model="m", done_reason="stop", final={"eval_count": 2**32 - 1}, chunks=7),
+    ]
+    for result in big[:2] + big[3:]:
+        result.eval_count = result.final.get("eval_count")
+    batch = OllamaBatch(big, model="m", elapsed=1.0)
+    assert set(batch._columns.kept) == {0, 2}  # 2**62 ns fits its 8 bytes
+    assert [r.final for r in batch] == [r.final for r in big]
+    assert [r.chunks for r in batch] == [0, 0, 2**32, 7]
+    assert [r.eval_count for r in batch] == [2**32, None, None, 2**32 - 1]
+
+
 def test_answers_of_any_length_read_back() -> None:
     """All in one buffer, by position: none is cut or mixed up, whatever its length."""
     sizes = [0, 1, 700, 1023, 1024, 5000, 16_385, 70_000, 3, 0, 40_000, 2, *range(0, 3000, 7)]

@@ -11,13 +11,14 @@ a fresh stand-in, as under nbval.
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.parse
 from pathlib import Path
 
 import pytest
-from browser_helpers import REPO_ROOT, poll, screenshot
+from browser_helpers import CELL, PROMPT, REPO_ROOT, poll, screenshot
 from notebook_standin import notebook_env
 from playwright.sync_api import Page
 
@@ -28,11 +29,13 @@ pytestmark = pytest.mark.browser
 TUTORIALS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
 RAISES = "raises-exception"
 SAVE_EVERY = 2.0  # s between two saves while the run goes on
+TAKEN = re.compile(r"^\[(\*|\d+)\]:?$")  # a prompt of a cell that runs or ran
 RUN_ALL_TIMEOUT = 240  # s: 02 waits on timeouts on purpose (about 10 s of them); a busy CPU
 
 
-def run_all(page: Page, front_end: str) -> None:
-    """Clear every output, then Run ▸ Run All Cells (the same menu in both front ends)."""
+def run_all(page: Page) -> None:
+    """Clear every output, then Run ▸ Run All Cells (the same menu in both front ends), and
+    see some cell taken: a menu click that went astray fails here, by name."""
     menu = page.locator(".lm-MenuBar-itemLabel")
     menu.get_by_text("Edit", exact=True).click()
     item = page.locator(".lm-Menu-itemLabel")
@@ -45,6 +48,31 @@ def run_all(page: Page, front_end: str) -> None:
     )
     menu.get_by_text("Run", exact=True).click()
     item.get_by_text("Run All Cells", exact=True).click()
+    # Any prompt: the page draws only the cells in view, and follows the run down.
+    poll(
+        "Run All to take a cell (a prompt showing [*] or a count)",
+        lambda: any(TAKEN.match(p) for p in shown_prompts(page)),
+        60,
+        page,
+    )
+
+
+def shown_prompts(page: Page) -> list[str]:
+    """The input prompts of the cells the page draws now."""
+    texts = page.locator(f"{CELL} {PROMPT}").all_inner_texts()
+    return [t.replace("\u00a0", " ").strip() for t in texts]
+
+
+def where_it_stands(page: Page, saved: list[dict], codes: list[int]) -> str:
+    """What a Run All that never ended left: each code cell's count in the saved file, the
+    prompts the page shows, and any dialog in the way of saving."""
+    counts = {i: saved[i].get("execution_count") for i in codes} if saved else "not read"
+    try:
+        prompts = shown_prompts(page)
+        dialogs = page.locator(".jp-Dialog").all_inner_texts()
+    except Exception as exc:  # the page may be gone: still say what the file holds
+        prompts, dialogs = [f"page unreadable: {exc}"], []
+    return f"saved counts {counts}; prompts shown {prompts}; dialogs {dialogs}"
 
 
 @pytest.mark.timeout(RUN_ALL_TIMEOUT + 60)
@@ -62,8 +90,9 @@ def test_run_all_completes(open_notebook, jupyter_server, front_end: str, tutori
         jupyter_server.put_notebook(name, nb)
         path = f"/api/contents/{urllib.parse.quote(name)}"
         page = open_notebook(front_end, name, create=False)
-        run_all(page, front_end)
+        run_all(page)
         saved_at = [0.0]
+        saved: list[dict] = []  # the cells as last read from the file
 
         def all_counted() -> list[dict] | None:
             # Read from the notebook as the page saves it, not from the DOM: Notebook 7
@@ -75,12 +104,15 @@ def test_run_all_completes(open_notebook, jupyter_server, front_end: str, tutori
                 cells = jupyter_server.api("GET", path)["content"]["cells"]
             except urllib.error.HTTPError:  # read while a save replaced the file: next time
                 return None
+            saved[:] = cells
             counted = all(isinstance(cells[i].get("execution_count"), int) for i in codes)
             return cells if counted else None
 
         try:
             cells = poll("every code cell to show an execution count", all_counted,
                          RUN_ALL_TIMEOUT, page)  # fmt: skip
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; {where_it_stands(page, saved, codes)}") from None
         finally:
             screenshot(page, f"run-all-{front_end}-{tutorial.stem}")
 
