@@ -174,6 +174,10 @@ class WidgetView:
         and the record is a new display after it. nbval (which ignores display updates and
         widget-only displays) then collects exactly what a saved notebook holds."""
         self._finished = True
+        # The widgets are in reference cycles (observers, comm callbacks) that hold this
+        # view until a garbage collection: it must not hold the answer's parts meanwhile,
+        # or a big answer's copy outlives the heap trim that follows it.
+        self._transcript = None
         self._capture(None)
         data, metadata = result.record_bundle()
         live = widget_display_id(self._root)

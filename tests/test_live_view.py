@@ -296,3 +296,31 @@ def test_a_full_speed_answer_is_shown_while_it_streams(
     # The first count the user saw, and the refreshes after it, came mid-answer.
     assert shown and shown[0] < tokens // 2, shown
     assert len([n for n in shown if n < tokens]) >= 3, shown
+
+
+def test_a_finished_view_lets_the_answer_go_before_any_garbage_collection(
+    kernel: KernelDriver, server: StandInServer
+) -> None:
+    """The live view's widgets sit in reference cycles (observers, comm callbacks) that only
+    a garbage collection frees. The answer's parts must not wait for it: freed when the
+    request ends, a big answer's copy is handed back to the OS by the heap trim after it."""
+    kernel.ok(
+        "import gc, weakref, ollama_nb._stream as _s\n"
+        "_made = []  # weak references to every Transcript made\n"
+        "_init = _s.Transcript.__init__\n"
+        "def _tracked(self, *args, **kwargs):\n"
+        "    _init(self, *args, **kwargs)\n"
+        "    _made.append(weakref.ref(self))\n"
+        "_s.Transcript.__init__ = _tracked\n"
+        "gc.collect(); gc.disable()"
+    )
+    try:
+        cell = kernel.submit("%%ollama stand-in -o standin_tokens=200\nTalk.")
+        root = kernel.wait_for(lambda: cell.widget(_view_count=0), 5, "the tracked view")
+        kernel.show_view(root.content["comm_id"])  # drawn: the view shows the transcript
+        kernel.finish(cell)
+        assert cell.status == "ok", cell.error_text()
+        assert live_html(cell)  # the view did show it
+        assert kernel.value("[ref() is None for ref in _made]") == [True]
+    finally:
+        kernel.ok("gc.enable(); _s.Transcript.__init__ = _init")
