@@ -18,10 +18,10 @@ Figures (printed, and written to bench/batch_results.json)
   ran) vs the goal 64 KB + 1 KB per 100 elements.
 - kernel RSS growth (VmRSS after gc, before and after the batch, read before anything
   reads the results; `_ollama` holds them all) vs the total answer bytes (goal <= 2x);
-  kernel CPU per request. Each kernel
-  first runs a 50-element warm-up batch, not measured: the first batch imports the batch
-  modules and opens the first connections, a one-time cost that is not per element.
-  Earlier batches are kept alive, so that a round does not reuse a freed batch's memory.
+  kernel CPU per request. Each kernel first runs a 50-element warm-up batch, not
+  measured: the first batch imports the batch modules and opens the first connections, a
+  one-time cost that is not per element. Earlier batches are kept alive, so that a round
+  does not reuse a freed batch's memory.
 - the same for 10,000 prompts (one run).
 - Stop: click (the shell comm_msg a browser sends) -> every response in flight closed at
   the server, over `--clicks` batches at --parallel 4 (goal p95 <= 50 ms).
