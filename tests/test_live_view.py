@@ -21,6 +21,7 @@ from ollama_nb._view import OPEN_CLASSES
 from ollama_nb.testing import StandInServer
 
 SLOW = "-o standin_token_interval=0.05 -o standin_tokens=2000"
+SLOW_SHORT = "-o standin_token_interval=0.02 -o standin_tokens=100"  # 2 s: long enough to draw
 
 
 def live_displays(cell: Cell) -> list[str]:
@@ -315,7 +316,7 @@ def test_a_finished_view_lets_the_answer_go_before_any_garbage_collection(
         "gc.collect(); gc.disable()"
     )
     try:
-        cell = kernel.submit("%%ollama stand-in -o standin_tokens=200\nTalk.")
+        cell = kernel.submit(f"%%ollama stand-in {SLOW_SHORT}\nTalk.")
         root = kernel.wait_for(lambda: cell.widget(_view_count=0), 5, "the tracked view")
         kernel.show_view(root.content["comm_id"])  # drawn: the view shows the transcript
         kernel.finish(cell)
