@@ -17,7 +17,6 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ._kernel import flush_stdout
 from ._render import format_seconds
 
 if TYPE_CHECKING:
@@ -130,14 +129,9 @@ class WidgetBatchView:
 
 
 def display_record(output: CellOutput, batch: OllamaBatch) -> None:
-    """The static record, with the `ollama_nb` metadata a saved notebook keeps."""
-    flush_stdout()
-    content = {
-        "data": batch._repr_mimebundle_(),
-        "metadata": {"ollama_nb": batch.metadata()},
-        "transient": {},
-    }
-    output._send("display_data", content, b"display_data")
+    """The static record, with the `ollama_nb` metadata a saved notebook keeps (captured,
+    like a single request's, under `%%capture`)."""
+    output.display(batch._repr_mimebundle_(), {"ollama_nb": batch.metadata()})
 
 
 class TextBatchView:

@@ -74,6 +74,19 @@ def test_capture_above_ollama_captures_the_record(
     assert REPLY in record["text/plain"]
 
 
+def test_capture_above_a_batch_captures_its_record(
+    kernel: KernelDriver, server: StandInServer
+) -> None:
+    kernel.ok("items = ['a', 'b', 'c']")
+    cell = kernel.run("%%capture captured\n%%ollama stand-in --each items\nSay {item}.\n")
+    assert cell.status == "ok", cell.error_text()
+    assert len(server.requests) == 3
+    assert cell.displays() == [] and cell.stream_text() == ""  # all of it captured
+    (record,) = kernel.value("[o.data for o in captured.outputs]")
+    assert set(record) == {"text/html", "text/plain"} and "3 prompts" in record["text/plain"]
+    assert kernel.value("_ollama.counts()") == {"stop": 3}
+
+
 def test_capture_above_a_failing_request_shows_one_line(kernel: KernelDriver) -> None:
     cell = kernel.run("%%capture\n%%ollama stand-in --host 127.0.0.1:9 --retries 0\nHi.")
     assert "OllamaConnectionError" in cell.error_text()
