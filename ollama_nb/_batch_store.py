@@ -75,8 +75,8 @@ class _Strings:
     def put(self, position: int, text: str) -> bool:
         """False when it cannot be stored (the buffer would pass 4 GB)."""
         if text:
-            return self._append(position, text.encode("utf-8", "surrogatepass"))
-        return True  # any str comes back as it was: a lone surrogate too (surrogatepass)
+            return self._append(position, _encode(text))
+        return True
 
     def _append(self, position: int, encoded: bytes) -> bool:
         if len(self.data) + len(encoded) >= UINT32:
@@ -93,7 +93,7 @@ class _Strings:
     def get(self, position: int) -> str:
         if not self.sizes[position]:
             return ""
-        return self._stored(position).decode("utf-8", "surrogatepass")
+        return _decode(self._stored(position))
 
 
 class _Variants(_Strings):
@@ -108,12 +108,13 @@ class _Variants(_Strings):
         self.suffixes = array("H", bytes(2 * total))
 
     def put(self, position: int, text: str) -> bool:
-        encoded = text.encode("utf-8", "surrogatepass")
+        encoded = _encode(text)
         if self.first is None and encoded:
             self.first = encoded
         first = self.first or b""
         head = min(_common_prefix(encoded, first), AFFIX_MAX)
-        tail = min(_common_suffix(encoded, first, len(encoded) - head), AFFIX_MAX)
+        # The suffix stops where the prefix ends: what is left between them is stored.
+        tail = min(_common_prefix(encoded[::-1], first[::-1]), len(encoded) - head, AFFIX_MAX)
         self.prefixes[position], self.suffixes[position] = head, tail
         middle = encoded[head : len(encoded) - tail]
         return self._append(position, middle) if middle else True
@@ -122,7 +123,7 @@ class _Variants(_Strings):
         first, head, tail = self.first or b"", self.prefixes[position], self.suffixes[position]
         middle = self._stored(position)
         whole = first[:head] + middle + first[len(first) - tail :]
-        return whole.decode("utf-8", "surrogatepass")
+        return _decode(whole)
 
 
 def _common_prefix(a: bytes, b: bytes) -> int:
@@ -137,16 +138,13 @@ def _common_prefix(a: bytes, b: bytes) -> int:
     return low
 
 
-def _common_suffix(a: bytes, b: bytes, limit: int) -> int:
-    """How many trailing bytes `a` and `b` share, at most `limit`."""
-    low, high = 0, min(len(a), len(b), limit)
-    while low < high:
-        middle = (low + high + 1) // 2
-        if a[len(a) - middle :] == b[len(b) - middle :]:
-            low = middle
-        else:
-            high = middle - 1
-    return low
+def _encode(text: str) -> bytes:
+    # surrogatepass: any str comes back as it was, a lone surrogate too
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _decode(data: bytes | bytearray) -> str:
+    return data.decode("utf-8", "surrogatepass")
 
 
 class ResultColumns:
