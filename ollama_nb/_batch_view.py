@@ -91,7 +91,7 @@ class WidgetBatchView:
     def start(self, stats: BatchStats) -> None:
         import ipywidgets as widgets
 
-        from ._view import show_widget, stop_button
+        from ._view import shared, show_widget, stop_button
 
         self._progress = widgets.HTML(value=self._html(stats))
         self._stop = stop_button(
@@ -101,7 +101,7 @@ class WidgetBatchView:
         parts: list[Any] = [self._progress, self._stop]
         if self._stop_hint:
             parts.append(widgets.Label(value=self._stop_hint))
-        self._root = widgets.HBox(parts, layout={"align_items": "center"})
+        self._root = widgets.HBox(parts, layout=shared("row"))
         show_widget(self._out, self._root)
 
     def _on_stop(self, _button: Any) -> None:

@@ -18,6 +18,11 @@ RESULT_FIELDS = (
 )  # fmt: skip
 
 REPLY = "Hello from the stand-in, one token at a time."
+# The ids of the open layouts and styles that all live views share, in the kernel.
+SHARED_WIDGETS = (
+    "[m.model_id for m in __import__('ollama_nb._view', fromlist=['_']).shared_models()"
+    " if m.comm is not None]"
+)
 
 
 def run_cell(

@@ -18,7 +18,7 @@ import pexpect
 import pytest
 from kernel_driver import WIDGET_MIME, Cell, KernelDriver
 from nbclient import NotebookClient
-from support import REPLY, result
+from support import REPLY, SHARED_WIDGETS, result
 from test_terminal import run as run_in_terminal
 
 from ollama_nb.testing import StandInServer
@@ -29,8 +29,10 @@ SANITIZE = Path(__file__).with_name("nbval-sanitize.cfg")
 
 
 def comm_balance(kernel: KernelDriver, cells: list[Cell]) -> tuple[int, int]:
-    """(widget comms these cells opened, how many of those were closed)."""
-    opened = {m.content["comm_id"] for c in cells for m in c.comm_opens()}
+    """(widget comms these cells opened, how many of those were closed), but for the
+    layouts and styles that all views share (made by the kernel's first view, kept open)."""
+    shared = set(kernel.value(SHARED_WIDGETS))
+    opened = {m.content["comm_id"] for c in cells for m in c.comm_opens()} - shared
     closed = {
         m.content["comm_id"]
         for m in kernel.messages

@@ -15,7 +15,7 @@ import nbformat
 import pytest
 from kernel_driver import WIDGET_MIME, Cell, KernelDriver, Msg
 from nbclient import NotebookClient
-from support import REPLY, assert_kept_what_arrived, result, run_cell
+from support import REPLY, SHARED_WIDGETS, assert_kept_what_arrived, result, run_cell
 
 from ollama_nb._view import OPEN_CLASSES
 from ollama_nb.testing import StandInServer
@@ -325,3 +325,52 @@ def test_a_finished_view_lets_the_answer_go_before_any_garbage_collection(
         assert kernel.value("[ref() is None for ref in _made]") == [True]
     finally:
         kernel.ok("gc.enable(); _s.Transcript.__init__ = _init")
+
+
+def model_refs(state: object) -> set[str]:
+    """The widget ids a widget's state refers to (its layout, style, children)."""
+    if isinstance(state, str):
+        return {state.removeprefix("IPY_MODEL_")} if state.startswith("IPY_MODEL_") else set()
+    if isinstance(state, dict):
+        return set().union(*map(model_refs, state.values()))
+    if isinstance(state, list | tuple):
+        return set().union(*map(model_refs, state))
+    return set()
+
+
+@pytest.mark.parametrize("kernel_name", ["kernel", "colab_kernel"])
+def test_views_share_layouts_and_styles_and_close_their_own_widgets(
+    kernel_name: str, request: pytest.FixtureRequest, server: StandInServer
+) -> None:
+    """Layouts and styles are widgets too (a comm each, ~1.5 KB opened and closed per
+    view): all views use one of each, made once. A view then opens only its own widgets,
+    closes all of them, and refers to no closed model, even after user code closed every
+    widget (`Widget.close_all()`). On ipywidgets 8 and 7.7 (whose style classes differ)."""
+    kernel: KernelDriver = request.getfixturevalue(kernel_name)
+
+    def view_of(prompt: str) -> tuple[Cell, set[str], set[str]]:
+        cell = run_cell(kernel, "stand-in", prompt)
+        assert cell.status == "ok", cell.error_text()
+        assert len(cell.records()) == 1
+        opened = {m.content["comm_id"] for m in cell.comm_opens()}
+        # The first view makes the shared ones too.
+        own = opened - set(kernel.value(SHARED_WIDGETS))
+        refs = set().union(*(model_refs(m.content["data"]["state"]) for m in cell.comm_opens()))
+        closed = {m.content["comm_id"] for m in kernel.messages if m.type == "comm_close"}
+        assert own <= closed, "a view left widgets of its own open"
+        return cell, own, refs - opened
+
+    view_of("One.")  # makes the shared models if no view has yet
+    cell, own, outside = view_of("Two.")
+    names = [m.content["data"]["state"]["_model_name"] for m in cell.comm_opens()]
+    assert not [n for n in names if n.endswith(("LayoutModel", "StyleModel"))], names
+    assert len(own) == 9, names  # root, header row, 3 header texts, Stop, answer box (3)
+    shared = set(kernel.value(SHARED_WIDGETS))
+    assert outside and outside <= shared
+
+    kernel.ok("import ipywidgets; ipywidgets.Widget.close_all()")
+    assert kernel.value(SHARED_WIDGETS) == []
+    cell, own, outside = view_of("Three.")
+    assert outside == set()  # it refers only to models opened with it: the shared anew
+    remade = set(kernel.value(SHARED_WIDGETS))
+    assert len(remade) == 5 and remade <= {m.content["comm_id"] for m in cell.comm_opens()}

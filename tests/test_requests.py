@@ -55,6 +55,31 @@ def test_answer_streams_into_result_and_static_record(
     )
 
 
+def test_a_request_looks_up_no_module(kernel: KernelDriver, server: StandInServer) -> None:
+    """Once the extension is warm, a request imports nothing. A failed import is not
+    cached: httpcore asks for sniffio several times per request, and without it each ask
+    searched sys.path again (~1.7 ms of CPU per request, the most of a short request)."""
+    run_cell(kernel, "stand-in")  # warm: lazy imports of a first request are fine
+    kernel.ok(
+        "class _Lookups:\n"
+        "    names = []\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        self.names.append(name)\n"
+        "import sys; sys.meta_path.insert(0, _Lookups())"
+    )
+    try:
+        for line in ("stand-in", "stand-in --chat", "stand-in --format json"):
+            server.configure(reply='{"a": 1}')
+            assert run_cell(kernel, line).status == "ok"
+    finally:
+        looked_up = kernel.value(
+            "[sys.meta_path.remove(f) or f.names for f in list(sys.meta_path)"
+            " if type(f).__name__ == '_Lookups'][0]"
+        )
+        kernel.ok("%ollama reset")
+    assert looked_up == []
+
+
 def test_model_and_host_come_from_config_when_not_on_the_line(
     kernel: KernelDriver, server: StandInServer
 ) -> None:
