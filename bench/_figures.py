@@ -29,12 +29,15 @@ SLOW = "-o standin_token_interval=0.01 -o standin_tokens=5000"  # ~100 tokens/s,
 class Plan:
     """How many repetitions of each figure (run.py scales them with --quick)."""
 
-    throughput_runs: int = 7
+    # Rounds of the throughput and alternatives figures: on this shared 2-core VM a
+    # contender's time varies up to 1.9x within one run, and the median of 7 per-round
+    # ratios moved by +-0.08 from run to run.
+    throughput_runs: int = 15
     iopub_runs: int = 3
     stop_clicks: int = 20
     timeout_runs: int = 5
     memory_runs: int = 3
-    alt_runs: int = 5  # rounds of the user's alternatives, per answer size
+    alt_runs: int = 9  # rounds of the user's alternatives, per answer size
     warmup: int = 1  # discarded rounds before the throughput and alternatives rounds
     memory_tokens: int = MEMORY_TOKENS
     notebook_tokens: tuple[int, ...] = (1_000, 100_000)

@@ -176,24 +176,30 @@ def _mp(s: dict[str, float | int]) -> str:
 # for each goal the results miss (bench/run.py --readme).
 WHY_MISSED = {
     "throughput_ratio_vs_ollama_client": (
-        "Against the stand-in the server is the bottleneck (its bare-socket floor is close"
-        " to every client's time), so all clients wait on it alike and the cell's fixed cost"
-        " decides: the execute round trip, opening and closing the live view's widgets, and"
-        " rendering the Markdown record; the official client here runs outside any kernel."
+        "Against the stand-in the server sets the pace (its bare-socket floor is at or above"
+        " every client's time): all clients wait on it alike, and what differs is the cell's"
+        " fixed cost (a 1-token cell: ~31 ms from request to reply, for the execute round"
+        " trip, the live view's widgets and the Markdown record), which the official client,"
+        " timed here outside any kernel from its first byte sent, does not pay. Over the"
+        " day's runs this ratio ranged 0.93x-1.15x. In one kernel, where the official client"
+        " pays its share too, `%%ollama` is ahead (the cell wall time rows)."
     ),
     "throughput_ratio_vs_httpx": (
-        "Against the stand-in the server sets the pace (its bare-socket floor is close to"
-        " every client's time), so the spread of rounds decides: 0.98x, 1.01x and 1.14x in"
-        " the three quiet runs before this one. The cell adds its fixed cost: the execute"
-        " round trip, the live view's widgets and the record."
+        "Against the stand-in the server sets the pace (its bare-socket floor is at or above"
+        " every client's time), so the spread of rounds decides: 0.97x-1.11x over the day's"
+        " runs. The cell adds its fixed cost: the execute round trip, the live view's"
+        " widgets and the record."
     ),
     "throughput_client_bound_ratio_vs_ollama_client": (
-        "Level within the spread of rounds (0.90x in the previous quiet run): the official"
-        " client runs outside any kernel, and the cell also pays its fixed cost."
+        "Level within the spread of rounds: the official client runs outside any kernel,"
+        " and the cell also pays its fixed cost."
     ),
     "throughput_client_bound_ratio_vs_httpx": (
-        "httpx/h11 parse every NDJSON line as an HTTP chunk of its own (~60 of the ~70"
-        " Python calls per chunk); what remains over a bare loop is the cell's fixed cost."
+        "httpx/h11 handle every NDJSON line as an HTTP chunk of its own, for every client"
+        " alike. `%%ollama` frames lines faster than the loop's `aiter_lines` (outside a"
+        " kernel its client read this answer in 0.68 s, the loop in 0.80 s, median of 15),"
+        " and pays the cell's fixed cost (~31 ms for a 1-token cell) plus the live view's"
+        " Markdown (~3 ms per refresh): the spread of rounds decides (0.86x-1.14x)."
     ),
     "first_text_ms_p95": (
         "At full speed the first chunk often reaches the kernel before a front end has"
@@ -228,19 +234,22 @@ for _size in ("2k", "20k"):
     for _kind in ("sync", "async"):
         WHY_MISSED[f"alt_wall_ratio_vs_official_{_kind}_{_size}"] = (
             "The cell has a fixed cost a print loop does not: a 1-token %%ollama cell takes"
-            " ~29 ms of kernel CPU (~10 ms opening the live view's widgets, ~4 ms closing"
-            " them and rendering the record) against ~4 ms for the official client's loop."
-            " At 2k tokens (~0.15 s at full speed) that outweighs what %%ollama saves per"
-            " chunk; at 20k it does not."
+            " ~31 ms from request to reply (~6 ms opening the live view's 9 widgets, ~5 ms"
+            " closing them and showing the record, ~8 ms for the request on a new"
+            " connection) against ~12 ms for the official client's loop. At 2k tokens"
+            " (~0.17 s at full speed) that is as large as what %%ollama saves per chunk,"
+            " and the spread of rounds decides; at 20k it is not."
         )
         WHY_MISSED[f"alt_iopub_ratio_vs_official_{_kind}_{_size}"] = (
-            "`%%ollama` sends the live view's widget state (~23 KB: 9 widgets, 2 layouts"
-            " and 3 styles, shared where they can be, opened then closed; 57 KB before"
-            " they were shared), the text once as it streams, and the rendered record that replaces"
-            " the view (HTML, plus a plain-text copy up to 64 KB): at least 2x the answer"
-            " plus the view. A print loop sends the text once and leaves no record."
+            "`%%ollama` sends its live view's widgets (~14 KB: 9 widgets opened and closed;"
+            " the 2 layouts and 3 styles are made once per kernel and shared by all views,"
+            " 23 KB per view when each had its own), the text once as it streams, and the"
+            " rendered record that replaces the view (HTML, plus a plain-text copy up to"
+            " 64 KB): at least 2x the answer plus the view. A print loop sends the text once"
+            " and leaves no record. No view with a Stop button can be ahead: its widgets"
+            " alone (a button, a label and their box, opened and closed: >= ~5 KB) outweigh"
+            " all a print loop adds to the text (~2 KB at 2k tokens, ~5 KB at 20k)."
         )
-
 
 def readme(results: dict[str, Any]) -> str:
     """The README's performance section body: machine line, table, a sentence per miss."""

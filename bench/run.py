@@ -3,7 +3,7 @@ timeout accuracy, memory and CPU of `%%ollama` cells in real kernels.
 
 Run (from the repository root; `tests/run --co -q` creates .venv and .venv-k6)::
 
-    .venv/bin/python bench/run.py                      # ~3 minutes on 2 quiet cores
+    .venv/bin/python bench/run.py                      # ~5 minutes on 2 quiet cores
     .venv/bin/python bench/run.py --python-k6 PATH     # another ipykernel 6.29 python
     .venv/bin/python bench/run.py --quick --out /tmp/r.json   # a smoke run
     .venv/bin/python bench/run.py --python-k7 WRAPPER          # kernels of a patched copy
