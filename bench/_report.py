@@ -251,6 +251,7 @@ for _size in ("2k", "20k"):
             " all a print loop adds to the text (~2 KB at 2k tokens, ~5 KB at 20k)."
         )
 
+
 def readme(results: dict[str, Any]) -> str:
     """The README's performance section body: machine line, table, a sentence per miss."""
     m = results["machine"]

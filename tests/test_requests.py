@@ -50,9 +50,7 @@ def test_answer_streams_into_result_and_static_record(
     assert f"stand-in · stop · {len(tokens(REPLY))} tokens · " in record["text/plain"]
     # ...in place of the live view, whose display is emptied (nothing else of the cell is).
     assert not any(m.type == "clear_output" for m in cell.messages)
-    assert any(
-        m.type == "update_display_data" and m.content["data"] == {} for m in cell.messages
-    )
+    assert any(m.type == "update_display_data" and m.content["data"] == {} for m in cell.messages)
 
 
 def test_a_request_looks_up_no_module(kernel: KernelDriver, server: StandInServer) -> None:

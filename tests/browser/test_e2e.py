@@ -451,6 +451,7 @@ def test_an_image_sent_shows_as_a_thumbnail_in_the_record(
     status = wait_record(page, timeout=30)
     assert "stand-in-vision · stop ·" in status
     assert "saw 1 image: 640x480 PNG" in text_of(page, ANSWER)
+
     def decoded() -> list[dict[str, Any]] | None:
         shown = page.evaluate(THUMBNAIL_JS)
         return shown if shown and all(t["decoded"] for t in shown) else None
