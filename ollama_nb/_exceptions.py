@@ -75,11 +75,9 @@ class RequestInterrupted(KeyboardInterrupt):
 
     def __str__(self) -> str:
         # The Python API's result is returned, not stored in `_ollama`: it says so itself.
-        return (
-            str(self.args[0])
-            if self.args
-            else ("the request was interrupted; the text so far is in _ollama.text")
-        )
+        if self.args:
+            return str(self.args[0])
+        return "the request was interrupted; the text so far is in _ollama.text"
 
     def _render_traceback_(self) -> list[str]:
         return [f"KeyboardInterrupt: {self}"]
