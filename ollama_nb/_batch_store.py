@@ -104,17 +104,19 @@ class _Variants(_Strings):
     def __init__(self, total: int) -> None:
         super().__init__(total)
         self.first: bytes | None = None
+        self._first_reversed = b""  # for the suffix search, reversed once
         self.prefixes = array("H", bytes(2 * total))
         self.suffixes = array("H", bytes(2 * total))
 
     def put(self, position: int, text: str) -> bool:
         encoded = _encode(text)
         if self.first is None and encoded:
-            self.first = encoded
+            self.first, self._first_reversed = encoded, encoded[::-1]
         first = self.first or b""
         head = min(_common_prefix(encoded, first), AFFIX_MAX)
         # The suffix stops where the prefix ends: what is left between them is stored.
-        tail = min(_common_prefix(encoded[::-1], first[::-1]), len(encoded) - head, AFFIX_MAX)
+        suffix = _common_prefix(encoded[::-1], self._first_reversed)
+        tail = min(suffix, len(encoded) - head, AFFIX_MAX)
         self.prefixes[position], self.suffixes[position] = head, tail
         middle = encoded[head : len(encoded) - tail]
         return self._append(position, middle) if middle else True

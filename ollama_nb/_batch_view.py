@@ -93,14 +93,20 @@ class WidgetBatchView:
 
         from ._view import shared, show_widget, stop_button
 
-        self._progress = widgets.HTML(value=self._html(stats))
+        self._progress = widgets.HTML(
+            value=self._html(stats), layout=shared("layout"), style=shared("html-style")
+        )
         self._stop = stop_button(
             self._stop_hint, "Stop the batch: answers so far are kept, no more start"
         )
         self._stop.on_click(self._on_stop)
         parts: list[Any] = [self._progress, self._stop]
         if self._stop_hint:
-            parts.append(widgets.Label(value=self._stop_hint))
+            parts.append(
+                widgets.Label(
+                    value=self._stop_hint, layout=shared("layout"), style=shared("label-style")
+                )
+            )
         self._root = widgets.HBox(parts, layout=shared("row"))
         show_widget(self._out, self._root)
 

@@ -69,7 +69,6 @@ class WidgetView:
     @unrecorded_widgets
     def start(self, model: str) -> None:
         layout, text_style = shared("layout"), shared("html-style")
-        self._layout, self._text_style = layout, text_style
         self._model = widgets.HTML(
             value=f"<b>{html.escape(model)}</b>", layout=layout, style=text_style
         )
@@ -96,10 +95,10 @@ class WidgetView:
         if self._thinking is None:
             with self._out.comms_unrecorded():
                 self._thinking = _LivePart(
-                    "ollama-nb-live-thinking", self._layout, self._text_style
+                    "ollama-nb-live-thinking", shared("layout"), shared("html-style")
                 )
                 box = widgets.Accordion(
-                    children=[self._thinking.box], selected_index=None, layout=self._layout
+                    children=[self._thinking.box], selected_index=None, layout=shared("layout")
                 )
                 box.set_title(0, "Thinking")
             *before, answer = self._root.children
@@ -123,7 +122,7 @@ class WidgetView:
 
         with self._out.comms_unrecorded():
             shown = widgets.HTML(
-                value=thumbnails_html(images), layout=self._layout, style=self._text_style
+                value=thumbnails_html(images), layout=shared("layout"), style=shared("html-style")
             )
         header, *rest = self._root.children
         self._root.children = (header, shown, *rest)
