@@ -284,9 +284,11 @@ async def _raise_for_status(
     lowered = detail.lower()
     from_ollama = from_ollama and "model" in lowered and "not found" in lowered
     if response.status_code == 404 and model and from_ollama:
+        # Ollama's own wording says again what the message says: keep only other details.
+        said = f" ({detail})" if model not in detail else ""
         raise OllamaModelNotFoundError(
-            f"model {model!r} is not on {host} ({detail}); get it with `ollama pull {model}`"
-            " (`%ollama models` lists what is there)",
+            f"model {model!r} is not on {host}{said}; get it with: ollama pull {model}"
+            " (%ollama models lists what is there)",
             model,
         )
     url = redact_url(str(response.request.url))
@@ -365,9 +367,10 @@ def map_http_error(
             " in the kernel's environment"
         )
     if isinstance(exc, httpx.ConnectError):
+        after = f", {attempts} attempts" if attempts > 1 else ""
         return OllamaConnectionError(
-            f"cannot reach Ollama at {host}{tries} ({_reason(exc)}). Start it with "
-            "`ollama serve`, or point --host / $OLLAMA_HOST at your server."
+            f"cannot reach Ollama at {host} ({_reason(exc)}{after}). Start it with:"
+            " ollama serve, or point --host / $OLLAMA_HOST at your server."
         )
     if isinstance(exc, httpx.TooManyRedirects):
         return OllamaResponseError(

@@ -397,6 +397,6 @@ def pull_summary(progress: PullProgress) -> str:
     if progress.outcome in ("stopped", "interrupted"):
         return (
             f"{progress.outcome}: {progress.model} pull at {done};"
-            f" `%ollama pull {progress.model}` resumes it"
+            f" %ollama pull {progress.model} resumes it"
         )
     return f"pull of {progress.model} failed at {done}: {progress.outcome}"

@@ -224,7 +224,7 @@ def test_pull_progress_stop_and_resume(kernel: KernelDriver, server: StandInServ
     assert record.wait_closed(2) and not record.completed
     (summary,) = cell.records()
     assert summary["text/plain"].startswith("stopped: tinyllama pull at ")
-    assert "`%ollama pull tinyllama` resumes it" in summary["text/plain"]
+    assert "; %ollama pull tinyllama resumes it" in summary["text/plain"]
     moved = [m.content["data"]["state"]["value"] for m in cell.updates_of(bar.content["comm_id"])
              if "value" in m.content["data"]["state"]]  # fmt: skip
     assert moved and 0 < max(moved) < 100

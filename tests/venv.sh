@@ -35,6 +35,16 @@ venv_current() {
         [[ "$(_venv_stamp "$@" 2>/dev/null)" == "$(cat "$dir/.ollama-nb-stamp")" ]]
 }
 
+_pip_filter() {
+    if [[ "${VENV_PROGRESS:-}" == 1 ]]; then
+        awk -v p="${VENV_LOG_PREFIX:-setup}" '/^Collecting /{ printf "[%s]   %s\n", p, $2; fflush() }
+            /^Successfully installed/{ printf "[%s]   installed %d packages\n", p, NF - 2 }
+            /^(ERROR|error)/{ print }'
+    else
+        grep -v 'is ignored: it is neither a file nor a directory' || true
+    fi
+}
+
 ensure_venv() {
     local dir="$1" kind="$2"
     shift 2
@@ -62,8 +72,10 @@ ensure_venv() {
             continue
         fi
         # (this machine's pip config names local indexes that may be absent: drop that noise)
-        "$dir/bin/python" -m pip install --quiet "${group[@]}" 2>&1 |
-            { grep -v 'is ignored: it is neither a file nor a directory' || true; }
+        # With VENV_PROGRESS=1 each package is named as pip collects it (a first install
+        # takes a minute: say what is happening); otherwise pip is quiet.
+        "$dir/bin/python" -m pip install $([[ "${VENV_PROGRESS:-}" == 1 ]] || echo --quiet) \
+            "${group[@]}" 2>&1 | _pip_filter
         [[ "${PIPESTATUS[0]}" == 0 ]] || { warn "pip install ${group[*]} failed"; return 1; }
         group=()
     done

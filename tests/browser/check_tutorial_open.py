@@ -15,7 +15,10 @@
 4. check: the only error is the deliberate ``no-such-model`` cell's
    ``OllamaModelNotFoundError``, the first output names the stand-in, the records show
    ``[stand-in]`` text; screenshots go to ``artifacts/tutorial-open-*.png``;
-5. stop the server (SIGTERM to its process group, SIGKILL after 20 s) and check that no
+5. run every tutorial of the clone headless (nbclient) in the venv that ``notebooks/open``
+   made, not the test venv, against the stand-in it started: every code cell runs, and only
+   the cells tagged ``raises-exception`` may raise;
+6. stop the server (SIGTERM to its process group, SIGKILL after 20 s) and check that no
    process of the clone is left.
 
 Not a pytest test: it needs a fresh clone and a venv install (a minute or more). Exits 0 when
@@ -275,6 +278,57 @@ def check_notebook(page: Any, outputs: dict[int, str], checks: Checks) -> None:
     )
 
 
+# Runs in the clone's own venv: executes each tutorial as it is committed; one line each.
+RUN_TUTORIALS = r"""
+import sys, nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+for path in sys.argv[1:]:
+    nb = nbformat.read(path, as_version=4)
+    try:
+        NotebookClient(nb, timeout=180, kernel_name="python3",
+                       resources={"metadata": {"path": "notebooks"}}).execute()
+    except CellExecutionError as exc:
+        print(f"FAIL {path}: {str(exc).strip().splitlines()[-1][:200]}", flush=True)
+        continue
+    except Exception as exc:
+        print(f"FAIL {path}: {type(exc).__name__}: {exc}"[:300], flush=True)
+        continue
+    ran = sum(1 for c in nb.cells if c.cell_type == "code" and c.get("execution_count"))
+    print(f"ok {path} ({ran} code cells ran)", flush=True)
+"""
+
+
+def run_every_tutorial(target: Path, log: str, checks: Checks) -> None:
+    """Every tutorial, headless, in the environment `notebooks/open` made (it must hold
+    what the tutorials import), against the stand-in it started."""
+    url = next(
+        (w.rstrip(".") for line in log.splitlines() if STANDIN_NOTICE in line
+         for w in line.split() if w.startswith("http://")),
+        None,
+    )  # fmt: skip
+    if url is None:
+        checks("the stand-in's address is in the notice", False)
+        return
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    env.update({"OLLAMA_HOST": url, "OLLAMA_MODEL": "stand-in"})
+    tutorials = sorted(str(p.relative_to(target)) for p in (target / "notebooks").glob("*.ipynb"))
+    done = subprocess.run(
+        [str(target / ".venv" / "bin" / "python"), "-c", RUN_TUTORIALS, *tutorials],
+        cwd=target,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    lines = done.stdout.splitlines()
+    for path in tutorials:
+        line = next((x for x in lines if x.split()[1:2] == [path]), "")
+        checks(f"{path} runs in notebooks/open's venv", line.startswith("ok "), line or
+               done.stderr.strip()[-300:])  # fmt: skip
+
+
 def browse(base: str, checks: Checks) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -342,6 +396,7 @@ def main() -> int:
         print("notebooks/open said:\n  " + "\n  ".join(notice))
         checks("the stand-in notice is printed", STANDIN_NOTICE in log)
         browse(base, checks)
+        run_every_tutorial(target, log, checks)
     except Exception as exc:
         checks("the tutorial ran", False, f"{type(exc).__name__}: {exc}")
     finally:
