@@ -172,8 +172,8 @@ def _mp(s: dict[str, float | int]) -> str:
     return f"{s['median']:g} ({s['p95']:g})"
 
 
-# Why a goal is missed, as far as the measurements tell: printed under the README table
-# for each goal the results miss (bench/run.py --readme).
+# Why a goal is missed, as far as the measurements tell: printed under the table of
+# docs/performance.md for each goal the results miss (bench/run.py --readme).
 WHY_MISSED = {
     "throughput_ratio_vs_ollama_client": (
         "Against the stand-in the server sets the pace (its bare-socket floor is at or above"
@@ -253,7 +253,7 @@ for _size in ("2k", "20k"):
 
 
 def readme(results: dict[str, Any]) -> str:
-    """The README's performance section body: machine line, table, a sentence per miss."""
+    """docs/performance.md's figures: machine line, table, a sentence per miss."""
     m = results["machine"]
     k = m["ipykernel"]
     head = (

@@ -7,7 +7,7 @@ Run (from the repository root; `tests/run --co -q` creates .venv and .venv-k6)::
     .venv/bin/python bench/run.py --python-k6 PATH     # another ipykernel 6.29 python
     .venv/bin/python bench/run.py --quick --out /tmp/r.json   # a smoke run
     .venv/bin/python bench/run.py --python-k7 WRAPPER          # kernels of a patched copy
-    .venv/bin/python bench/run.py --readme             # README text from bench/results.json
+    .venv/bin/python bench/run.py --readme       # docs/performance.md figures, from results.json
 
 (WRAPPER: a script that runs ``.venv/bin/python "$@"`` with PYTHONPATH set to a patched
 copy of ollama_nb, to measure a change without touching the checkout.)
@@ -119,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--readme",
         action="store_true",
-        help="measure nothing: print the README's performance text from --out's results",
+        help="measure nothing: print docs/performance.md's figures from --out's results",
     )
     return parser
 
