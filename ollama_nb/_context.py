@@ -16,6 +16,7 @@ was safe, and the text says so. Pure functions, no I/O.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import itertools
 import reprlib
@@ -72,7 +73,7 @@ def describe(name: str, value: Any, limit: int = DEFAULT_CHARS) -> Description:
     refuse_image(name, value)
     try:
         summary, body, hidden = _describe(value, limit)
-    except Exception as exc:  # noqa: BLE001 - a value that breaks must not break the cell
+    except Exception as exc:
         summary = _type_name(value)
         body = f"{summary} (could not be described: {_one_line(exc)})"
         hidden = 0
@@ -234,9 +235,7 @@ def _array_stats(array: Any) -> str:
             mean = part.mean()
         low, high = np.nanmin(part), np.nanmax(part)
         counted = f", {nans:,} NaN left out" if nans else ""
-        return (
-            f"min {_number(low)}, max {_number(high)}, mean {_number(mean)}{counted}{note}"
-        )
+        return f"min {_number(low)}, max {_number(high)}, mean {_number(mean)}{counted}{note}"
 
 
 def _is_mapping(value: Any) -> bool:
@@ -296,7 +295,7 @@ def _other(value: Any) -> tuple[str, str, int]:
         note = " (an iterator: described without consuming it)"
     try:
         text = repr(value)
-    except Exception as exc:  # noqa: BLE001 - a repr that raises
+    except Exception as exc:
         text = f"{object.__repr__(value)} (its repr() raised {_one_line(exc)})"
     return kind, f"{kind}{note}\n{text}", 0
 
@@ -350,7 +349,7 @@ def _short(value: Any) -> str:
     """A bounded repr of one item: safe for huge, recursive or broken values."""
     try:
         return _SHORT.repr(value)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return f"<{_type_name(value)}: repr() raised {_one_line(exc)}>"
 
 
@@ -358,10 +357,8 @@ def _number(value: Any) -> str:
     """A number as a person writes it (numpy scalars without `np.float64(...)`)."""
     item = getattr(value, "item", None)
     if callable(item) and not isinstance(value, (list, tuple)):
-        try:
+        with contextlib.suppress(Exception):
             value = item()
-        except Exception:  # noqa: BLE001 - not a scalar after all
-            pass
     if isinstance(value, float):
         return format(value, ".6g")
     return _short(value)
@@ -371,7 +368,7 @@ def _cell(value: Any) -> str:
     """One Markdown table cell: str() of the value, on one line, at most CELL characters."""
     try:
         text = value if isinstance(value, str) else str(value)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         text = f"<str() raised {type(exc).__name__}>"
     text = text[: CELL * 4].replace("\n", " ").replace("|", "\\|")
     return text if len(text) <= CELL else text[: CELL - 1] + "…"
@@ -380,13 +377,15 @@ def _cell(value: Any) -> str:
 def _type_name(value: Any) -> str:
     cls = type(value)
     module = cls.__module__
-    return cls.__qualname__ if module in ("builtins", "__main__") else f"{module}.{cls.__qualname__}"
+    return (
+        cls.__qualname__ if module in ("builtins", "__main__") else f"{module}.{cls.__qualname__}"
+    )
 
 
 def _one_line(exc: BaseException) -> str:
     try:
         message = str(exc)
-    except Exception:  # noqa: BLE001
+    except Exception:
         message = ""
     message = message.splitlines()[0] if message else ""
     return f"{type(exc).__name__}: {message[:200]}" if message else type(exc).__name__

@@ -12,6 +12,7 @@ frames would keep the cell's locals alive.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -52,10 +53,8 @@ class ErrorRecorder:
             ("pre_run_cell", self.pre_run_cell),
             ("post_run_cell", self.post_run_cell),
         ):
-            try:
+            with contextlib.suppress(ValueError):  # not registered (any more)
                 self.shell.events.unregister(event, callback)
-            except ValueError:
-                pass  # not registered (any more)
         if getattr(self.shell, ATTRIBUTE, None) is self:
             setattr(self.shell, ATTRIBUTE, None)
 
@@ -66,7 +65,7 @@ class ErrorRecorder:
     def post_run_cell(self, result: Any = None) -> None:
         try:
             self._record(result)
-        except Exception:  # noqa: BLE001 - recording must never break the user's cell
+        except Exception:
             pass
         finally:
             self._shown_before = None

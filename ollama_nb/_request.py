@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 from ._checks import check_json_value, check_prompt_text
 from ._client import OllamaClient
-from ._context import DEFAULT_CHARS, describe_all, prompt_with_context
 from ._config import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_HOST,
@@ -30,6 +29,7 @@ from ._config import (
     auth_headers,
     parse_host,
 )
+from ._context import DEFAULT_CHARS, describe_all, prompt_with_context
 from ._exceptions import OllamaError, OllamaResponseError, RequestInterrupted
 from ._prompt import PromptVariableError, fill_prompt
 from ._result import OllamaResult
