@@ -18,7 +18,7 @@ import re
 import sys
 import traceback
 from collections import ChainMap, OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._prompt import PromptVariableError
@@ -29,6 +29,7 @@ KEEP = 100  # errors remembered, the most recent ones
 ATTRIBUTE = "_ollama_nb_errors"  # the shell's recorder
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 _OURS = ("%%ollama", "%ollama")
+_IPYTHON_INPUT = re.compile(r"<ipython-input-(\d+)-")
 
 
 class ErrorRecorder:
@@ -39,6 +40,9 @@ class ErrorRecorder:
         self.errors: OrderedDict[int, str] = OrderedDict()  # execution count -> text
         self._shown_before: Any = None  # sys.last_value when the running cell began
         self._source = ""
+        # A cell's code file name -> its execution count, where IPython has no map of its
+        # own (IPython 7); tracebacks then say `In [3]`, not `/tmp/ipykernel_1/2.py`.
+        self._cells: OrderedDict[str, int] = OrderedDict()
 
     # -- IPython events -----------------------------------------------------------------
 
@@ -64,11 +68,36 @@ class ErrorRecorder:
 
     def post_run_cell(self, result: Any = None) -> None:
         try:
+            self._name_cell(result)
             self._record(result)
         except Exception:
             pass
         finally:
             self._shown_before = None
+
+    def _name_cell(self, result: Any) -> None:
+        compiler = getattr(self.shell, "compile", None)
+        count = getattr(result, "execution_count", None)
+        if hasattr(compiler, "format_code_name") or not isinstance(count, int):
+            return  # IPython 8+ maps the names itself
+        history = self.shell.user_ns.get("In") or []
+        raw = getattr(getattr(result, "info", None), "raw_cell", None) or self._source
+        transformed = history[count] if 0 <= count < len(history) else raw
+        self._cells[compiler.get_code_name(raw, transformed, count)] = count
+        while len(self._cells) > 10 * KEEP:
+            self._cells.popitem(last=False)
+
+    def cell_label(self, filename: str) -> str | None:
+        """`In [3]` for the code file of a cell, else None."""
+        format_name = getattr(getattr(self.shell, "compile", None), "format_code_name", None)
+        if format_name is not None:
+            named = format_name(filename)
+            if named:
+                return named[1].replace("In[", "In [")
+        if filename in self._cells:
+            return f"In [{self._cells[filename]}]"
+        match = _IPYTHON_INPUT.match(filename)
+        return f"In [{match[1]}]" if match else None
 
     def _record(self, result: Any) -> None:
         error = None
@@ -89,7 +118,7 @@ class ErrorRecorder:
         count = getattr(result, "execution_count", None)
         if not isinstance(count, int):
             count = self.shell.execution_count - 1
-        self.errors[count] = error_text(source, error, count)
+        self.errors[count] = error_text(source, error, count, self.cell_label)
         self.errors.move_to_end(count)
         while len(self.errors) > KEEP:
             self.errors.popitem(last=False)
@@ -99,16 +128,14 @@ class ErrorRecorder:
     def latest(self) -> str:
         if not self.errors:
             raise PromptVariableError(
-                "the prompt uses {Err}, but no cell has raised an error since %load_ext"
-                " ollama_nb; nothing was sent"
+                "the prompt uses {Err}, but no cell has raised an error since %load_ext ollama_nb"
             )
         return next(reversed(self.errors.values()))
 
     def of_cell(self, count: Any) -> str:
         if not isinstance(count, int) or isinstance(count, bool):
             raise PromptVariableError(
-                f"{{Err[{count}]}}: Err takes a cell's execution count, e.g. {{Err[3]}};"
-                " nothing was sent"
+                f"{{Err[{count}]}}: Err takes a cell's execution count, e.g. {{Err[3]}}"
             )
         if count < 0 and -count <= len(self.errors):
             return list(self.errors.values())[count]
@@ -116,7 +143,7 @@ class ErrorRecorder:
             recorded = ", ".join(str(n) for n in self.errors) or "none"
             raise PromptVariableError(
                 f"{{Err[{count}]}}: no error recorded for cell [{count}] (cells with an"
-                f" error: {recorded}); nothing was sent"
+                f" error: {recorded})"
             )
         return self.errors[count]
 
@@ -184,7 +211,11 @@ def _keep(frame: traceback.FrameSummary, hidden: tuple[str, ...]) -> bool:
     return not filename.startswith(hidden) and not filename.startswith("<decorator-gen-")
 
 
-def _without_kernel_frames(exc: traceback.TracebackException, hidden: tuple[str, ...]) -> None:
+def _without_kernel_frames(
+    exc: traceback.TracebackException,
+    hidden: tuple[str, ...],
+    label: Callable[[str], str | None],
+) -> None:
     seen: set[int] = set()
     todo = [exc]
     while todo:
@@ -192,34 +223,44 @@ def _without_kernel_frames(exc: traceback.TracebackException, hidden: tuple[str,
         if id(current) in seen:
             continue
         seen.add(id(current))
-        current.stack = traceback.StackSummary.from_list(
-            [frame for frame in current.stack if _keep(frame, hidden)]
-        )
+        kept = [frame for frame in current.stack if _keep(frame, hidden)]
+        for frame in kept:  # lines are already read: the name is only what is shown
+            frame.filename = label(frame.filename) or frame.filename
+        current.stack = traceback.StackSummary.from_list(kept)
+        if isinstance(getattr(current, "filename", None), str):  # a SyntaxError's own place
+            current.filename = label(current.filename) or current.filename
         todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
         todo.extend(getattr(current, "exceptions", None) or ())  # exception groups
 
 
-def traceback_text(error: BaseException) -> str:
-    """The traceback of `error` as plain text, without IPython's and ipykernel's frames."""
+def traceback_text(error: BaseException, label: Callable[[str], str | None] | None = None) -> str:
+    """The traceback of `error` as plain text, without IPython's and ipykernel's frames;
+    `label` names a cell's code file (`In [3]`)."""
     exc = traceback.TracebackException(
         type(error), error, error.__traceback__, capture_locals=False
     )
-    _without_kernel_frames(exc, _hidden_dirs())
+    _without_kernel_frames(exc, _hidden_dirs(), label or (lambda _: None))
     text = "".join(exc.format())
     if len(exc.stack) == 0 and text.startswith("Traceback (most recent call last):\n"):
         text = text.split("\n", 1)[1]  # no frame left to show
     return _ANSI.sub("", text).rstrip("\n")
 
 
-def error_text(source: str, error: BaseException, count: int | None, limit: int = LIMIT) -> str:
+def error_text(
+    source: str,
+    error: BaseException,
+    count: int | None,
+    label: Callable[[str], str | None] | None = None,
+    limit: int = LIMIT,
+) -> str:
     """The cell's source, then its traceback; at most about `limit` characters."""
     source = _ANSI.sub("", source).strip("\n")
     if len(source) > SOURCE_LIMIT:
         cut = len(source) - SOURCE_LIMIT
         source = f"{source[:SOURCE_LIMIT]}\n[… {cut:,} more characters of the cell left out]"
-    label = f"In [{count}]" if count is not None else "the cell"
-    head = f"{label}:\n{source}\n\n"
-    trace = traceback_text(error)
+    title = f"In [{count}]" if count is not None else "the cell"
+    head = f"{title}:\n{source}\n\n"
+    trace = traceback_text(error, label)
     room = max(limit - len(head), 1000)
     if len(trace) > room:
         trace = _keep_end(trace, room)
