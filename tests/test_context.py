@@ -61,7 +61,7 @@ def test_a_dataframe_shows_shape_columns_nulls_and_first_rows(frame: pd.DataFram
     lines = d.text.splitlines()
     assert lines[0] == "`df`: pandas DataFrame, 7 rows × 4 columns"
     assert "- price: float64, 1 null" in lines
-    assert any(line.startswith("- when: datetime64") and line.endswith(", 1 null") for line in lines)
+    assert any(x.startswith("- when: datetime64") and x.endswith(", 1 null") for x in lines)
     assert "- kind: category, 1 null" in lines
     assert any(line.startswith("- note: ") and line.endswith(", 1 null") for line in lines)
     table = lines[lines.index("First 5 rows:") + 1 :]
@@ -211,7 +211,7 @@ def test_the_prompt_holds_the_descriptions_then_the_question() -> None:
 def _raised(code: str) -> BaseException:
     try:
         exec(compile(code, "<cell>", "exec"), {})
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         return exc
     raise AssertionError("did not raise")
 
@@ -410,5 +410,7 @@ def test_the_api_takes_context(kernel: KernelDriver, server: StandInServer) -> N
         " display=False)"
     )
     prompt = server.wait_for_request("/api/generate").body["prompt"]
-    assert prompt == "Context from the notebook:\n\n`xs`: list, 3 items\n- [0] 3\n- [1] 1\n- [2] 2\n\nSummarise."
+    assert prompt == (
+        "Context from the notebook:\n\n`xs`: list, 3 items\n- [0] 3\n- [1] 1\n- [2] 2\n\nSummarise."
+    )
     assert kernel.value("r.context") == {"xs": "list of 3"}
