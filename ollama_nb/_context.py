@@ -367,7 +367,10 @@ def _number(value: Any) -> str:
 def _cell(value: Any) -> str:
     """One Markdown table cell: str() of the value, on one line, at most CELL characters."""
     try:
-        text = value if isinstance(value, str) else str(value)
+        if _is(value, "pandas", "Timestamp") and value == value.normalize():
+            text = value.strftime("%Y-%m-%d")  # a date, as pandas shows a column of them
+        else:
+            text = value if isinstance(value, str) else str(value)
     except Exception as exc:
         text = f"<str() raised {type(exc).__name__}>"
     text = text[: CELL * 4].replace("\n", " ").replace("|", "\\|")

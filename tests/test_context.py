@@ -370,7 +370,7 @@ def test_context_describes_a_dataframe_before_the_prompt(
     prompt = _sent(server, cell)
     assert prompt.startswith("Context from the notebook:\n\n`sales`: pandas DataFrame, 3 rows × 3")
     assert "- units: float64, 1 null" in prompt
-    assert "| 0 | north | 3.0 | 2024-05-01 00:00:00 |" in prompt
+    assert "| 0 | north | 3.0 | 2024-05-01 |" in prompt
     assert "`regions`: dict, 2 items\n- 'north': 1" in prompt
     assert prompt.endswith("\n\nWhich region sold most?")
     assert kernel.value("_ollama.prompt") == prompt
