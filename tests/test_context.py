@@ -322,6 +322,11 @@ def test_errors_of_ollama_cells_are_not_recorded_and_a_user_err_wins(
     assert run_cell(any_kernel, "stand-in --timeout -1").status == "error"
     assert run_cell(any_kernel, "stand-in", "{not_defined_here_q}").status == "error"
     assert any_kernel.run("%ollama nonsense").status == "error"
+    slow = "stand-in --timeout 0.3 -o standin_first_chunk_delay=3"
+    assert run_cell(any_kernel, slow).status == "error"  # a timeout
+    any_kernel.run(f"%%time\n%%ollama {slow}\nHi")  # %%time shows the error (IPython 7: only)
+    assert any_kernel.run("x_q = 1\n%ollama nonsense").status == "error"
+    server.reset()
     prompt = _sent(server, run_cell(any_kernel, "stand-in", "{Err}"))
     assert prompt.endswith("LookupError: the real one")
 
@@ -391,6 +396,11 @@ def test_context_names_in_one_option_and_usage_errors(
     line = _usage_line(cell)
     assert "--context no_such_value_q: no variable 'no_such_value_q'" in line
     assert "nothing was sent" in line
+    cell = run_cell(any_kernel, "stand-in --context note_a --each note_b", "Q {item}")
+    assert "--context goes with single requests, not with --each" in _usage_line(cell)
+    assert "--context needs a Python variable name" in _usage_line(
+        run_cell(any_kernel, "stand-in --context note_a,", "Q")
+    )
     assert server.requests == []
 
 
