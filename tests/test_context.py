@@ -424,3 +424,21 @@ def test_the_api_takes_context(kernel: KernelDriver, server: StandInServer) -> N
         "Context from the notebook:\n\n`xs`: list, 3 items\n- [0] 3\n- [1] 1\n- [2] 2\n\nSummarise."
     )
     assert kernel.value("r.context") == {"xs": "list of 3"}
+
+
+def test_context_chars_caps_each_description(kernel: KernelDriver, server: StandInServer) -> None:
+    kernel.ok("%config OllamaMagics.context_chars = 300\nlong_text = 'word ' * 10_000")
+    try:
+        prompt = _sent(server, run_cell(kernel, "stand-in --context long_text", "Q"))
+        server.reset()
+        kernel.ok(
+            "import ollama_nb\n"
+            "r = ollama_nb.generate('Q', 'stand-in', context={'t': long_text}, display=False)"
+        )
+        from_api = server.wait_for_request("/api/generate").body["prompt"]
+    finally:
+        kernel.ok("%config OllamaMagics.context_chars = 4000")
+    description = prompt.split("\n\n")[1]
+    assert len(description) < 360 and description.endswith(" more characters left out]")
+    assert from_api.split("\n\n")[1].endswith(" more characters left out]")
+    assert len(from_api) < 400
