@@ -368,19 +368,20 @@ def test_context_describes_a_dataframe_before_the_prompt(
     kernel.ok(
         "import pandas as pd\n"
         "sales = pd.DataFrame({'region': ['north', None, 'south'], 'units': [3, 5, None],"
-        " 'day': pd.to_datetime(['2024-05-01', '2024-05-02', None])})\n"
+        " 'day': pd.to_datetime(['2024-05-01', '2024-05-02', None]),"
+        " 'kind': pd.Categorical(['a', None, 'b'])})\n"
         "regions = {'north': 1, 'south': 2}"
     )
     cell = run_cell(kernel, "stand-in --context sales --context regions", "Which region sold most?")
     prompt = _sent(server, cell)
-    assert prompt.startswith("Context from the notebook:\n\n`sales`: pandas DataFrame, 3 rows × 3")
-    assert "- units: float64, 1 null" in prompt
-    assert "| 0 | north | 3.0 | 2024-05-01 |" in prompt
+    assert prompt.startswith("Context from the notebook:\n\n`sales`: pandas DataFrame, 3 rows × 4")
+    assert "- units: float64, 1 null" in prompt and "- kind: category, 1 null" in prompt
+    assert "| 0 | north | 3.0 | 2024-05-01 | a |" in prompt
     assert "`regions`: dict, 2 items\n- 'north': 1" in prompt
     assert prompt.endswith("\n\nWhich region sold most?")
     assert kernel.value("_ollama.prompt") == prompt
     data, meta = _record(cell)
-    header = "context: sales (DataFrame 3×3), regions (dict of 2)"
+    header = "context: sales (DataFrame 3×4), regions (dict of 2)"
     assert data["text/plain"].startswith(header) and header in data["text/html"]
     assert meta["context"] == ["sales", "regions"]
 
