@@ -66,6 +66,7 @@ def generate(
     retries: int | None = None,
     stop_on: str | re.Pattern[str] | None = None,
     display: bool = True,
+    context: Mapping[str, Any] | None = None,
 ) -> OllamaResult:
     """Ask `model` to answer `prompt`; the result as `%%ollama` would store it in `_ollama`.
 
@@ -106,6 +107,7 @@ async def agenerate(
     retries: int | None = None,
     stop_on: str | re.Pattern[str] | None = None,
     display: bool = True,
+    context: Mapping[str, Any] | None = None,
 ) -> OllamaResult:
     """`generate` as a coroutine: `await ollama_nb.agenerate(...)` in an async cell has a
     working Stop button, as `%%ollama` cells do."""
@@ -324,6 +326,7 @@ def _ask(
     retries: int | None,
     stop_on: str | re.Pattern[str] | None,
     display: bool,
+    context: Mapping[str, Any] | None = None,
 ) -> Ask:
     if not isinstance(prompt, str):
         raise InvalidRequest(f"prompt must be a str, not {type(prompt).__name__}")
@@ -339,6 +342,10 @@ def _ask(
         raise InvalidRequest(
             f"stop_on {stop_on!r} is not a valid regular expression: {exc}"
         ) from None
+    if context is not None and not isinstance(context, Mapping):
+        raise InvalidRequest(
+            f"context takes a mapping of names to values, not {type(context).__name__}"
+        )
     given = _settings_given(host, model, connect_timeout, read_timeout, timeout, retries)
     return Ask(
         prompt=prompt,
@@ -349,6 +356,7 @@ def _ask(
         options=dict(options or {}),
         images=list(images or []),
         stop_on=pattern,
+        context=dict(context or {}),
         **given,
     )
 
