@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import (
+    OllamaCacheMissError,
     OllamaConnectionError,
     OllamaError,
     OllamaModelNotFoundError,
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "OllamaBatch",
+    "OllamaCacheMissError",
     "OllamaConnectionError",
     "OllamaError",
     "OllamaMagics",

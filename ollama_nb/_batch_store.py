@@ -46,6 +46,7 @@ class Figures(NamedTuple):
     tokens_per_second: float | None
     error: BaseException | None = None
     timeout_kind: str | None = None
+    cached: bool = False  # replayed from the cache file: not a request
 
 
 class _Names:
@@ -169,6 +170,7 @@ class ResultColumns:
         self.counts = array("I", bytes(4 * len(FINAL_COUNTS) * total))
         self.durations = array("q", bytes(8 * len(FINAL_DURATIONS) * total))
         self.kept: dict[int, OllamaResult] = {}  # results the columns cannot reproduce
+        self.replayed: dict[int, str | None] = {}  # replayed from the cache: when recorded
 
     # -- storing --------------------------------------------------------------------------
 
@@ -178,6 +180,8 @@ class ResultColumns:
         # code 0 reads as "never started": a result that says "skipped" itself is kept whole
         if not code or not self._put_columns(position, result):
             self.kept[position] = _compact(result)
+        if result.cached:
+            self.replayed[position] = result.recorded_at
 
     def _put_columns(self, position: int, r: OllamaResult) -> bool:
         model = self.models.code(r.model)
@@ -296,6 +300,7 @@ class ResultColumns:
             elapsed=self.times[2 * position],
             ttft=None if math.isnan(ttft) else ttft,
             tokens_per_second=_derived(final)[2],
+            cached=position in self.replayed,
         )
 
     def get(self, position: int) -> OllamaResult:
@@ -312,7 +317,7 @@ class ResultColumns:
         eval_count, prompt_eval_count, tokens_per_second = _derived(final)
         text = self.texts.get(position)
         ttft = self.times[2 * position + 1]
-        return OllamaResult(
+        result = OllamaResult(
             model=model,
             text=text,
             thinking=self.thinking.get(position) if self.thinking is not None else "",
@@ -330,6 +335,9 @@ class ResultColumns:
             prompt=self.prompts.get(position),
             settings=dict(self.settings),
         )
+        if position in self.replayed:
+            result.cached, result.recorded_at = True, self.replayed[position]
+        return result
 
 
 def _derived(final: dict[str, Any]) -> tuple[int | None, int | None, float | None]:

@@ -137,6 +137,13 @@ def status_line(
     return " · ".join(parts)
 
 
+def replayed_note(recorded_at: str | None, model: str) -> str:
+    """What a replayed answer's status line adds: when, and with which model, it was
+    recorded (`recorded_at`: ISO 8601, UTC)."""
+    when = f"{recorded_at[:10]} {recorded_at[11:16]} UTC" if recorded_at else "earlier"
+    return f" · replayed (recorded {when} with {model})"
+
+
 def record_html(answer: Answer) -> str:
     pieces = ['<div class="ollama-nb-record">']
     images = getattr(answer, "images", None)  # thumbnails of the images sent (_images)

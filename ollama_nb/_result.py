@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-from ._render import record_html, record_text, status_line
+from ._render import record_html, record_text, replayed_note, status_line
 
 METADATA_KEY = "ollama_nb"  # the record's output metadata: how the answer was made
 
@@ -41,6 +41,9 @@ class OllamaResult:
     settings: dict[str, Any] = field(default_factory=dict, repr=False)
     # Thumbnails (PNG/JPEG bytes, ≤ 160 px high) of the images sent; the record shows them.
     images: list[bytes] = field(default_factory=list, repr=False)
+    # Replayed from the cache file (`_cache`) instead of asked; when it was recorded (UTC).
+    cached: bool = False
+    recorded_at: str | None = None
 
     @property
     def status(self) -> str:
@@ -50,7 +53,8 @@ class OllamaResult:
         if self.timeout_kind:
             reason = f"{reason} ({self.timeout_kind})"
         tokens = self.eval_count if self.eval_count is not None else self.chunks
-        return status_line(self.model, reason, tokens, self.tokens_per_second, self.elapsed)
+        line = status_line(self.model, reason, tokens, self.tokens_per_second, self.elapsed)
+        return line + replayed_note(self.recorded_at, self.model) if self.cached else line
 
     def __str__(self) -> str:
         return self.text
@@ -75,6 +79,7 @@ class OllamaResult:
                 "think": self.settings.get("think"),
                 "format": self.settings.get("format"),
                 "version": package_version(),
+                **({"replayed": True, "recorded": self.recorded_at} if self.cached else {}),
             }
         }
 

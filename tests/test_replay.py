@@ -1,0 +1,253 @@
+"""Replay in a real kernel against the stand-in (which records every request it gets):
+a recorded answer comes back at once with no request, `replay` mode never sends, and a
+batch re-run after Stop sends only what is missing."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kernel_driver import WIDGET_MIME, KernelDriver
+from support import assert_one_line_error
+
+from ollama_nb.testing import StandInServer
+
+
+@pytest.fixture
+def cached(kernel: KernelDriver, tmp_path: Path) -> Iterator[Path]:
+    """The kernel with `OllamaMagics.cache` set to a new file; off again afterwards."""
+    path = tmp_path / "answers.jsonl"
+    kernel.ok(
+        f"%config OllamaMagics.cache = {str(path)!r}\n"
+        "%config OllamaMagics.cache_mode = 'use'\n"
+        "from ollama_nb._magics import active; active().results.clear()"
+    )
+    yield path
+    kernel.ok(FORGET)
+
+
+# Back to "not configured", so that $OLLAMA_NB_CACHE* decide again for the next test.
+FORGET = (
+    "from ollama_nb._magics import active\n"
+    "active().cache, active().cache_mode = None, 'use'\n"
+    "active()._configured -= {'cache', 'cache_mode'}"
+)
+
+
+def entries(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def stats_rows(kernel: KernelDriver) -> dict[str, str]:
+    cell = kernel.ok("%ollama stats")
+    (text,) = [m.content["data"]["text/plain"] for m in cell.messages
+               if m.type == "execute_result"]  # fmt: skip
+    rows: dict[str, str] = {}
+    for line in text.splitlines()[2:]:
+        name, _, rest = line.strip().rpartition("  ")
+        if name:
+            rows[name.strip()] = rest.strip() if not rest.strip().endswith("s") else rest
+    return {k: v.split()[0] for k, v in rows.items()}
+
+
+def test_a_recorded_answer_is_replayed_with_no_request(
+    kernel: KernelDriver, server: StandInServer, cached: Path
+) -> None:
+    server.configure(tokens=5)
+    first = kernel.run("%%ollama stand-in -o temperature=0\nName a colour.")
+    assert first.status == "ok", first.error_text()
+    assert len(server.requests) == 1
+    assert kernel.value("_ollama.cached") is False
+    (line,) = entries(cached)
+    assert line["model"] == "stand-in" and line["prompt"] == "Name a colour."
+    assert server.url.split("//")[1] not in cached.read_text()  # no host in the file
+    recorded = kernel.value("_ollama.text")
+
+    again = kernel.run("%%ollama stand-in -o temperature=0\nName a colour.")
+    assert again.status == "ok", again.error_text()
+    assert len(server.requests) == 1  # nothing reached the server
+    assert not [d for d in again.displays() if WIDGET_MIME in d]  # no live view
+    assert again.comm_opens() == []
+    (record,) = again.records()
+    status = record["text/plain"].splitlines()[-1]
+    assert status.startswith("stand-in · stop · ")
+    assert " · replayed (recorded " in status and status.endswith(" UTC with stand-in)")
+    assert kernel.value("[_ollama.cached, _ollama.text, type(_ollama).__name__]") == [
+        True, recorded, "OllamaResult"
+    ]  # fmt: skip
+    meta = next(m.content["metadata"] for m in again.messages if m.type == "display_data")
+    assert meta["ollama_nb"]["replayed"] is True
+
+    rows = stats_rows(kernel)
+    assert rows["requests"] == "1" and rows["replayed (not sent)"] == "1", rows
+    shown = kernel.ok("%ollama cache").messages
+    (text,) = [m.content["data"]["text/plain"] for m in shown if m.type == "execute_result"]
+    assert str(cached) in text and "entries   1" in text
+    assert "hits      1" in text and "misses    1" in text
+
+
+def test_what_is_not_part_of_the_key_and_what_is(
+    kernel: KernelDriver, server: StandInServer, cached: Path
+) -> None:
+    server.configure(tokens=3)
+    kernel.ok("%%ollama stand-in\nKey test.")
+    # host spelling, timeouts, retries, keep-alive: the same answer
+    same = kernel.run(
+        f"%%ollama stand-in --host {server.url} --read-timeout 9 --retries 0 --keep-alive 5m\n"
+        "Key test."
+    )
+    assert same.status == "ok" and len(server.requests) == 1
+    kernel.ok("%%ollama stand-in -o seed=2\nKey test.")  # an option: another request
+    kernel.ok("x = 'test'")
+    kernel.ok("%%ollama stand-in\nKey {x}.")  # variables filled in first: the same prompt
+    assert len(server.requests) == 2
+
+
+def test_no_cache_and_refresh_per_cell(
+    kernel: KernelDriver, server: StandInServer, cached: Path
+) -> None:
+    server.configure(tokens=3)
+    kernel.ok("%%ollama stand-in\nPer cell.")
+    kernel.ok("%%ollama stand-in --no-cache\nPer cell.")
+    assert len(server.requests) == 2 and len(entries(cached)) == 1  # not recorded either
+    kernel.ok("%%ollama stand-in --refresh\nPer cell.")
+    assert len(server.requests) == 3 and len(entries(cached)) == 2
+    assert kernel.value("_ollama.cached") is False
+    kernel.ok("%%ollama stand-in\nPer cell.")
+    assert len(server.requests) == 3 and kernel.value("_ollama.cached") is True
+    bad = kernel.run("%%ollama stand-in --refresh --no-cache\nPer cell.")
+    assert bad.status == "error" and "use one of --refresh and --no-cache" in bad.error_text()
+
+
+def test_stopped_and_failed_answers_are_not_recorded(
+    kernel: KernelDriver, server: StandInServer, cached: Path
+) -> None:
+    server.configure(tokens=50)
+    kernel.run("%%ollama stand-in --stop-on tokens?\nStopped early.")
+    assert kernel.value("_ollama.done_reason") == "stopped"
+    assert not cached.exists() or entries(cached) == []
+
+
+def test_replay_mode_never_sends_and_a_miss_is_one_line(
+    kernel: KernelDriver, server: StandInServer, cached: Path
+) -> None:
+    server.configure(tokens=3)
+    kernel.ok("%%ollama stand-in\nRecorded prompt.")
+    kernel.ok("%config OllamaMagics.cache_mode = 'replay'")
+    hit = kernel.run("%%ollama stand-in\nRecorded prompt.")
+    assert hit.status == "ok" and len(server.requests) == 1
+    miss = kernel.run("%%ollama stand-in\nA changed prompt,\nover two lines.")
+    line = assert_one_line_error(miss, "OllamaCacheMissError", "stand-in", "'A changed prompt,'")
+    assert "over two lines" not in line and str(cached) in line
+    assert miss.displays() == [] and miss.comm_opens() == []  # nothing drawn
+    assert len(server.requests) == 1
+    kernel.ok("items = ['Recorded prompt.', 'Not recorded.']")
+    batch = kernel.run("%%ollama stand-in --each items\n{item}")
+    assert_one_line_error(batch, "OllamaCacheMissError", "'Not recorded.'")
+    assert batch.displays() == [] and len(server.requests) == 1
+    api = kernel.run("import ollama_nb; ollama_nb.generate('Not either.', 'stand-in')")
+    assert_one_line_error(api, "OllamaCacheMissError", "'Not either.'")
+    assert kernel.value("issubclass(ollama_nb.OllamaCacheMissError, ollama_nb.OllamaError)")
+
+
+def test_the_python_api_follows_the_settings_and_its_cache_keyword(
+    kernel: KernelDriver, server: StandInServer, cached: Path, tmp_path: Path
+) -> None:
+    server.configure(tokens=3)
+    kernel.ok("import ollama_nb; a = ollama_nb.generate('API prompt.', 'stand-in')")
+    b = kernel.run("b = await ollama_nb.agenerate('API prompt.', 'stand-in')")
+    assert b.status == "ok" and len(server.requests) == 1
+    assert kernel.value("[a.cached, b.cached, a.text == b.text]") == [False, True, True]
+    kernel.ok("c = ollama_nb.generate('API prompt.', 'stand-in', cache=False, display=False)")
+    assert len(server.requests) == 2 and kernel.value("c.cached") is False
+    other = tmp_path / "other.jsonl"
+    kernel.ok(f"d = ollama_nb.generate('API prompt.', 'stand-in', cache={str(other)!r})")
+    assert len(server.requests) == 3 and len(entries(other)) == 1
+    bad = kernel.run("ollama_nb.generate('x', 'stand-in', cache=True)")
+    assert_one_line_error(bad, "InvalidRequest", "cache takes a file path")
+
+
+def test_a_batch_rerun_after_stop_sends_only_what_is_missing(
+    kernel: KernelDriver, server: StandInServer, cached: Path
+) -> None:
+    server.configure(num_parallel=2, token_interval=0.02, tokens=8)
+    kernel.ok("items = list(range(12))")
+    code = "%%ollama stand-in --each items --parallel 2\nCount to {item}."
+    cell = kernel.submit(code)
+    kernel.wait_for(lambda: sum(r.completed for r in server.requests) >= 4, 20, "four answers")
+    button = kernel.wait_for(lambda: cell.widget(description="Stop"), 5, "the Stop button")
+    kernel.click(button.content["comm_id"])
+    kernel.finish(cell, timeout=15)
+    counts = kernel.value("_ollama.counts()")
+    finished = counts.get("stop", 0)
+    assert 4 <= finished < 12, counts
+    assert len(entries(cached)) == finished
+    before = len(server.requests)
+
+    again = kernel.run(code, timeout=60)
+    assert again.status == "ok", again.error_text()
+    sent = server.requests[before:]
+    assert len(sent) == 12 - finished  # only what was missing
+    recorded = {e["prompt"] for e in entries(cached)}
+    assert {r.body["prompt"] for r in sent}.isdisjoint(recorded - {r.body["prompt"] for r in sent})
+    assert kernel.value("_ollama.counts()") == {"stop": 12}
+    assert kernel.value("_ollama.replayed") == finished
+    assert kernel.value("[r.cached for r in _ollama].count(True)") == finished
+    (record,) = again.records()
+    assert f"{finished} replayed (not sent)" in record["text/plain"].splitlines()[0]
+    meta = next(m.content["metadata"] for m in again.messages if m.type == "display_data"
+                and WIDGET_MIME not in m.content["data"])  # fmt: skip
+    assert meta["ollama_nb"]["replayed"] == finished
+    third = kernel.run(code, timeout=60)
+    assert third.status == "ok" and len(server.requests) == before + 12 - finished
+    rows = stats_rows(kernel)
+    assert rows["replayed (not sent)"] == str(finished + 12), rows
+
+
+def test_a_read_only_place_is_one_warning_and_the_request_runs(
+    kernel: KernelDriver, server: StandInServer
+) -> None:
+    # /sys takes no new file, even from root (who ignores a directory's mode bits).
+    target = "/sys/ollama-nb-answers.jsonl"
+    server.configure(tokens=3)
+    kernel.ok(f"%config OllamaMagics.cache = {target!r}")
+    try:
+        cells = [kernel.run("%%ollama stand-in\nRead-only.") for _ in range(2)]
+        assert [c.status for c in cells] == ["ok", "ok"]
+        assert len(server.requests) == 2
+        (warning,) = cells[0].stream_text("stderr").strip().splitlines()
+        assert target in warning and "cannot write it" in warning
+        assert cells[1].stream_text("stderr") == ""  # once per session
+    finally:
+        kernel.ok(FORGET)
+
+
+def result_text(kernel: KernelDriver, code: str) -> str:
+    cell = kernel.ok(code)
+    return "".join(m.content["data"]["text/plain"] for m in cell.messages
+                   if m.type == "execute_result")  # fmt: skip
+
+
+def test_config_and_environment(kernel: KernelDriver, tmp_path: Path) -> None:
+    path = tmp_path / "env.jsonl"
+    kernel.ok(f"%env OLLAMA_NB_CACHE={path}\n%env OLLAMA_NB_CACHE_MODE=refresh")
+    try:
+        text = result_text(kernel, "%ollama config")
+        assert f"{path}" in text and "($OLLAMA_NB_CACHE)" in text
+        assert "refresh" in text and "($OLLAMA_NB_CACHE_MODE)" in text
+        assert "entries   0" in result_text(kernel, "%ollama cache")
+        kernel.ok("%env OLLAMA_NB_CACHE_MODE=sometimes")
+        bad = kernel.run("%%ollama stand-in\nx")
+        assert "cache_mode ($OLLAMA_NB_CACHE_MODE) takes 'use', 'replay', 'refresh'" in (
+            bad.error_text()
+        )
+        wrong = kernel.run("%config OllamaMagics.cache_mode = 'sometimes'")
+        assert "takes 'use', 'replay', 'refresh'" in wrong.error_text() + wrong.stream_text(
+            "stderr"
+        )
+    finally:
+        kernel.ok("%env OLLAMA_NB_CACHE=\n%env OLLAMA_NB_CACHE_MODE=")
+        kernel.ok(FORGET)
