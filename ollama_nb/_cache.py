@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -195,7 +196,7 @@ class CacheFile:
             at = data.find(after, at + 1, end)
         starts.append(end)
         index, key_ok = self._index, _KEY.fullmatch
-        for start, stop in zip(starts, starts[1:]):
+        for start, stop in itertools.pairwise(starts):
             key = data[start + size : start + size + 65]
             if key_ok(key):
                 index[key[:64].decode()] = (base + start, stop - start)
@@ -313,6 +314,13 @@ class Caching:
         (a batch element's) or the request's."""
         if result.error is None and result.done_reason in FINISHED and not result.cached:
             self.file.put(entry_line(key or self.key, result, self.path))
+
+
+def shown_path(path: str) -> str:
+    """`path` relative to the working directory when it lies below it (as a notebook
+    names its cache file), else as it is."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
 
 
 def first_line(prompt: str, limit: int = 80) -> str:

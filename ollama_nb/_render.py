@@ -138,10 +138,9 @@ def status_line(
 
 
 def replayed_note(recorded_at: str | None, model: str) -> str:
-    """What a replayed answer's status line adds: when, and with which model, it was
-    recorded (`recorded_at`: ISO 8601, UTC)."""
-    when = f"{recorded_at[:10]} {recorded_at[11:16]} UTC" if recorded_at else "earlier"
-    return f" · replayed (recorded {when} with {model})"
+    """What a replayed answer's status line adds: when (ISO 8601, UTC, as the cache file
+    has it) and with which model it was recorded."""
+    return f" · replayed (recorded {recorded_at or 'earlier'} with {model})"
 
 
 def record_html(answer: Answer) -> str:

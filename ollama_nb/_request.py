@@ -18,7 +18,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._cache import Caching, cache_file, check_mode, first_line, replayed_result, request_key
+from ._cache import (
+    Caching,
+    cache_file,
+    check_mode,
+    first_line,
+    replayed_result,
+    request_key,
+    shown_path,
+)
 from ._checks import check_json_value, check_prompt_text
 from ._client import OllamaClient
 from ._config import (
@@ -322,8 +330,8 @@ def look_up(caching: Caching, request: Request) -> OllamaResult | None:
 def cache_miss(caching: Caching, model: str, prompt: str) -> OllamaCacheMissError:
     line = first_line(prompt)
     return OllamaCacheMissError(
-        f"no recorded answer of {model} to {line!r} in {caching.file.path}; cache_mode"
-        " 'replay' never sends (record it with cache_mode 'use')",
+        f"no recorded answer of {model} to {line!r} in {shown_path(caching.file.path)};"
+        " cache_mode 'replay' never sends (record it with cache_mode 'use')",
         model,
         prompt,
     )

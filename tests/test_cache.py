@@ -256,7 +256,7 @@ def test_a_replayed_entry_is_the_result_it_was_recorded_from(tmp_path: Path) -> 
         assert getattr(replayed, name) == getattr(recorded, name), name
     assert replayed.cached and not recorded.cached
     assert replayed.status.startswith(recorded.status + " · replayed (recorded ")
-    assert replayed.status.endswith(" UTC with m)")
+    assert re.search(r"recorded \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ with m\)$", replayed.status)
     assert replayed.record_metadata()["ollama_nb"]["replayed"] is True
 
 

@@ -5,7 +5,7 @@ batch re-run after Stop sends only what is missing."""
 from __future__ import annotations
 
 import json
-import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,7 +74,7 @@ def test_a_recorded_answer_is_replayed_with_no_request(
     (record,) = again.records()
     status = record["text/plain"].splitlines()[-1]
     assert status.startswith("stand-in · stop · ")
-    assert " · replayed (recorded " in status and status.endswith(" UTC with stand-in)")
+    assert " · replayed (recorded " in status and re.search(r"\dZ with stand-in\)$", status)
     assert kernel.value("[_ollama.cached, _ollama.text, type(_ollama).__name__]") == [
         True, recorded, "OllamaResult"
     ]  # fmt: skip
@@ -128,7 +128,13 @@ def test_stopped_and_failed_answers_are_not_recorded(
     server.configure(tokens=50)
     kernel.run("%%ollama stand-in --stop-on tokens?\nStopped early.")
     assert kernel.value("_ollama.done_reason") == "stopped"
-    assert not cached.exists() or entries(cached) == []
+    failed = kernel.run("%%ollama stand-in -o standin_error_after=2\nFailed.")
+    assert failed.status == "error" and kernel.value("_ollama.done_reason") == "error"
+    not_json = kernel.run("%%ollama stand-in --format json -o standin_reply=plain\nNot JSON.")
+    assert not_json.status == "error"  # finished, but not the JSON asked for: not kept
+    kernel.ok("%%ollama stand-in\nFinished.")
+    assert [e["prompt"] for e in entries(cached)] == ["Finished."]
+    assert len(server.requests) == 4
 
 
 def test_replay_mode_never_sends_and_a_miss_is_one_line(
