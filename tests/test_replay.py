@@ -5,7 +5,10 @@ batch re-run after Stop sends only what is missing."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -257,3 +260,51 @@ def test_config_and_environment(kernel: KernelDriver, tmp_path: Path) -> None:
     finally:
         kernel.ok("%env OLLAMA_NB_CACHE=\n%env OLLAMA_NB_CACHE_MODE=")
         kernel.ok(FORGET)
+
+
+NOTEBOOK_CELLS = [
+    "%load_ext ollama_nb\n%config OllamaMagics.cache = 'answers.jsonl'",
+    "%%ollama stand-in -o temperature=0\nName a colour.",
+    "assert _ollama.cached == (__import__('os').environ.get('OLLAMA_NB_CACHE_MODE') == 'replay')",
+]
+
+
+def _nbval(directory: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`pytest --nbval-lax my.ipynb` in `directory` (its own rootdir: none of this
+    repository's plugins, so no stand-in is started)."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider",
+         "my.ipynb"],
+        cwd=directory, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+
+
+def test_the_ci_recipe_replays_a_committed_file_with_no_server(
+    server: StandInServer, tmp_path: Path
+) -> None:
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(source) for source in NOTEBOOK_CELLS]
+    )
+    nbformat.write(notebook, tmp_path / "my.ipynb")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("OLLAMA", "PYTEST"))}
+    server.configure(tokens=4)
+    recorded = _nbval(tmp_path, {**base, "OLLAMA_HOST": server.url})
+    assert recorded.returncode == 0, recorded.stdout + recorded.stderr
+    assert len(server.requests) == 1 and len(entries(tmp_path / "answers.jsonl")) == 1
+
+    # CI: the notebook and answers.jsonl committed; nothing listens at the host.
+    ci = {**base, "OLLAMA_HOST": "http://127.0.0.1:9", "OLLAMA_NB_CACHE_MODE": "replay"}
+    replayed = _nbval(tmp_path, ci)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert len(server.requests) == 1
+
+    notebook.cells[1].source = "%%ollama stand-in -o temperature=0\nName a shape."
+    nbformat.write(notebook, tmp_path / "my.ipynb")
+    changed = _nbval(tmp_path, ci)
+    assert changed.returncode != 0
+    assert "OllamaCacheMissError: no recorded answer of stand-in to 'Name a shape.'" in (
+        changed.stdout
+    )
+    assert "Connect" not in changed.stdout and len(server.requests) == 1
