@@ -301,7 +301,11 @@ class Batch:
             return False
         caching.file.hits += 1
         self.stats.replayed += 1
-        self._store(position, replayed_result(entry, self.client.host, self.job.base.want_json))
+        if not self.job.base.want_json and self.results.put_entry(position, entry):
+            self.stats.done += 1  # a finished answer: never a failure
+        else:
+            want_json = self.job.base.want_json
+            self._store(position, replayed_result(entry, self.client.host, want_json))
         return True
 
     def _failed(self, error: OllamaError) -> OllamaResult:

@@ -35,6 +35,7 @@ UINT32 = 1 << 32
 INT64 = 1 << 63
 AFFIX_MAX = (1 << 16) - 1  # longest prefix or suffix a prompt shares with the first one
 SKIPPED = "skipped"
+_ENTRY_FIELDS = ("text", "prompt", "elapsed", "ttft", "chunks", "done_reason")
 
 
 class Figures(NamedTuple):
@@ -229,6 +230,43 @@ class ResultColumns:
         self.times[2 * position] = r.elapsed
         self.times[2 * position + 1] = math.nan if r.ttft is None else r.ttft
         self.chunks[position] = r.chunks
+        return True
+
+    def put_entry(self, position: int, entry: dict[str, Any]) -> bool:
+        """A replayed cache entry (`_cache`) straight into the columns, without building
+        its `OllamaResult` (a batch of 100,000 replays in seconds); False: it holds
+        something the columns cannot (the caller stores the built result instead)."""
+        text, prompt, elapsed, ttft, chunks, reason = map(entry.get, _ENTRY_FIELDS)
+        if (
+            entry.get("thinking")
+            or entry.get("settings") != self.settings
+            or type(text) is not str
+            or type(prompt) is not str
+            or type(elapsed) is not float
+            or not (ttft is None or type(ttft) is float)
+            or type(chunks) is not int
+            or not 0 <= chunks < UINT32
+        ):
+            return False
+        model, code = self.models.code(entry.get("model")), self.reasons.code(reason)
+        if model is None or not code:
+            return False
+        flags = self._final_flags(position, entry.get("final"), reason)
+        if flags is None or _derived(self._final(flags, position, reason)) != (
+            entry.get("eval_count"),
+            entry.get("prompt_eval_count"),
+            entry.get("tokens_per_second"),
+        ):
+            return False
+        if not (self.texts.put(position, text) and self.prompts.put(position, prompt)):
+            return False
+        self.reason_codes[position] = code
+        self.flags[position] = flags
+        self.model_codes[position] = model
+        self.times[2 * position] = elapsed
+        self.times[2 * position + 1] = math.nan if ttft is None else ttft
+        self.chunks[position] = chunks
+        self.replayed[position] = entry.get("recorded")
         return True
 
     def _final_flags(self, position: int, final: Any, reason: str | None) -> int | None:

@@ -295,3 +295,28 @@ def test_a_100_mb_file_opens_in_under_a_second(tmp_path: Path) -> None:
     assert len(cache) == count
     # CPU time: on a shared machine the wall time also counts other processes' turns.
     assert opened_cpu < 1.0
+
+
+def test_a_batch_stores_a_replayed_entry_as_the_result_it_replays(tmp_path: Path) -> None:
+    """`ResultColumns.put_entry` (no OllamaResult built) reads back field for field as the
+    replayed result stored the ordinary way."""
+    from ollama_nb._batch_store import ResultColumns
+
+    cache = CacheFile(str(tmp_path / "c.jsonl"))
+    recorded = answer("columns")
+    recorded.final = {"done_reason": "stop", "eval_count": 3, "eval_duration": 10**8}
+    recorded.tokens_per_second, recorded.ttft, recorded.chunks = 3 / 10**8 * 1e9, 0.1, 3
+    settings = {"options": {}, "think": None, "format": None}
+    recorded.settings = settings
+    cache.put(entry_line(key_of(1), recorded, "/api/generate"))
+    entry = cache.get(key_of(1))
+    fast = ResultColumns(1, model="m", host="h", settings=settings)
+    assert fast.put_entry(0, entry) and not fast.kept
+    slow = ResultColumns(1, model="m", host="h", settings=settings)
+    slow.put(0, replayed_result(entry, "h", want_json=False))
+    assert not slow.kept  # the columns hold it either way
+    a, b = fast.get(0), slow.get(0)
+    assert a.__dict__ == b.__dict__ and a.cached and a.status == b.status
+    assert fast.figures(0) == slow.figures(0) and fast.figures(0).cached
+    odd = {**entry, "thinking": "hm"}  # something put_entry leaves to the ordinary way
+    assert not ResultColumns(1, model="m", host="h", settings=settings).put_entry(0, odd)
