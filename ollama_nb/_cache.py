@@ -23,7 +23,6 @@ key or image bytes (the key holds their hashes only).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import itertools
 import json
@@ -34,6 +33,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: the package imports; a cache file is refused (cache_file)
+    fcntl = None  # type: ignore[assignment]
 
 MODES = ("use", "replay", "refresh")
 FINISHED = ("stop", "length")  # the only answers kept
@@ -167,11 +171,11 @@ class CacheFile:
         if self.foreign or stat.st_size == self._scanned or self._fd is None:
             return
         fd = self._fd
-        fcntl.flock(fd, fcntl.LOCK_SH)  # writers hold LOCK_EX: only whole lines are seen
+        _lock(fd, shared=True)  # writers hold an exclusive lock: only whole lines are seen
         try:
             data = os.pread(fd, os.fstat(fd).st_size - self._scanned, self._scanned)
         finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            _unlock(fd)
         self._index_lines(data)
 
     def _index_lines(self, data: bytes) -> None:
@@ -242,7 +246,7 @@ class CacheFile:
             self.warn(f"cannot write it ({exc.strerror or exc}); answers are not recorded")
             return False
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            _lock(fd)
             size = os.fstat(fd).st_size
             if size and not _may_be_entry(os.pread(fd, len(ENTRY_PREFIX), 0)):
                 self.foreign = True
@@ -272,12 +276,22 @@ class CacheFile:
         except OSError as exc:
             raise ValueError(f"cannot empty {self.path}: {exc.strerror or exc}") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            _lock(fd)
             os.ftruncate(fd, 0)
         finally:
             os.close(fd)
         self._forget()
         return entries
+
+
+def _lock(fd: int, shared: bool = False) -> None:
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+
+
+def _unlock(fd: int) -> None:
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _may_be_entry(head: bytes) -> bool:
@@ -293,6 +307,8 @@ _FILES: dict[str, CacheFile] = {}
 
 def cache_file(path: str | os.PathLike[str]) -> CacheFile:
     """The session's one `CacheFile` for `path` (relative to the current directory)."""
+    if fcntl is None or not hasattr(os, "pread"):
+        raise ValueError("the cache file needs a POSIX system (Linux, macOS): set no cache")
     full = os.path.abspath(os.fspath(path))
     found = _FILES.get(full)
     if found is None:

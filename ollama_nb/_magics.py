@@ -411,7 +411,10 @@ def _cache_table(settings: dict[str, Setting], clear: bool = False) -> _Text:
             "no cache file: %config OllamaMagics.cache = 'answers.jsonl' (or $OLLAMA_NB_CACHE)"
             " keeps finished answers and replays them"
         )
-    file = cache_file(path.value)
+    try:
+        file = cache_file(path.value)
+    except ValueError as exc:
+        raise UsageError(f"%ollama cache: {exc}") from None
     if clear:
         try:
             entries = file.clear()

@@ -312,7 +312,10 @@ def plan_caching(settings: Mapping[str, Setting], request: Request) -> Caching |
     if "tools" in request.payload:
         return None  # hook for tools: their calls have effects, so they are never replayed
     key = request_key(request.path, request.payload, request.stop_on)
-    return Caching(cache_file(setting.value), mode.value, key, request.path)
+    try:
+        return Caching(cache_file(setting.value), mode.value, key, request.path)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
 
 
 def look_up(caching: Caching, request: Request) -> OllamaResult | None:

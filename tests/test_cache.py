@@ -320,3 +320,11 @@ def test_a_batch_stores_a_replayed_entry_as_the_result_it_replays(tmp_path: Path
     assert fast.figures(0) == slow.figures(0) and fast.figures(0).cached
     odd = {**entry, "thinking": "hm"}  # something put_entry leaves to the ordinary way
     assert not ResultColumns(1, model="m", host="h", settings=settings).put_entry(0, odd)
+
+
+def test_the_progress_line_counts_replayed_elements() -> None:
+    from ollama_nb._batch_view import BatchStats
+
+    stats = BatchStats(model="m", total=10, done=6, replayed=4, in_flight=2, elapsed=1.0)
+    assert stats.line().startswith("6 / 10 · 4 replayed · 2 in flight")
+    assert "replayed" not in BatchStats(model="m", total=10, done=6).line()

@@ -308,3 +308,22 @@ def test_the_ci_recipe_replays_a_committed_file_with_no_server(
         changed.stdout
     )
     assert "Connect" not in changed.stdout and len(server.requests) == 1
+
+
+def test_a_conversation_replays_turn_by_turn(
+    kernel: KernelDriver, server: StandInServer, cached: Path
+) -> None:
+    server.configure(tokens=3)
+    turns = ["%%ollama stand-in --chat\nFirst question.", "%%ollama stand-in --chat\nAnd then?"]
+    kernel.ok("%ollama reset")
+    first = [kernel.ok(turn) and kernel.value("_ollama.text") for turn in turns]
+    assert len(server.requests) == 2
+    assert len(server.requests[1].body["messages"]) == 3  # the first turn went with it
+    kernel.ok("%ollama reset")
+    again = [kernel.ok(turn) and kernel.value("[_ollama.cached, _ollama.text]") for turn in turns]
+    assert again == [[True, first[0]], [True, first[1]]] and len(server.requests) == 2
+    history = result_text(kernel, "%ollama history")
+    assert "First question." in history and "And then?" in history
+    kernel.ok("%ollama reset")
+    kernel.ok(turns[1])  # the same words after another history: another request
+    assert len(server.requests) == 3 and kernel.value("_ollama.cached") is False
