@@ -327,3 +327,39 @@ def test_a_conversation_replays_turn_by_turn(
     kernel.ok("%ollama reset")
     kernel.ok(turns[1])  # the same words after another history: another request
     assert len(server.requests) == 3 and kernel.value("_ollama.cached") is False
+
+
+TUTORIAL = Path(__file__).resolve().parents[1] / "notebooks" / "09-reproducible-notebooks.ipynb"
+TUTORIAL_ANSWERS = TUTORIAL.with_name("09-answers.jsonl")
+
+
+def test_the_tutorial_replays_its_committed_answers_with_no_server(
+    server: StandInServer, tmp_path: Path
+) -> None:
+    """Tutorial 09 in CI's way: `OLLAMA_NB_CACHE_MODE=replay pytest --nbval-lax`, its
+    committed answers, nothing listening at the host (no stand-in: `server` is only there
+    to show that nothing reached the shared one); a changed prompt fails with the miss."""
+    import nbformat
+
+    answers = tmp_path / "answers.jsonl"
+    answers.write_bytes(TUTORIAL_ANSWERS.read_bytes())
+    notebook = nbformat.read(TUTORIAL, as_version=4)
+    nbformat.write(notebook, tmp_path / "my.ipynb")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("OLLAMA", "PYTEST"))}
+    ci = {**base, "OLLAMA_HOST": "http://127.0.0.1:9", "OLLAMA_MODEL": "stand-in",
+          "OLLAMA_NB_CACHE": str(answers), "OLLAMA_NB_CACHE_MODE": "replay"}  # fmt: skip
+    replayed = _nbval(tmp_path, ci)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert answers.read_bytes() == TUTORIAL_ANSWERS.read_bytes()  # replay never writes
+
+    cell = next(c for c in notebook.cells if "Name the three primary colours of light." in
+                c.source and c.source.startswith("%%ollama"))  # fmt: skip
+    cell.source = cell.source.replace("of light.", "of light, please.")
+    nbformat.write(notebook, tmp_path / "my.ipynb")
+    changed = _nbval(tmp_path, ci)
+    assert changed.returncode != 0
+    assert (
+        "OllamaCacheMissError: no recorded answer of stand-in to"
+        " 'Name the three primary colours of light, please.'" in changed.stdout
+    )
+    assert server.requests == []
