@@ -363,3 +363,49 @@ def test_the_tutorial_replays_its_committed_answers_with_no_server(
         " 'Name the three primary colours of light, please.'" in changed.stdout
     )
     assert server.requests == []
+
+
+def test_a_synchronous_cell_replays_too(
+    kernel: KernelDriver, server: StandInServer, cached: Path
+) -> None:
+    """`%autoawait off`: the request runs on a worker thread whose view calls the kernel's
+    thread replays; a hit draws the record alone there too."""
+    server.configure(tokens=3)
+    kernel.ok("%%ollama stand-in\nSynchronous.")
+    kernel.ok("%autoawait off")
+    try:
+        cell = kernel.run("%%ollama stand-in\nSynchronous.")
+        assert cell.status == "ok", cell.error_text()
+        assert cell.comm_opens() == [] and len(server.requests) == 1
+        (record,) = cell.records()
+        assert " · replayed (recorded " in record["text/plain"]
+        assert kernel.value("_ollama.cached") is True
+    finally:
+        kernel.ok("%autoawait on")
+
+
+def test_two_kernels_record_into_one_file_at_once(
+    kernel: KernelDriver, server: StandInServer, cached: Path
+) -> None:
+    """1,000 answers from two kernels' batches (4 requests in flight each) at the same
+    time: every line one whole entry, none lost."""
+    other = KernelDriver(sys.executable, env={"OLLAMA_HOST": server.url, "OLLAMA_MODEL": ""})
+    try:
+        other.ok(f"%load_ext ollama_nb\n%config OllamaMagics.cache = {str(cached)!r}")
+        server.configure(num_parallel=8, token_interval=0, tokens=2)
+        code = (
+            "import ollama_nb\n"
+            "b = ollama_nb.map('{{item}} from {name}', range(500), 'stand-in', parallel=4,"
+            " display=False)"
+        )
+        cells = [(k, k.submit(code.format(name=name))) for k, name in ((kernel, "a"), (other, "b"))]
+        for driver, cell in cells:
+            driver.finish(cell, timeout=180)
+            assert cell.status == "ok", cell.error_text()
+        data = cached.read_bytes()
+        assert data.endswith(b"\n")
+        prompts = [json.loads(line)["prompt"] for line in data.splitlines()]
+        assert sorted(prompts) == sorted(f"{i} from {n}" for n in "ab" for i in range(500))
+        assert kernel.value("b.counts()") == {"stop": 500} == other.value("b.counts()")
+    finally:
+        other.close()
