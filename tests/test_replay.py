@@ -60,9 +60,15 @@ def test_a_recorded_answer_is_replayed_with_no_request(
     kernel: KernelDriver, server: StandInServer, cached: Path
 ) -> None:
     server.configure(tokens=5)
-    first = kernel.run("%%ollama stand-in -o temperature=0\nName a colour.")
+    kernel.ok("%env OLLAMA_API_KEY=sk-replay-secret")
+    try:
+        first = kernel.run("%%ollama stand-in -o temperature=0\nName a colour.")
+    finally:
+        kernel.ok("%env OLLAMA_API_KEY=")
     assert first.status == "ok", first.error_text()
     assert len(server.requests) == 1
+    assert server.requests[0].headers.get("authorization") == "Bearer sk-replay-secret"
+    assert "sk-replay-secret" not in cached.read_text()  # sent, never written
     assert kernel.value("_ollama.cached") is False
     (line,) = entries(cached)
     assert line["model"] == "stand-in" and line["prompt"] == "Name a colour."
