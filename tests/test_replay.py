@@ -415,3 +415,20 @@ def test_two_kernels_record_into_one_file_at_once(
         assert kernel.value("b.counts()") == {"stop": 500} == other.value("b.counts()")
     finally:
         other.close()
+
+
+def test_replay_in_the_colab_stack(
+    colab_kernel: KernelDriver, server: StandInServer, tmp_path: Path
+) -> None:
+    """ipykernel 6.17 / IPython 7.34 / ipywidgets 7.7: record, then the record alone."""
+    path = tmp_path / "colab.jsonl"
+    colab_kernel.ok(f"%config OllamaMagics.cache = {str(path)!r}")
+    try:
+        server.configure(tokens=3)
+        assert colab_kernel.run("%%ollama stand-in\nColab.").status == "ok"
+        again = colab_kernel.run("%%ollama stand-in\nColab.")
+        assert again.status == "ok" and len(server.requests) == 1
+        (record,) = again.records()
+        assert " · replayed (recorded " in record["text/plain"]
+    finally:
+        colab_kernel.ok(FORGET)
