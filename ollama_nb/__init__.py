@@ -11,7 +11,8 @@ The data path reads in order: `_magics` (the cell) → `_stream` (drives one req
 `_client` (HTTP, timeouts, errors) → `_view` (what the notebook shows); `_request` builds
 a request for both the magic and the Python API (`_api`). A batch (`map`, `amap`,
 `%%ollama --each`) reads its elements in `_elements`, runs in `_batch` and ends as an
-`OllamaBatch` (`_batch_result`).
+`OllamaBatch` (`_batch_result`). Finished answers are kept in and replayed from a cache
+file (`_cache`), looked up in `_request` and, per element, in `_batch`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import (
+    OllamaCacheMissError,
     OllamaConnectionError,
     OllamaError,
     OllamaModelNotFoundError,
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "OllamaBatch",
+    "OllamaCacheMissError",
     "OllamaConnectionError",
     "OllamaError",
     "OllamaMagics",

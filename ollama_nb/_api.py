@@ -14,6 +14,7 @@ with `_batch` (one progress view for the whole batch, one `OllamaBatch` at the e
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sys
 import threading
@@ -67,6 +68,7 @@ def generate(
     stop_on: str | re.Pattern[str] | None = None,
     display: bool = True,
     context: Mapping[str, Any] | None = None,
+    cache: str | os.PathLike[str] | bool | None = None,
 ) -> OllamaResult:
     """Ask `model` to answer `prompt`; the result as `%%ollama` would store it in `_ollama`.
 
@@ -74,6 +76,8 @@ def generate(
     extension is loaded, else $OLLAMA_HOST / $OLLAMA_MODEL, else the built-in default).
     Errors raise as in the magic. Called from a synchronous cell, Stop cannot reach it:
     Interrupt always works and closes the response (or use `await agenerate(...)`).
+    `cache`: None follows `OllamaMagics.cache` / $OLLAMA_NB_CACHE, False bypasses the
+    cache file, a path uses that file (see `%ollama cache`).
     """
     ask = _ask(**locals())
     kernel = _kernel(display)
@@ -108,6 +112,7 @@ async def agenerate(
     stop_on: str | re.Pattern[str] | None = None,
     display: bool = True,
     context: Mapping[str, Any] | None = None,
+    cache: str | os.PathLike[str] | bool | None = None,
 ) -> OllamaResult:
     """`generate` as a coroutine: `await ollama_nb.agenerate(...)` in an async cell has a
     working Stop button, as `%%ollama` cells do."""
@@ -141,6 +146,7 @@ def map(
     retries: int | None = None,
     stop_on: str | re.Pattern[str] | None = None,
     display: bool = True,
+    cache: str | os.PathLike[str] | bool | None = None,
 ) -> OllamaBatch:
     """Run `prompt` once per element of `items`, at most `parallel` requests at once.
 
@@ -151,7 +157,8 @@ def map(
     Interrupt closes every response (or use `await amap(...)`).
     """
     ask = _ask(prompt, model, system, images, think, format, options, keep_alive, host,
-               connect_timeout, read_timeout, timeout, retries, stop_on, display)  # fmt: skip
+               connect_timeout, read_timeout, timeout, retries, stop_on, display,
+               cache=cache)  # fmt: skip
     control = StopControl()
     view = live_batch_view(_kernel(display), control, BATCH_HINT_SYNC)
 
@@ -186,11 +193,13 @@ async def amap(
     retries: int | None = None,
     stop_on: str | re.Pattern[str] | None = None,
     display: bool = True,
+    cache: str | os.PathLike[str] | bool | None = None,
 ) -> OllamaBatch:
     """`map` as a coroutine: `await ollama_nb.amap(...)` in an async cell has a working
     Stop button, as `%%ollama --each` cells do."""
     ask = _ask(prompt, model, system, images, think, format, options, keep_alive, host,
-               connect_timeout, read_timeout, timeout, retries, stop_on, display)  # fmt: skip
+               connect_timeout, read_timeout, timeout, retries, stop_on, display,
+               cache=cache)  # fmt: skip
     job = await prepare_batch(ask, items, parallel, configured=configured_in_shell(), namespace={})
     control = StopControl()
     kernel = _kernel(display)
@@ -327,6 +336,7 @@ def _ask(
     stop_on: str | re.Pattern[str] | None,
     display: bool,
     context: Mapping[str, Any] | None = None,
+    cache: str | os.PathLike[str] | bool | None = None,
 ) -> Ask:
     if not isinstance(prompt, str):
         raise InvalidRequest(f"prompt must be a str, not {type(prompt).__name__}")
@@ -346,6 +356,8 @@ def _ask(
         raise InvalidRequest(
             f"context takes a mapping of names to values, not {type(context).__name__}"
         )
+    if not (cache is None or cache is False or isinstance(cache, (str, os.PathLike))):
+        raise InvalidRequest(f"cache takes a file path, False (bypass) or None, not {cache!r}")
     given = _settings_given(host, model, connect_timeout, read_timeout, timeout, retries)
     return Ask(
         prompt=prompt,
@@ -358,6 +370,7 @@ def _ask(
         stop_on=pattern,
         context=dict(context or {}),
         **given,
+        cache=cache,
     )
 
 

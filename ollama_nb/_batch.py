@@ -47,12 +47,13 @@ import httpx
 from ._batch_result import FAILED, OllamaBatch
 from ._batch_store import ResultColumns
 from ._batch_view import BatchStats, refresh_interval
+from ._cache import Caching, KeyMaker, replayed_result
 from ._client import OllamaClient, map_http_error
 from ._config import Timeouts
 from ._elements import BatchInputError, Elements, ElementScope, check_parallel, elements
 from ._exceptions import OllamaConnectionError, OllamaError, OllamaResponseError, OllamaTimeoutError
 from ._prompt import fill_prompt
-from ._request import InvalidRequest, build, resolve_settings
+from ._request import InvalidRequest, build, cache_miss, resolve_settings
 from ._result import OllamaResult, settings_of
 from ._stream import (
     RELEASE_AFTER_CHARS,
@@ -87,6 +88,9 @@ class BatchJob:
     parallel: int = 1
     read_timeout: float = 120.0
     settings: dict[str, Any] = field(default_factory=dict)  # for the record's metadata
+    # The cache file (`_cache`): each element is looked up there before it is sent.
+    caching: Caching | None = None
+    keys: KeyMaker | None = None
 
 
 class _Borrowed:
@@ -128,6 +132,7 @@ class Flight:
     cancel_reason: str | None = None  # "stopped", "interrupted", "read", "total"
     suspect: str | None = None  # a timeout seen at the last check, to confirm at this one
     answered: bool = False  # the final chunk came; only the end of the body may follow
+    cache_key: str | None = None  # where its answer is recorded, once finished
 
 
 async def _drain(chunks: Any) -> None:
@@ -276,10 +281,32 @@ class Batch:
             error = OllamaError(f"element {position}: cannot fill the prompt: {exc}")
             self._store(position, self._failed(error))
             return None
-        flight = Flight(position, self._request(prompt))
+        key = None
+        if self.job.caching is not None and self.job.keys is not None:
+            key = self.job.keys.key(prompt)
+            if self._replay(position, self.job.caching, key):
+                return None  # no request, no slot
+        flight = Flight(position, self._request(prompt), cache_key=key)
         task = asyncio.ensure_future(self._element(flight))
         self.flights[task] = flight
         return task
+
+    def _replay(self, position: int, caching: Caching, key: str) -> bool:
+        """Store the element's recorded answer, if the cache file has it."""
+        if caching.mode == "refresh":
+            return False
+        entry = caching.file.get(key, refresh=False)  # refreshed once, as the batch began
+        if entry is None:
+            caching.file.misses += 1
+            return False
+        caching.file.hits += 1
+        self.stats.replayed += 1
+        if not self.job.base.want_json and self.results.put_entry(position, entry):
+            self.stats.done += 1  # a finished answer: never a failure
+        else:
+            want_json = self.job.base.want_json
+            self._store(position, replayed_result(entry, self.client.host, want_json))
+        return True
 
     def _failed(self, error: OllamaError) -> OllamaResult:
         result = OllamaResult(model=self.job.base.model, done_reason="error", error=error)
@@ -301,6 +328,8 @@ class Batch:
         else:
             result = task.result()
         self._store(flight.position, result)
+        if self.job.caching is not None and flight.cache_key is not None:
+            self.job.caching.record(result, flight.cache_key)
 
     async def _cancel_all(self, reason: str) -> None:
         """Close every response in flight at once; returns when they are closed."""
@@ -383,6 +412,8 @@ class Batch:
     async def run(self, on_result: Callable[[OllamaBatch], None]) -> OllamaBatch:
         """Hand the batch to `on_result` on every path (also an interrupt, which is then
         re-raised), show its record, and return it."""
+        if self.job.caching is not None:
+            self.job.caching.file.refresh()  # what other kernels recorded meanwhile
         self.view.start(self.snapshot())
         stop_wait = asyncio.ensure_future(self.control.bind().wait())
         ticker = asyncio.ensure_future(self._tick())
@@ -472,8 +503,12 @@ async def prepare_batch(
         except ValueError as exc:  # PromptVariableError
             raise InvalidRequest(f"{exc}; nothing was sent") from None
     extra = {"no_model_hint": no_model_hint} if no_model_hint else {}
-    prepared = await build(ask, configured=configured, namespace=None, **extra)
+    prepared = await build(ask, configured=configured, namespace=None, lookup=False, **extra)
     payload = prepared.request.payload
+    caching = prepared.caching
+    keys = KeyMaker(prepared.request.path, payload, ask.stop_on) if caching else None
+    if caching is not None and keys is not None and caching.mode == "replay":
+        check_all_recorded(caching, keys, found, fill, namespace, prepared.request.model)
     return BatchJob(
         base=prepared.request,
         elements=found,
@@ -487,4 +522,27 @@ async def prepare_batch(
             "format": payload.get("format"),
             "parallel": parallel,
         },
+        caching=caching,
+        keys=keys,
     )
+
+
+def check_all_recorded(
+    caching: Caching,
+    keys: KeyMaker,
+    found: Elements,
+    fill: Callable[[Mapping[str, Any]], str],
+    namespace: Mapping[str, Any],
+    model: str,
+) -> None:
+    """cache_mode "replay": every element's answer is in the file, or the batch raises
+    `OllamaCacheMissError` for the first one missing, before anything is shown or sent."""
+    caching.file.refresh()
+    for label, item in found.pairs():
+        try:
+            prompt = fill(ElementScope({"item": item, "index": label}, namespace))
+        except Exception:
+            continue  # fails as that element, sending nothing
+        if not caching.file.has(keys.key(prompt)):
+            caching.file.misses += 1
+            raise cache_miss(caching, model, prompt)

@@ -90,6 +90,11 @@ class OllamaBatch(Sequence[OllamaResult]):
         return dict(Counter(reason or "?" for reason in reasons).most_common())
 
     @property
+    def replayed(self) -> int:
+        """How many answers came from the cache file instead of a request."""
+        return len(self._columns.replayed)
+
+    @property
     def eval_count(self) -> int:
         return sum(map(self._columns.tokens, range(len(self))))
 
@@ -114,6 +119,7 @@ class OllamaBatch(Sequence[OllamaResult]):
             "think": self._settings.get("think"),
             "format": self._settings.get("format"),
             "parallel": self._settings.get("parallel"),
+            "replayed": self.replayed,
             "version": version("ollama-nb"),
         }
 

@@ -35,6 +35,7 @@ UINT32 = 1 << 32
 INT64 = 1 << 63
 AFFIX_MAX = (1 << 16) - 1  # longest prefix or suffix a prompt shares with the first one
 SKIPPED = "skipped"
+_ENTRY_FIELDS = ("text", "prompt", "elapsed", "ttft", "chunks", "done_reason")
 
 
 class Figures(NamedTuple):
@@ -46,6 +47,7 @@ class Figures(NamedTuple):
     tokens_per_second: float | None
     error: BaseException | None = None
     timeout_kind: str | None = None
+    cached: bool = False  # replayed from the cache file: not a request
 
 
 class _Names:
@@ -169,6 +171,7 @@ class ResultColumns:
         self.counts = array("I", bytes(4 * len(FINAL_COUNTS) * total))
         self.durations = array("q", bytes(8 * len(FINAL_DURATIONS) * total))
         self.kept: dict[int, OllamaResult] = {}  # results the columns cannot reproduce
+        self.replayed: dict[int, str | None] = {}  # replayed from the cache: when recorded
 
     # -- storing --------------------------------------------------------------------------
 
@@ -178,6 +181,8 @@ class ResultColumns:
         # code 0 reads as "never started": a result that says "skipped" itself is kept whole
         if not code or not self._put_columns(position, result):
             self.kept[position] = _compact(result)
+        if result.cached:
+            self.replayed[position] = result.recorded_at
 
     def _put_columns(self, position: int, r: OllamaResult) -> bool:
         model = self.models.code(r.model)
@@ -225,6 +230,43 @@ class ResultColumns:
         self.times[2 * position] = r.elapsed
         self.times[2 * position + 1] = math.nan if r.ttft is None else r.ttft
         self.chunks[position] = r.chunks
+        return True
+
+    def put_entry(self, position: int, entry: dict[str, Any]) -> bool:
+        """A replayed cache entry (`_cache`) straight into the columns, without building
+        its `OllamaResult` (a batch of 100,000 replays in seconds); False: it holds
+        something the columns cannot (the caller stores the built result instead)."""
+        text, prompt, elapsed, ttft, chunks, reason = map(entry.get, _ENTRY_FIELDS)
+        if (
+            entry.get("thinking")
+            or entry.get("settings") != self.settings
+            or type(text) is not str
+            or type(prompt) is not str
+            or type(elapsed) is not float
+            or not (ttft is None or type(ttft) is float)
+            or type(chunks) is not int
+            or not 0 <= chunks < UINT32
+        ):
+            return False
+        model, code = self.models.code(entry.get("model")), self.reasons.code(reason)
+        if model is None or not code:
+            return False
+        flags = self._final_flags(position, entry.get("final"), reason)
+        if flags is None or _derived(self._final(flags, position, reason)) != (
+            entry.get("eval_count"),
+            entry.get("prompt_eval_count"),
+            entry.get("tokens_per_second"),
+        ):
+            return False
+        if not (self.texts.put(position, text) and self.prompts.put(position, prompt)):
+            return False
+        self.reason_codes[position] = code
+        self.flags[position] = flags
+        self.model_codes[position] = model
+        self.times[2 * position] = elapsed
+        self.times[2 * position + 1] = math.nan if ttft is None else ttft
+        self.chunks[position] = chunks
+        self.replayed[position] = entry.get("recorded")
         return True
 
     def _final_flags(self, position: int, final: Any, reason: str | None) -> int | None:
@@ -296,6 +338,7 @@ class ResultColumns:
             elapsed=self.times[2 * position],
             ttft=None if math.isnan(ttft) else ttft,
             tokens_per_second=_derived(final)[2],
+            cached=position in self.replayed,
         )
 
     def get(self, position: int) -> OllamaResult:
@@ -312,7 +355,7 @@ class ResultColumns:
         eval_count, prompt_eval_count, tokens_per_second = _derived(final)
         text = self.texts.get(position)
         ttft = self.times[2 * position + 1]
-        return OllamaResult(
+        result = OllamaResult(
             model=model,
             text=text,
             thinking=self.thinking.get(position) if self.thinking is not None else "",
@@ -330,6 +373,9 @@ class ResultColumns:
             prompt=self.prompts.get(position),
             settings=dict(self.settings),
         )
+        if position in self.replayed:
+            result.cached, result.recorded_at = True, self.replayed[position]
+        return result
 
 
 def _derived(final: dict[str, Any]) -> tuple[int | None, int | None, float | None]:

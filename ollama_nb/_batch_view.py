@@ -48,6 +48,7 @@ class BatchStats:
     in_flight: int = 0
     tokens: int = 0  # chunks received so far, over all requests
     elapsed: float = 0.0
+    replayed: int = 0  # answered from the cache file: no request (counted in `done` too)
 
     @property
     def tokens_per_second(self) -> float | None:
@@ -62,6 +63,8 @@ class BatchStats:
 
     def line(self) -> str:
         parts = [f"{self.done} / {self.total}"]
+        if self.replayed:
+            parts.append(f"{self.replayed} replayed")
         if self.failed:
             parts.append(f"{self.failed} failed")
         parts.append(f"{self.in_flight} in flight")
@@ -194,6 +197,8 @@ def summary_line(batch: OllamaBatch) -> str:
     counts = batch.counts()
     outcome = ", ".join(f"{n} {reason}" for reason, n in counts.items()) or "nothing"
     parts = [batch.model, f"{len(batch)} prompts: {outcome}"]
+    if batch.replayed:
+        parts.append(f"{batch.replayed} replayed (not sent)")
     rate = batch.tokens_per_second
     if rate is not None:
         parts.append(f"{rate:.1f} tokens/s")

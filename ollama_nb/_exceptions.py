@@ -7,8 +7,10 @@ exception::
     ├── OllamaConnectionError       cannot reach the server, or it hung up mid-answer
     ├── OllamaTimeoutError          `.kind` is "connect", "read" or "total"
     ├── OllamaModelNotFoundError    HTTP 404 for the model: `ollama pull NAME`
-    └── OllamaResponseError         HTTP error status, an error line mid-stream, bad data;
-                                    `.status_code` (-1 when it came inside a 200 stream)
+    ├── OllamaResponseError         HTTP error status, an error line mid-stream, bad data;
+    │                               `.status_code` (-1 when it came inside a 200 stream)
+    └── OllamaCacheMissError        cache_mode "replay": the answer is not in the cache file
+                                    (nothing was sent); `.model`, `.prompt`
 
 Bad input in the magic line is IPython's own `UsageError`, raised before anything is sent.
 A kernel interrupt or Ctrl-C is re-raised as `RequestInterrupted`, a `KeyboardInterrupt`,
@@ -68,6 +70,16 @@ class OllamaModelNotFoundError(OllamaError):
         super().__init__(message)
         self.model = model
         self.status_code = 404
+
+
+class OllamaCacheMissError(OllamaError):
+    """`cache_mode` is "replay" and the cache file has no answer for this request: nothing
+    was sent (CI, where no model runs; a changed prompt or setting shows up here)."""
+
+    def __init__(self, message: str, model: str = "", prompt: str = "") -> None:
+        super().__init__(message)
+        self.model = model
+        self.prompt = prompt
 
 
 class RequestInterrupted(KeyboardInterrupt):

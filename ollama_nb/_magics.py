@@ -21,6 +21,7 @@ from IPython.utils.text import DollarFormatter
 from traitlets import Bool, Float, Int, TraitError, Unicode, observe, validate
 from traitlets.config import Config
 
+from ._cache import cache_file, check_mode
 from ._cell_batch import run_cell_batch, run_cell_batch_in_thread
 from ._chat import Conversation
 from ._client import OllamaClient
@@ -60,9 +61,9 @@ from ._view import TextPullView, TextView, WidgetPullView, WidgetView
 HINT_SYNC = "Stop cannot reach a synchronous cell (%autoawait off): use Interrupt (■)"
 # `%ollama` commands and how many words follow each.
 LINE_COMMANDS = {"models": 0, "ps": 0, "pull": 1, "stats": 0, "history": 0, "reset": 0,
-                 "config": 0, "version": 0, "show": 1, "unload": 1}  # fmt: skip
+                 "config": 0, "version": 0, "show": 1, "unload": 1, "cache": 0}  # fmt: skip
 SETTINGS = ("host", "model", "connect_timeout", "read_timeout", "timeout", "retries", "system",
-            "variables", "keep_alive")  # fmt: skip
+            "variables", "keep_alive", "cache", "cache_mode")  # fmt: skip
 # Configured like the settings, but not shown by `%ollama config`: read by `_request.build`.
 EXTRA_SETTINGS = ("context_chars",)
 
@@ -106,6 +107,20 @@ class OllamaMagics(Magics):
         help="Longest description of one --context value, in characters; a longer one is"
         " cut, with a marker saying how much was left out.",
     )
+    cache = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="JSON Lines file of finished answers, replayed when a request matches one"
+        " (relative to the kernel's working directory); else $OLLAMA_NB_CACHE; None or '': off.",
+    )
+    cache_mode = Unicode(
+        "use",
+        config=True,
+        help="use: replay what the cache has, record the rest; replay: never send (a miss"
+        " raises OllamaCacheMissError, for CI); refresh: always send and record."
+        " Else $OLLAMA_NB_CACHE_MODE.",
+    )
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         self._configured: set[str] = set()
@@ -132,6 +147,10 @@ class OllamaMagics(Magics):
     def _check_keep_alive(self, proposal: Any) -> str | None:
         value = proposal.value
         return None if value is None else self._checked(lambda: str(check_keep_alive(value)))
+
+    @validate("cache_mode")
+    def _check_cache_mode(self, proposal: Any) -> str:
+        return self._checked(lambda: check_mode(proposal.value))
 
     @validate("host")
     def _check_host(self, proposal: Any) -> str | None:
@@ -295,7 +314,7 @@ class OllamaMagics(Magics):
     @line_magic("ollama")
     def ollama_line(self, line: str) -> Any:
         """%ollama COMMAND: models | ps | pull NAME | show NAME | unload NAME | stats | history |
-        reset | config | version
+        reset | config | version | cache [clear]
 
         models   the server's models (name, size, parameters, quantization)
         ps       the models loaded now
@@ -308,6 +327,8 @@ class OllamaMagics(Magics):
         history  the --chat conversation; reset clears it
         config   the effective host, model and timeouts, and where each came from
         version  client and server versions
+        cache    the cache file (OllamaMagics.cache): path, entries, size, this session's
+                 hits and misses; `cache clear` empties it
         """
         control = StopControl()
         view: PullView = _sync_view(WidgetPullView, TextPullView, control)
@@ -329,6 +350,8 @@ class OllamaMagics(Magics):
         if command not in LINE_COMMANDS:
             known = ", ".join(LINE_COMMANDS)
             raise UsageError(f"%ollama: unknown command {command!r}; try: {known} (%ollama?)")
+        if command == "cache" and args in ([], ["clear"]):
+            return _cache_table(self.settings(), clear=bool(args))
         if len(args) != LINE_COMMANDS[command]:
             usage = f"%ollama {command} NAME" if LINE_COMMANDS[command] else f"%ollama {command}"
             raise UsageError(f"%ollama: usage: {usage}")
@@ -389,6 +412,39 @@ def _config_table(settings: dict[str, Setting]) -> str:
     key = "set (not shown)" if os.environ.get("OLLAMA_API_KEY") else "not set"
     rows.append(f"{'api key':<{width}}  {key:<30}  ($OLLAMA_API_KEY)")
     return _Text("\n".join(rows))
+
+
+def _cache_table(settings: dict[str, Setting], clear: bool = False) -> _Text:
+    """`%ollama cache [clear]`."""
+    path, mode = settings["cache"], settings["cache_mode"]
+    if not path.value:
+        return _Text(
+            "no cache file: %config OllamaMagics.cache = 'answers.jsonl' (or $OLLAMA_NB_CACHE)"
+            " keeps finished answers and replays them"
+        )
+    try:
+        file = cache_file(path.value)
+    except ValueError as exc:
+        raise UsageError(f"%ollama cache: {exc}") from None
+    if clear:
+        try:
+            entries = file.clear()
+        except ValueError as exc:
+            raise UsageError(f"%ollama cache clear: {exc}") from None
+        return _Text(f"{file.path}: emptied ({entries} entr{'y' if entries == 1 else 'ies'})")
+    from ._tables import human_bytes
+
+    rows = [
+        ("path", file.path, f"({path.source})"),
+        ("mode", mode.value, f"({mode.source})"),
+        ("entries", str(len(file)), ""),
+        ("size", human_bytes(file.size()), ""),
+        ("hits", str(file.hits), "(this session)"),
+        ("misses", str(file.misses), "(this session)"),
+    ]
+    if file.foreign:
+        rows.append(("note", "not an ollama_nb cache file: neither read nor written", ""))
+    return _Text("\n".join(f"{a:<8}  {b}  {c}".rstrip() for a, b, c in rows))
 
 
 class _Text(str):

@@ -117,6 +117,17 @@ def declare(func: F) -> F:
             " container's leading items, a function's signature and docstring, else repr().",
         ),
         argument("--out", metavar="NAME", help="Also store the result in variable NAME."),
+        # Replay (OllamaMagics.cache / cache_mode): see ollama_nb._cache.
+        argument(
+            "--no-cache",
+            action="store_true",
+            help="Neither replay from nor record to the cache file (OllamaMagics.cache).",
+        ),
+        argument(
+            "--refresh",
+            action="store_true",
+            help="Send even if the cache file has the answer, and record the new one.",
+        ),
         argument(
             "--background",
             action="store_true",
@@ -160,6 +171,8 @@ class CellOptions:
     each: str | None = None
     parallel: int | None = None
     context: list[str] = field(default_factory=list)  # --context NAME, in order
+    cache: bool | None = None  # False with --no-cache; None: the setting decides
+    cache_mode: str | None = None  # "refresh" with --refresh
 
 
 def parse_line(magic: Callable[..., Any], line: str) -> CellOptions:
@@ -196,6 +209,8 @@ def parse_line(magic: Callable[..., Any], line: str) -> CellOptions:
             each=_identifier("--each", args.each),
             parallel=_parallel(args.parallel, args.each),
             context=_context_names(args.context, args.each),
+            cache=False if args.no_cache else None,
+            cache_mode=_refresh(args.refresh, args.no_cache),
         )
     except ValueError as exc:
         raise UsageError(f"%%ollama: {exc}") from None
@@ -207,6 +222,12 @@ def _think(on: bool, off: bool, level: str | None) -> bool | str | None:
     if level is not None:
         return check_think(level)
     return True if on else False if off else None
+
+
+def _refresh(refresh: bool, no_cache: bool) -> str | None:
+    if refresh and no_cache:
+        raise ValueError("use one of --refresh and --no-cache")
+    return "refresh" if refresh else None
 
 
 def parse_model_options(pairs: list[str]) -> dict[str, Any]:
@@ -328,4 +349,6 @@ def to_ask(options: CellOptions, prompt: str, namespace: Mapping[str, Any]) -> A
         stop_on=options.stop_on,
         chat=options.chat,
         context=resolve_context(options.context, namespace),
+        cache=options.cache,
+        cache_mode=options.cache_mode,
     )

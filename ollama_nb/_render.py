@@ -137,6 +137,12 @@ def status_line(
     return " · ".join(parts)
 
 
+def replayed_note(recorded_at: str | None, model: str) -> str:
+    """What a replayed answer's status line adds: when (ISO 8601, UTC, as the cache file
+    has it) and with which model it was recorded."""
+    return f" · replayed (recorded {recorded_at or 'earlier'} with {model})"
+
+
 def record_html(answer: Answer) -> str:
     pieces = ['<div class="ollama-nb-record">']
     attached = context_line(answer)

@@ -18,6 +18,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ._cache import (
+    Caching,
+    cache_file,
+    check_mode,
+    first_line,
+    replayed_result,
+    request_key,
+    shown_path,
+)
 from ._checks import check_json_value, check_prompt_text
 from ._client import OllamaClient
 from ._config import (
@@ -30,7 +39,12 @@ from ._config import (
     parse_host,
 )
 from ._context import DEFAULT_CHARS, describe_all, prompt_with_context
-from ._exceptions import OllamaError, OllamaResponseError, RequestInterrupted
+from ._exceptions import (
+    OllamaCacheMissError,
+    OllamaError,
+    OllamaResponseError,
+    RequestInterrupted,
+)
 from ._prompt import PromptVariableError, fill_prompt
 from ._result import OllamaResult
 from ._stream import Request, StopControl, Transcript, View, drive
@@ -50,8 +64,11 @@ DEFAULTS: dict[str, Any] = {
     "system": None,
     "variables": True,
     "keep_alive": None,
+    "cache": None,  # a JSON Lines file of answers to replay (`_cache`); None/False/"": off
+    "cache_mode": "use",
 }
-ENVIRONMENT = {"host": "OLLAMA_HOST", "model": "OLLAMA_MODEL"}
+ENVIRONMENT = {"host": "OLLAMA_HOST", "model": "OLLAMA_MODEL", "cache": "OLLAMA_NB_CACHE",
+               "cache_mode": "OLLAMA_NB_CACHE_MODE"}  # fmt: skip
 THINK_LEVELS = ("low", "medium", "high", "max")
 _NUMBER = re.compile(r"^[+-]?\d+(\.\d+)?$")
 # Go's time.ParseDuration, which the server uses: 10m, 1h30m, 1.5h, 500ms, -1m.
@@ -178,6 +195,8 @@ class Ask:
     # --context / context=: name -> value, described before the prompt (`_context`).
     context: Mapping[str, Any] = field(default_factory=dict)
     context_chars: int | None = None  # None: %config OllamaMagics.context_chars, else 4000
+    cache: str | os.PathLike[str] | bool | None = None  # False: bypass the cache file
+    cache_mode: str | None = None  # "use", "replay" or "refresh"
 
     def given(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in DEFAULTS}
@@ -191,6 +210,8 @@ class Prepared:
     settings: dict[str, Setting]
     chat: bool = False
     images: list[EncodedImage] = field(default_factory=list)
+    caching: Caching | None = None  # the cache file this request reads and records to
+    replayed: OllamaResult | None = None  # found in the cache file: shown, not sent
 
     @property
     def thumbnails(self) -> list[bytes]:
@@ -208,10 +229,13 @@ async def build(
     namespace: Mapping[str, Any] | None = None,
     conversation: Conversation | None = None,
     no_model_hint: str = "pass model=..., or set %config OllamaMagics.model / $OLLAMA_MODEL",
+    lookup: bool = True,
 ) -> Prepared:
     """Check everything and build the request; `InvalidRequest` before anything is sent.
 
     `namespace`: where `{name}` fields of the prompt are looked up (None: no variables).
+    `lookup`: look the request up in the cache file (a batch looks up each element
+    itself); with cache_mode "replay", a miss raises `OllamaCacheMissError` here.
     """
     settings = resolve_settings(ask.given(), configured)
     prompt = ask.prompt
@@ -273,7 +297,61 @@ async def build(
         want_json=ask.format is not None,
         context=attached,
     )
-    return Prepared(request, settings, ask.chat, images)
+    caching = plan_caching(settings, request)
+    prepared = Prepared(request, settings, ask.chat, images, caching)
+    if caching is not None and lookup and caching.mode != "refresh":
+        try:
+            prepared.replayed = look_up(caching, request)
+        except OllamaCacheMissError:
+            if ask.chat and conversation is not None:
+                conversation.turns.pop()  # the turn `ask` reserved: nothing was asked
+            raise
+    return prepared
+
+
+def plan_caching(settings: Mapping[str, Setting], request: Request) -> Caching | None:
+    """Which cache file the request uses, how, and under which key; None: no cache."""
+    setting = settings["cache"]
+    if setting.value is None or setting.value is False or setting.value == "":
+        return None
+    if not isinstance(setting.value, (str, os.PathLike)):
+        raise InvalidRequest(
+            f"cache takes a file path, False or None, not {setting.value!r} ({setting.source})"
+        )
+    mode = settings["cache_mode"]
+    try:
+        check_mode(mode.value, f"cache_mode ({mode.source})")
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+    if "tools" in request.payload:
+        return None  # hook for tools: their calls have effects, so they are never replayed
+    key = request_key(request.path, request.payload, request.stop_on)
+    try:
+        return Caching(cache_file(setting.value), mode.value, key, request.path)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+
+
+def look_up(caching: Caching, request: Request) -> OllamaResult | None:
+    """The recorded answer, or None; `OllamaCacheMissError` on a miss in "replay" mode."""
+    entry = caching.file.get(caching.key)
+    if entry is not None:
+        caching.file.hits += 1
+        return replayed_result(entry, request.client.host, request.want_json)
+    caching.file.misses += 1
+    if caching.mode == "replay":
+        raise cache_miss(caching, request.model, request.prompt)
+    return None
+
+
+def cache_miss(caching: Caching, model: str, prompt: str) -> OllamaCacheMissError:
+    line = first_line(prompt)
+    return OllamaCacheMissError(
+        f"no recorded answer of {model} to {line!r} in {shown_path(caching.file.path)};"
+        " cache_mode 'replay' never sends (record it with cache_mode 'use')",
+        model,
+        prompt,
+    )
 
 
 def fill_variables(template: str, namespace: Mapping[str, Any]) -> str:
@@ -351,6 +429,10 @@ async def run(
             explain_blind_model(result, prepared.request.model)
         on_result(result)
 
+    if prepared.replayed is not None:  # the static record at once: no live view, no request
+        view.finish(prepared.replayed)
+        handle(prepared.replayed)
+        return prepared.replayed
     try:
         result = await drive(prepared.request, view, control, handle)
     except (asyncio.CancelledError, KeyboardInterrupt):
@@ -361,6 +443,8 @@ async def run(
         error = result.error
         del view  # the raised error's traceback keeps this frame, and so the view, alive
         raise error
+    if prepared.caching is not None:
+        prepared.caching.record(result)
     return result
 
 

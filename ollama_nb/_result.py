@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-from ._render import record_html, record_text, status_line
+from ._render import record_html, record_text, replayed_note, status_line
 
 METADATA_KEY = "ollama_nb"  # the record's output metadata: how the answer was made
 
@@ -44,6 +44,9 @@ class OllamaResult:
     # --context: each value's name and what it was ("DataFrame 1,000×5"); the record's
     # header names them.
     context: dict[str, str] = field(default_factory=dict, repr=False)
+    # Replayed from the cache file (`_cache`) instead of asked; when it was recorded (UTC).
+    cached: bool = False
+    recorded_at: str | None = None
 
     @property
     def status(self) -> str:
@@ -53,7 +56,8 @@ class OllamaResult:
         if self.timeout_kind:
             reason = f"{reason} ({self.timeout_kind})"
         tokens = self.eval_count if self.eval_count is not None else self.chunks
-        return status_line(self.model, reason, tokens, self.tokens_per_second, self.elapsed)
+        line = status_line(self.model, reason, tokens, self.tokens_per_second, self.elapsed)
+        return line + replayed_note(self.recorded_at, self.model) if self.cached else line
 
     def __str__(self) -> str:
         return self.text
@@ -80,6 +84,8 @@ class OllamaResult:
         }
         if self.context:
             made["context"] = list(self.context)
+        if self.cached:
+            made.update(replayed=True, recorded=self.recorded_at)
         return {METADATA_KEY: made}
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:

@@ -54,9 +54,13 @@ class SessionRequests:
         self.elapsed = array("f")
         self.ttft = array("f")  # NaN: none
         self.rates = array("f")  # tokens/s; NaN: none
+        self.replayed = 0  # answers replayed from the cache file: not requests
         self.extend(results)
 
     def append(self, result: Counted) -> None:
+        if getattr(result, "cached", False):
+            self.replayed += 1
+            return
         self.outcomes.append(sys.intern(outcome(result)))
         self.elapsed.append(result.elapsed)
         self.ttft.append(math.nan if result.ttft is None else result.ttft)
@@ -72,6 +76,7 @@ class SessionRequests:
         self.outcomes.clear()
         for column in (self.elapsed, self.ttft, self.rates):
             del column[:]
+        self.replayed = 0
 
     def __len__(self) -> int:
         return len(self.outcomes)
@@ -108,10 +113,12 @@ def seconds(value: float) -> str:
 def stats_table(requests: SessionRequests | Iterable[Counted]) -> Table:
     if not isinstance(requests, SessionRequests):
         requests = SessionRequests(requests)
-    if not requests:
+    if not requests and not requests.replayed:
         return Table([], [], empty="no requests yet in this session")
     counts = Counter(requests.outcomes)
     rows = [["requests", str(len(requests)), ""]]
+    if requests.replayed:  # from the cache file: no latency, nothing asked of a server
+        rows.append(["replayed (not sent)", str(requests.replayed), ""])
     rows += [[name, str(counts[name]), ""] for name in OUTCOMES if counts[name]]
     rows += spread("latency", list(requests.elapsed), seconds)
     ttft = [t for t in requests.ttft if not math.isnan(t)]

@@ -169,6 +169,9 @@ class WidgetView:
         and the record is a new display after it. nbval (which ignores display updates and
         widget-only displays) then collects exactly what a saved notebook holds."""
         self._finished = True
+        if not hasattr(self, "_root"):  # never started (a replayed answer): the record only
+            self._out.display(*result.record_bundle())
+            return
         # The widgets are in reference cycles (observers, comm callbacks) that hold this
         # view until a garbage collection: it must not hold the answer's parts meanwhile,
         # or a big answer's copy outlives the heap trim that follows it.
