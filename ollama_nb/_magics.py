@@ -56,6 +56,7 @@ from ._sync import run_in_thread
 from ._view import TextPullView, TextView, WidgetPullView, WidgetView
 
 HINT_SYNC = "Stop cannot reach a synchronous cell (%autoawait off): use Interrupt (■)"
+NOT_SENT = "interrupted before the prompt was sent; _ollama is unchanged"
 # `%ollama` commands and how many words follow each.
 LINE_COMMANDS = {"models": 0, "ps": 0, "pull": 1, "stats": 0, "history": 0, "reset": 0,
                  "config": 0, "version": 0, "show": 1, "unload": 1}  # fmt: skip
@@ -268,6 +269,10 @@ class OllamaMagics(Magics):
             )
         except ValueError as exc:
             raise UsageError(f"%%ollama: {exc}") from None
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            # Interrupted while a check waited on the server (the model listing, the
+            # vision check): one line, and no word of a text that never came.
+            raise RequestInterrupted(NOT_SENT) from None
         return prepared, options
 
     def _store(self, result: OllamaResult, prepared: Prepared, options: CellOptions) -> None:
@@ -345,7 +350,10 @@ class OllamaMagics(Magics):
                 return _Text(await unload_model(client, args[0]))
             outcome = await pull(client, args[0], view, control)
         except (asyncio.CancelledError, KeyboardInterrupt):
-            raise RequestInterrupted from None  # the response is closed: one line
+            # The response is closed: one line, naming the command (nothing is stored).
+            resumes = "; pulling again resumes it" if command == "pull" else ""
+            shown = " ".join([command, *args])
+            raise RequestInterrupted(f"%ollama {shown} was interrupted{resumes}") from None
         if outcome.outcome not in ("success", "stopped"):
             raise OllamaResponseError(f"pull of {args[0]} ended with: {outcome.outcome}")
         return None
