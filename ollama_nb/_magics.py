@@ -209,13 +209,7 @@ class OllamaMagics(Magics):
         output = CellOutput(current_kernel())
         control = StopControl()
         if options.background:
-            # The cell returns now; the kernel is idle, so a click reaches any version.
-            view = WidgetView(output, control, stop_hint=None)
-            task = asyncio.ensure_future(
-                self._run_background(request, options, view, control, output)
-            )
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            await self._start_background(request, options, control, output)
             return
         async with clicks_reach_running_cell() as stop_hint:
             await self._run(request, options, WidgetView(output, control, stop_hint), control)
@@ -237,6 +231,35 @@ class OllamaMagics(Magics):
         del view  # a raised error's traceback keeps this frame: it must not pin the view
         return await pending
 
+    async def _start_background(
+        self, request: Prepared, options: CellOptions, control: StopControl, output: CellOutput
+    ) -> None:
+        """`--background`: the cell returns once a front end has drawn the live view; the
+        stream goes on in it, the kernel is idle, so a click reaches any version. A headless
+        runner (nbclient, nbval) never draws a view: there the cell ends with the answer,
+        so that the saved file holds its record whatever cells follow."""
+        view = WidgetView(output, control, stop_hint=None)
+        cell = {"waits": True}
+        task = asyncio.ensure_future(
+            self._run_background(request, options, view, control, output, lambda: cell["waits"])
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        drawn = asyncio.ensure_future(view.drawn.wait())
+        try:
+            async with clicks_reach_running_cell():
+                await asyncio.wait({task, drawn}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # interrupted before the view was drawn
+            task.cancel()
+            await asyncio.wait({task})
+        finally:
+            drawn.cancel()
+            cell["waits"] = False
+        if task.cancelled():  # interrupted before it began: nothing was sent
+            raise RequestInterrupted(NOT_SENT)
+        if task.done():
+            task.result()  # an error or an interrupt: raised in the cell, as in the foreground
+
     async def _run_background(
         self,
         request: Prepared,
@@ -244,10 +267,13 @@ class OllamaMagics(Magics):
         view: View,
         control: StopControl,
         output: CellOutput,
+        cell_waits: Callable[[], bool] = lambda: False,
     ) -> None:
         try:
             await self._run(request, options, view, control)
         except BaseException as exc:  # no cell to raise into: say it in the request's own cell
+            if cell_waits():
+                raise  # the cell still runs: it raises it
             render = getattr(exc, "_render_traceback_", None)
             text = render()[0] if render else f"{type(exc).__name__}: {exc}"
             output.stream(text + "\n", name="stderr")

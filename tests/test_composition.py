@@ -187,8 +187,8 @@ def test_background_chat_turns_keep_the_order_asked_and_reset_drops_those_in_fli
     kernel.ok("%ollama reset")
     server.configure(num_parallel=2)  # both turns stream at once, as on a server that can
     slow, fast = "-o standin_token_interval=0.2 -o standin_tokens=10", "-o standin_tokens=3"
-    kernel.ok(f"%%ollama stand-in --chat --background {slow}\nFirst, slowly.")
-    kernel.ok(f"%%ollama stand-in --chat --background {fast}\nSecond, quickly.")
+    kernel.ok_drawn(f"%%ollama stand-in --chat --background {slow}\nFirst, slowly.")
+    kernel.ok_drawn(f"%%ollama stand-in --chat --background {fast}\nSecond, quickly.")
     first = server.wait_for_request("/api/chat", timeout=5)
     second = server.wait_for_request("/api/chat", timeout=5)
     assert second.wait_closed(10) and first.wait_closed(10)
@@ -202,7 +202,7 @@ def test_background_chat_turns_keep_the_order_asked_and_reset_drops_those_in_fli
     prompts = kernel.value(f"[t.prompt for t in {turns}]")
     assert prompts == ["First, slowly.", "Second, quickly."]  # ...recorded as asked
     # A reset while a turn streams: that turn never lands in the new conversation.
-    kernel.ok(f"%%ollama stand-in --chat --background {slow}\nThird, in flight.")
+    kernel.ok_drawn(f"%%ollama stand-in --chat --background {slow}\nThird, in flight.")
     third = server.wait_for_request("/api/chat", timeout=5)
     kernel.ok("%ollama reset")
     assert third.wait_closed(10)
