@@ -102,7 +102,7 @@ class OllamaMagics(Magics):
         super().__init__(shell=shell, **kwargs)
         self.results = SessionRequests()  # this session's requests, for `%ollama stats`
         self.conversation = Conversation()  # the notebook's --chat history
-        self._background: set[asyncio.Task[None]] = set()  # keeps running tasks referenced
+        self._background: set[asyncio.Task[Any]] = set()  # keeps running tasks referenced
 
     # -- settings ---------------------------------------------------------------------
 
@@ -257,8 +257,9 @@ class OllamaMagics(Magics):
             cell["waits"] = False
         if task.cancelled():  # interrupted before it began: nothing was sent
             raise RequestInterrupted(NOT_SENT)
-        if task.done():
-            task.result()  # an error or an interrupt: raised in the cell, as in the foreground
+        failed = task.result() if task.done() else None
+        if failed is not None:  # an error or an interrupt: raised in the cell, as in the
+            raise failed  # foreground (never from the Task: a KeyboardInterrupt leaves the loop)
 
     async def _run_background(
         self,
@@ -268,17 +269,19 @@ class OllamaMagics(Magics):
         control: StopControl,
         output: CellOutput,
         cell_waits: Callable[[], bool] = lambda: False,
-    ) -> None:
+    ) -> BaseException | None:
+        """Returns what ended the request abnormally while its cell still waits for it."""
         try:
             await self._run(request, options, view, control)
         except BaseException as exc:  # no cell to raise into: say it in the request's own cell
             if cell_waits():
-                raise  # the cell still runs: it raises it
+                return exc  # the cell still runs: it raises it
             render = getattr(exc, "_render_traceback_", None)
             text = render()[0] if render else f"{type(exc).__name__}: {exc}"
             output.stream(text + "\n", name="stderr")
             if not isinstance(exc, (Exception, RequestInterrupted)):
                 raise
+        return None
 
     async def _prepare(self, line: str, cell: str) -> tuple[Prepared, CellOptions]:
         """Parse and check everything before anything is sent; UsageError on bad input."""

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from kernel_driver import WIDGET_MIME
+from kernel_driver import WIDGET_MIME, KernelDriver
 from nbclient import NotebookClient
+from support import result
 
 from ollama_nb.testing import StandInServer
 
@@ -66,3 +67,23 @@ def test_headless_run_saves_every_answer_and_no_widget_state(
         text = saved_text(cell)
         if index in EXPECTED:
             assert EXPECTED[index] in text, (cell["source"], text)
+
+
+def test_interrupting_an_undrawn_background_cell_is_one_line(
+    kernel: KernelDriver, server: StandInServer
+) -> None:
+    # No front end draws the view (as headless): the cell waits for the answer, so an
+    # interrupt reaches it, closes the response and says so once.
+    server.configure(token_interval=0.1, tokens=500)
+    cell = kernel.submit("%%ollama stand-in --background\nTalk for a long time.")
+    record = server.wait_for_request("/api/generate", timeout=10)
+    kernel.wait_for(lambda: record.chunks_sent >= 3, 10, "three chunks")
+    kernel.interrupt()
+    kernel.finish(cell)
+    assert record.wait_closed(5) and not record.completed
+    assert cell.error()["traceback"] == [
+        "KeyboardInterrupt: the request was interrupted; the text so far is in _ollama.text"
+    ]
+    assert cell.stream_text("stderr") == ""  # said once, not again by the background task
+    assert result(kernel)["done_reason"] == "interrupted"
+    assert kernel.value("1 + 1") == 2
