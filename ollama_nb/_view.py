@@ -212,6 +212,7 @@ def widget_display_id(root: widgets.Widget) -> str:
 
 
 OPEN_CLASSES = "jp-RenderedHTMLCommon jp-RenderedHTML ollama-nb-open"
+BLOCK_CHARS = 8192  # finished HTML per widget when a view streams undrawn
 
 
 class _LivePart:
@@ -223,15 +224,23 @@ class _LivePart:
         self.box = widgets.VBox([self.done, self.open], layout=layout, _dom_classes=(dom_class,))
         self.markdown = LiveMarkdown()
         self.seen = 0  # transcript parts already rendered
+        self._block: widgets.HTML | None = None  # the last widget of finished blocks
+        self._block_html = ""
 
     def add_block(self, finished_html: str) -> None:
-        """Finished blocks as an HTML widget of their own, above the open block (where a
-        display captured by the Output widget would be recorded by a headless run)."""
-        block = widgets.HTML(
+        """Finished blocks as HTML widgets, above the open block (where a display captured
+        by the Output widget would be recorded by a headless run). A widget takes blocks
+        up to `BLOCK_CHARS`, then the next one begins: few widgets, bounded updates."""
+        if self._block is not None and len(self._block_html) + len(finished_html) <= BLOCK_CHARS:
+            self._block_html += finished_html
+            self._block.value = _styled(self._block_html)
+            return
+        self._block_html = finished_html
+        self._block = widgets.HTML(
             value=_styled(finished_html), layout=self.open.layout, style=self.open.style
         )
         *before, last = self.box.children
-        self.box.children = (*before, block, last)
+        self.box.children = (*before, self._block, last)
 
     def show_open(self, open_html: str) -> None:
         # The classes JupyterLab and Notebook 7 give a rendered HTML output, so the open

@@ -110,3 +110,27 @@ def test_capture_shows_no_live_view(kernel: KernelDriver, server: StandInServer)
     assert cell.status == "ok" and cell.displays() == []
     assert not [m for m in view_updates(kernel, cell) if m.at >= cell.sent_at]
     assert kernel.value("len(captured.outputs)") == 1  # the record
+
+
+def test_a_long_answer_streamed_undrawn_takes_few_widgets(
+    kernel: KernelDriver, server: StandInServer
+) -> None:
+    # Finished blocks go to HTML widgets (not displays), each holding blocks up to a few
+    # KB: a 300-paragraph answer makes a handful of widgets, not one per refresh.
+    reply = "\n\n".join(f"Paragraph {i} of the answer." for i in range(300))
+    server.configure(reply=reply, token_interval=0.002)
+    kernel.ok("%autoawait off")
+    try:
+        cell = kernel.run("%%ollama stand-in\nTalk.")
+    finally:
+        kernel.ok("%autoawait on")
+    assert cell.status == "ok", cell.error_text()
+    last: dict[str, str] = {}
+    for m in [*cell.comm_opens(), *view_updates(kernel, cell)]:
+        value = str(m.content["data"]["state"].get("value", ""))
+        if "ollama-nb-open" in value:
+            last[m.content["comm_id"]] = value
+    shown = "".join(last.values())
+    assert "Paragraph 0 of" in shown and "Paragraph 150 of" in shown
+    assert len(last) <= 8, len(last)  # the open block and a few of finished blocks
+    assert cell.displays()[-1]["text/plain"].startswith(reply[:40])  # then the record
