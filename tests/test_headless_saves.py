@@ -61,12 +61,12 @@ def test_headless_run_saves_every_answer_and_no_widget_state(
     saved = tmp_path / "run.ipynb"
     nbformat.write(nb, saved)
     raw = json.loads(saved.read_text())
-    assert "widgets" not in raw["metadata"], raw["metadata"]
     for index, cell in enumerate(raw["cells"]):
         assert not [o for o in cell["outputs"] if o["output_type"] == "error"], cell["outputs"]
         text = saved_text(cell)
         if index in EXPECTED:
             assert EXPECTED[index] in text, (cell["source"], text)
+    assert "widgets" not in raw["metadata"], raw["metadata"]
 
 
 def test_interrupting_an_undrawn_background_cell_is_one_line(
