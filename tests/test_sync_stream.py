@@ -85,6 +85,7 @@ def assert_streamed_live(kernel: KernelDriver, cell: Cell) -> None:
         ("k6_kernel", "%%time"),
         ("k6_kernel", "autoawait off"),
         ("colab_kernel", "generate"),
+        ("colab_kernel", "%%time"),
         ("colab_kernel", "autoawait off"),
     ],
 )
