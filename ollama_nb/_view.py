@@ -16,9 +16,9 @@ run (nbclient, nbval) gets no live text, so what nbval collects (the static reco
 ignores a display that has only the widget mime type) equals what the saved notebook
 holds. A synchronous cell (and any cell that a comm message cannot reach: its Stop is
 disabled) never hears that report, so it streams at once, in widget state only: finished
-blocks become HTML widgets of their own instead of displays, and every widget message of
-a view is unrecorded (`CellOutput.comms_unrecorded`), so a headless run still saves no
-widget state and no live text.
+blocks become HTML widgets of their own instead of displays, and those updates are
+unrecorded (`CellOutput.comms_unrecorded`, as every view's widgets are made), so a
+headless run still saves no widget state and no live text.
 """
 
 from __future__ import annotations
