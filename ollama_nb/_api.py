@@ -438,7 +438,9 @@ def _embed_progress(total: int) -> Any:
 
 
 class EmbedProgress:
-    """A notebook's progress bar for a long `embed`, replaced by one line when it ends."""
+    """A notebook's progress bar for a long `embed`, replaced by one line when it ends.
+    Its widgets' messages are unrecorded (`CellOutput.comms_unrecorded`): a headless run
+    saves the line, and no widget state."""
 
     def start(self, total: int) -> None:
         import ipywidgets as widgets
@@ -446,22 +448,26 @@ class EmbedProgress:
 
         self._started = time.monotonic()
         self._total = total
-        self._bar = widgets.IntProgress(value=0, min=0, max=total, description="embed")
-        self._label = widgets.Label(value=f"0 / {total} texts")
-        self._root = widgets.HBox([self._bar, self._label])
+        self._out = CellOutput(current_kernel())
+        with self._out.comms_unrecorded():
+            self._bar = widgets.IntProgress(value=0, min=0, max=total, description="embed")
+            self._label = widgets.Label(value=f"0 / {total} texts")
+            self._root = widgets.HBox([self._bar, self._label])
         # Only the widget's mime type (nbval skips it); replaced by a line at the end.
         bundle = {WIDGET_MIME: {"version_major": 2, "version_minor": 0,
                                 "model_id": self._root.model_id}}  # fmt: skip
         self._handle = display(bundle, raw=True, display_id=True)
 
     def update(self, done: int) -> None:
-        self._bar.value = done
-        self._label.value = f"{done} / {self._total} texts"
+        with self._out.comms_unrecorded():
+            self._bar.value = done
+            self._label.value = f"{done} / {self._total} texts"
 
     def finish(self, done: int) -> None:
         seconds = time.monotonic() - self._started
         of = "" if done == self._total else f" of {self._total}"
         line = f"embedded {done}{of} texts in {seconds:.1f} s"
         self._handle.update({"text/plain": line}, raw=True)
-        for widget in (self._bar, self._label, self._root):
-            widget.close()
+        with self._out.comms_unrecorded():
+            for widget in (self._bar, self._label, self._root):
+                widget.close()

@@ -92,6 +92,11 @@ class WidgetBatchView:
         self._last = ""
 
     def start(self, stats: BatchStats) -> None:
+        # Every widget message of the view is unrecorded: a headless run saves no state.
+        with self._out.comms_unrecorded():
+            self._start(stats)
+
+    def _start(self, stats: BatchStats) -> None:
         import ipywidgets as widgets
 
         from ._view import shared, show_widget, stop_button
@@ -127,14 +132,16 @@ class WidgetBatchView:
     def update(self, stats: BatchStats) -> None:
         value = self._html(stats)
         if value != self._last:  # nothing visible changed: send nothing
-            self._progress.value = self._last = value
+            with self._out.comms_unrecorded():
+                self._progress.value = self._last = value
 
     def finish(self, batch: OllamaBatch) -> None:
         from ._view import _close_tree
 
         self._out.clear()
         display_record(self._out, batch)
-        _close_tree(self._root)
+        with self._out.comms_unrecorded():
+            _close_tree(self._root)
 
 
 def display_record(output: CellOutput, batch: OllamaBatch) -> None:

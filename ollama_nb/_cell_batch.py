@@ -22,6 +22,7 @@ from ._stream import StopControl
 from ._sync import run_in_thread
 
 INTERRUPTED_CELL = "the batch was interrupted; _ollama holds what it did (unstarted: skipped)"
+NOT_STARTED = "the batch was interrupted before its first element was sent; _ollama is unchanged"
 
 
 async def run_cell_batch(
@@ -49,6 +50,8 @@ async def run_cell_batch(
         )
     except ValueError as exc:
         raise UsageError(f"%%ollama: {exc}") from None
+    except (asyncio.CancelledError, KeyboardInterrupt):  # the first element's check waited
+        raise RequestInterrupted(NOT_STARTED) from None
 
     def store(batch: OllamaBatch) -> None:
         magics.results.extend(batch.request_figures())
@@ -74,5 +77,7 @@ def run_cell_batch_in_thread(magics: Any, line: str, cell: str, sync_view: Any) 
     view = sync_view(WidgetBatchView, TextBatchView, control)
     try:
         run_in_thread(lambda queued: run_cell_batch(magics, line, cell, queued, control), view)
-    except RequestInterrupted:
+    except RequestInterrupted as exc:
+        if exc.args:  # worded by the batch itself
+            raise
         raise RequestInterrupted(INTERRUPTED_CELL) from None

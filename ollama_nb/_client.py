@@ -37,6 +37,7 @@ from ._exceptions import (
     OllamaTimeoutError,
 )
 from ._ndjson import LineDecoder, parse_line
+from ._wake import loop_stays_awake
 
 ERROR_BODY_LIMIT = 64 * 1024
 CALL_BODY_LIMIT = 16 * 1024 * 1024  # a /api/tags of thousands of models is well under 1 MiB
@@ -158,10 +159,12 @@ class OllamaClient:
 
     async def call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
         """A request whose answer is one JSON object, within the total timeout (if any)
-        and `body_limit` bytes."""
+        and `body_limit` bytes. A kernel interrupt ends it at once, however silent the
+        server (see `_wake`)."""
         total = self.timeouts.total
         try:
-            return await asyncio.wait_for(self._call(method, path, payload), total)
+            async with loop_stays_awake():
+                return await asyncio.wait_for(self._call(method, path, payload), total)
         except asyncio.TimeoutError:
             raise OllamaTimeoutError(
                 f"total timeout: {self.host}{path} did not answer within {total:g} s"

@@ -59,6 +59,7 @@ from ._sync import run_in_thread
 from ._view import TextPullView, TextView, WidgetPullView, WidgetView
 
 HINT_SYNC = "Stop cannot reach a synchronous cell (%autoawait off): use Interrupt (■)"
+NOT_SENT = "interrupted before the prompt was sent; _ollama is unchanged"
 # `%ollama` commands and how many words follow each.
 LINE_COMMANDS = {"models": 0, "ps": 0, "pull": 1, "stats": 0, "history": 0, "reset": 0,
                  "config": 0, "version": 0, "show": 1, "unload": 1, "cache": 0}  # fmt: skip
@@ -127,7 +128,7 @@ class OllamaMagics(Magics):
         super().__init__(shell=shell, **kwargs)
         self.results = SessionRequests()  # this session's requests, for `%ollama stats`
         self.conversation = Conversation()  # the notebook's --chat history
-        self._background: set[asyncio.Task[None]] = set()  # keeps running tasks referenced
+        self._background: set[asyncio.Task[Any]] = set()  # keeps running tasks referenced
 
     # -- settings ---------------------------------------------------------------------
 
@@ -238,13 +239,7 @@ class OllamaMagics(Magics):
         output = CellOutput(current_kernel())
         control = StopControl()
         if options.background:
-            # The cell returns now; the kernel is idle, so a click reaches any version.
-            view = WidgetView(output, control, stop_hint=None)
-            task = asyncio.ensure_future(
-                self._run_background(request, options, view, control, output)
-            )
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            await self._start_background(request, options, control, output)
             return
         async with clicks_reach_running_cell() as stop_hint:
             await self._run(request, options, WidgetView(output, control, stop_hint), control)
@@ -266,6 +261,36 @@ class OllamaMagics(Magics):
         del view  # a raised error's traceback keeps this frame: it must not pin the view
         return await pending
 
+    async def _start_background(
+        self, request: Prepared, options: CellOptions, control: StopControl, output: CellOutput
+    ) -> None:
+        """`--background`: the cell returns once a front end has drawn the live view; the
+        stream goes on in it, the kernel is idle, so a click reaches any version. A headless
+        runner (nbclient, nbval) never draws a view: there the cell ends with the answer,
+        so that the saved file holds its record whatever cells follow."""
+        view = WidgetView(output, control, stop_hint=None)
+        cell = {"waits": True}
+        task = asyncio.ensure_future(
+            self._run_background(request, options, view, control, output, lambda: cell["waits"])
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        drawn = asyncio.ensure_future(view.drawn.wait())
+        try:
+            async with clicks_reach_running_cell():
+                await asyncio.wait({task, drawn}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # interrupted before the view was drawn
+            task.cancel()
+            await asyncio.wait({task})
+        finally:
+            drawn.cancel()
+            cell["waits"] = False
+        if task.cancelled():  # interrupted before it began: nothing was sent
+            raise RequestInterrupted(NOT_SENT)
+        failed = task.result() if task.done() else None
+        if failed is not None:  # an error or an interrupt: raised in the cell, as in the
+            raise failed  # foreground (never from the Task: a KeyboardInterrupt leaves the loop)
+
     async def _run_background(
         self,
         request: Prepared,
@@ -273,15 +298,20 @@ class OllamaMagics(Magics):
         view: View,
         control: StopControl,
         output: CellOutput,
-    ) -> None:
+        cell_waits: Callable[[], bool] = lambda: False,
+    ) -> BaseException | None:
+        """Returns what ended the request abnormally while its cell still waits for it."""
         try:
             await self._run(request, options, view, control)
         except BaseException as exc:  # no cell to raise into: say it in the request's own cell
+            if cell_waits():
+                return exc  # the cell still runs: it raises it
             render = getattr(exc, "_render_traceback_", None)
             text = render()[0] if render else f"{type(exc).__name__}: {exc}"
             output.stream(text + "\n", name="stderr")
             if not isinstance(exc, (Exception, RequestInterrupted)):
                 raise
+        return None
 
     async def _prepare(self, line: str, cell: str) -> tuple[Prepared, CellOptions]:
         """Parse and check everything before anything is sent; UsageError on bad input."""
@@ -298,6 +328,10 @@ class OllamaMagics(Magics):
             )
         except ValueError as exc:
             raise UsageError(f"%%ollama: {exc}") from None
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            # Interrupted while a check waited on the server (the model listing, the
+            # vision check): one line, and no word of a text that never came.
+            raise RequestInterrupted(NOT_SENT) from None
         return prepared, options
 
     def _store(self, result: OllamaResult, prepared: Prepared, options: CellOptions) -> None:
@@ -379,7 +413,10 @@ class OllamaMagics(Magics):
                 return _Text(await unload_model(client, args[0]))
             outcome = await pull(client, args[0], view, control)
         except (asyncio.CancelledError, KeyboardInterrupt):
-            raise RequestInterrupted from None  # the response is closed: one line
+            # The response is closed: one line, naming the command (nothing is stored).
+            resumes = "; pulling again resumes it" if command == "pull" else ""
+            shown = " ".join([command, *args])
+            raise RequestInterrupted(f"%ollama {shown} was interrupted{resumes}") from None
         if outcome.outcome not in ("success", "stopped"):
             raise OllamaResponseError(f"pull of {args[0]} ended with: {outcome.outcome}")
         return None

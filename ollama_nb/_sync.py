@@ -92,7 +92,8 @@ def run_in_thread(make: Callable[[View], Coroutine[Any, Any, T]], view: View) ->
             getattr(view, method)(argument)
         worker.join()
     if state.get("cancel"):
-        raise RequestInterrupted
+        error = state.get("error")  # the request's own wording of it, if it has one
+        raise error if isinstance(error, RequestInterrupted) and error.args else RequestInterrupted
     if "error" in state:
         raise state["error"]
     return state["value"]

@@ -14,11 +14,16 @@ answer x updates; one widget update per refresh, no capture switching.
 It streams text only once a front end has drawn the view (`_view_count` > 0): a headless
 run (nbclient, nbval) gets no live text, so what nbval collects (the static record; it
 ignores a display that has only the widget mime type) equals what the saved notebook
-holds.
+holds. A synchronous cell (and any cell that a comm message cannot reach: its Stop is
+disabled) never hears that report, so it streams at once, in widget state only: finished
+blocks become HTML widgets of their own instead of displays, and those updates are
+unrecorded (`CellOutput.comms_unrecorded`, as every view's widgets are made), so a
+headless run still saves no widget state and no live text.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import html
 import re
@@ -42,14 +47,15 @@ def _tokens(n: int) -> str:
     return f"{n} token{'' if n == 1 else 's'}"
 
 
-def unrecorded_widgets(start: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
-    """Makes a live view's widgets under `CellOutput.comms_unrecorded`, so that a headless
-    run does not save their dead models in the notebook."""
+def unrecorded_widgets(method: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+    """Runs a live view's method (which makes, updates or closes its widgets) under
+    `CellOutput.comms_unrecorded`, so that a headless run saves no widget state: neither
+    the dead models nor (for views that update undrawn) the state that updates carry."""
 
-    @functools.wraps(start)
-    def wrapped(self: Any, first: Any) -> None:
+    @functools.wraps(method)
+    def wrapped(self: Any, argument: Any) -> None:
         with self._out.comms_unrecorded():
-            start(self, first)
+            method(self, argument)
 
     return wrapped
 
@@ -65,6 +71,10 @@ class WidgetView:
         self._capturing: widgets.Output | None = None
         self._transcript: Transcript | None = None  # the last one shown, for `_on_drawn`
         self._finished = False
+        # No click reaches the running cell, so no report of the view being drawn will
+        # either: stream without it (not under %%capture, where the view is not shown).
+        self._undrawn = stop_hint is not None and not output.captured
+        self.drawn = asyncio.Event()  # set when a front end reports it drew the view
 
     @unrecorded_widgets
     def start(self, model: str) -> None:
@@ -108,6 +118,8 @@ class WidgetView:
     def _on_drawn(self, change: dict[str, Any]) -> None:
         """The front end drew the view: show the text that came meanwhile now, not at the
         next tick (at full speed the first chunk often arrives before the view is drawn)."""
+        if change["new"]:
+            self.drawn.set()
         if change["new"] and self._transcript is not None and not self._finished:
             self._transcript.flush()
             self.update(self._transcript)
@@ -133,10 +145,17 @@ class WidgetView:
 
     def update(self, transcript: Transcript) -> None:
         self._transcript = transcript
-        if not self.shown:
-            # Nobody sees it yet. (A headless runner, which never draws it, then records
-            # no widget state at all: nbclient saves the state that updates carry.)
-            return
+        if self.shown:
+            self._refresh(transcript)
+        elif self._undrawn:
+            # Streamed before any front end reported it: a headless runner must not see it
+            # (nbclient saves the state that updates carry).
+            with self._out.comms_unrecorded():
+                self._refresh(transcript)
+        # Else nobody sees it yet. (A headless runner, which never draws it, then records
+        # no widget state at all.)
+
+    def _refresh(self, transcript: Transcript) -> None:
         self._elapsed.value = format_seconds(transcript.elapsed())
         self._count.value = _tokens(transcript.chunks)
         if len(transcript.thinking) > (self._thinking.seen if self._thinking else 0):
@@ -148,7 +167,9 @@ class WidgetView:
             return
         finished, open_html = part.markdown.add("".join(parts[part.seen :]))
         part.seen = len(parts)
-        if finished:
+        if finished and not self.shown:  # streaming undrawn: no display, no capture
+            part.add_block(finished)
+        elif finished:
             self._capture(part.done)
             self._out.display({"text/html": finished})
         part.show_open(open_html)
@@ -194,6 +215,7 @@ def widget_display_id(root: widgets.Widget) -> str:
 
 
 OPEN_CLASSES = "jp-RenderedHTMLCommon jp-RenderedHTML ollama-nb-open"
+BLOCK_CHARS = 8192  # finished HTML per widget when a view streams undrawn
 
 
 class _LivePart:
@@ -205,14 +227,35 @@ class _LivePart:
         self.box = widgets.VBox([self.done, self.open], layout=layout, _dom_classes=(dom_class,))
         self.markdown = LiveMarkdown()
         self.seen = 0  # transcript parts already rendered
+        self._block: widgets.HTML | None = None  # the last widget of finished blocks
+        self._block_html = ""
+
+    def add_block(self, finished_html: str) -> None:
+        """Finished blocks as HTML widgets, above the open block (where a display captured
+        by the Output widget would be recorded by a headless run). A widget takes blocks
+        up to `BLOCK_CHARS`, then the next one begins: few widgets, bounded updates."""
+        if self._block is not None and len(self._block_html) + len(finished_html) <= BLOCK_CHARS:
+            self._block_html += finished_html
+            self._block.value = _styled(self._block_html)
+            return
+        self._block_html = finished_html
+        self._block = widgets.HTML(
+            value=_styled(finished_html), layout=self.open.layout, style=self.open.style
+        )
+        *before, last = self.box.children
+        self.box.children = (*before, self._block, last)
 
     def show_open(self, open_html: str) -> None:
         # The classes JupyterLab and Notebook 7 give a rendered HTML output, so the open
         # block has the record's font, size and spacing; the padding matches the
         # output area's around the finished blocks above it.
-        value = f'<div class="{OPEN_CLASSES}">{open_html}</div>' if open_html else ""
+        value = _styled(open_html) if open_html else ""
         if value != self.open.value:
             self.open.value = value
+
+
+def _styled(block_html: str) -> str:
+    return f'<div class="{OPEN_CLASSES}">{block_html}</div>'
 
 
 def stop_button(hint: str | None, tooltip: str) -> widgets.Button:
@@ -361,11 +404,13 @@ class WidgetPullView:
         self._root = widgets.HBox([self._bar, self._label, self._stop])
         show_widget(self._out, self._root)
 
+    @unrecorded_widgets
     def update(self, progress: PullProgress) -> None:
         if progress.total:
             self._bar.value = 100 * progress.completed / progress.total
         self._label.value = f"{progress.model}: {progress.line()}"
 
+    @unrecorded_widgets
     def finish(self, progress: PullProgress) -> None:
         self._out.clear()
         self._out.display({"text/plain": pull_summary(progress)})

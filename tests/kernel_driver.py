@@ -218,6 +218,25 @@ class KernelDriver:
     def run(self, code: str, timeout: float = 30) -> Cell:
         return self.finish(self.submit(code), timeout)
 
+    def run_drawn(self, code: str, timeout: float = 30) -> Cell:
+        """Run a cell whose live view a front end draws as soon as it is shown (which is
+        what a `--background` cell waits for before it returns; headless, it never is)."""
+        cell = self.submit(code)
+
+        def view_or_reply() -> Any:
+            self.collect(cell)
+            return cell.widget(_view_count=0) or cell.reply
+
+        shown = self.wait_for(view_or_reply, timeout, "the live view or the reply")
+        if isinstance(shown, Msg) and shown.type == "comm_open":
+            self.show_view(shown.content["comm_id"])
+        return self.finish(cell, timeout)
+
+    def ok_drawn(self, code: str, timeout: float = 30) -> Cell:
+        cell = self.run_drawn(code, timeout)
+        assert cell.status == "ok", cell.error_text() or cell.status
+        return cell
+
     def ok(self, code: str, timeout: float = 30) -> Cell:
         cell = self.run(code, timeout)
         assert cell.status == "ok", cell.error_text() or cell.status

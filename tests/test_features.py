@@ -126,7 +126,8 @@ def test_background_returns_at_once_and_fills_the_result(
     kernel: KernelDriver, server: StandInServer
 ) -> None:
     server.configure(reply=REPLY, token_interval=0.1)
-    cell = kernel.run("%%ollama stand-in --background --out later\nTake your time.")
+    # The cell returns once a front end drew its view (headless, it waits for the answer).
+    cell = kernel.run_drawn("%%ollama stand-in --background --out later\nTake your time.")
     assert cell.status == "ok" and cell.records() == []  # returned before the answer
     record = server.wait_for_request("/api/generate", timeout=5)
     assert not record.closed.is_set()
@@ -150,8 +151,8 @@ def test_two_background_streams_each_stop_on_their_own(
     # (with 1, the second and the foreground one would wait in the server's queue).
     server.configure(num_parallel=3)
     slow = "-o standin_token_interval=0.05 -o standin_tokens=2000"
-    first = kernel.run(f"%%ollama stand-in --background --out a {slow}\nOne.")
-    second = kernel.run(f"%%ollama stand-in --background --out b {slow}\nTwo.")
+    first = kernel.run_drawn(f"%%ollama stand-in --background --out a {slow}\nOne.")
+    second = kernel.run_drawn(f"%%ollama stand-in --background --out b {slow}\nTwo.")
     records = [server.wait_for_request(timeout=5), server.wait_for_request(timeout=5)]
     foreground = kernel.run("%%ollama stand-in\nMeanwhile.")
     assert foreground.status == "ok" and len(foreground.records()) == 1
