@@ -11,6 +11,13 @@ connect timeout and connection retries (in the client), its read and total timeo
   502/504 in front of a server that went away) is tried once more;
 - any other failure is recorded for that element, and the batch goes on.
 
+A dead server: after `UNREACHABLE_AFTER` requests in a row that could not connect (or
+found the server busy through all their retries), the batch starts nothing new: a
+refused port would otherwise cost a second or two per element (hours for a long batch),
+a 503 storm a minute each. The rest end `skipped`, and the record says why
+(`OllamaBatch.halted`). An element's `elapsed` runs from its first attempt, backoff
+included.
+
 Queueing. Ollama serves `OLLAMA_NUM_PARALLEL` requests per model and queues the rest,
 sending a queued request nothing at all until it is scheduled. A plain read timeout
 cannot tell "queued behind my own batch" from "stalled", so here the silence before a
@@ -73,6 +80,7 @@ BUSY_MAX_WAIT = 8.0
 RECONNECTS = 1  # a connection lost before any byte arrived: sent once more
 GATEWAY_LOST = (502, 504)  # a balancer's answer when the server behind it went away
 DRAIN_SECONDS = 1.0
+UNREACHABLE_AFTER = 8  # requests in a row that never reached the server: start no more
 RELEASE_AFTER_ELEMENTS = 100  # a batch this long: memory handed back to the OS at its end
 
 
@@ -147,6 +155,17 @@ def _busy(error: OllamaError) -> bool:
     return isinstance(error, OllamaResponseError) and error.status_code == 503
 
 
+def _never_reached(flight: Flight, result: OllamaResult) -> bool:
+    """The request ended before any byte of an answer because the server could not be
+    reached (refused, connect timeout, a gateway's 502/504) or stayed busy (503)."""
+    error = result.error
+    if flight.first_byte_at is not None or not isinstance(error, OllamaError):
+        return False
+    if isinstance(error, OllamaTimeoutError):
+        return error.kind == "connect"
+    return _lost_before_any_byte(error) or _busy(error)
+
+
 class Batch:
     """Runs a `BatchJob` to its end; see the module's docstring for the rules."""
 
@@ -157,6 +176,9 @@ class Batch:
         self.flights: dict[asyncio.Task[OllamaResult], Flight] = {}
         self.stats = BatchStats(model=job.base.model, total=job.elements.total)
         self.capacity = 1  # the most of this batch's requests seen streaming at once
+        self.unreachable = 0  # requests in a row that never reached the server
+        self.halted: str | None = None  # why the batch started nothing new, if it did
+        self.begun = 0  # elements started (or whose prompt failed)
         self.streaming = 0
         self.started = time.monotonic()
         self.client, self._http = pooled_client(job.base.client)
@@ -176,7 +198,8 @@ class Batch:
         return dataclasses.replace(base, client=self.client, payload=payload, prompt=prompt)
 
     async def _attempt(self, flight: Flight) -> None:
-        transcript = flight.transcript = Transcript()
+        # The element's clock runs from its first attempt: `elapsed` includes the waits.
+        transcript = flight.transcript = Transcript(started=flight.started)
         flight.sent_at, flight.first_byte_at, flight.clock_from = time.monotonic(), None, None
         flight.suspect = None
         request = flight.request
@@ -301,6 +324,27 @@ class Batch:
         else:
             result = task.result()
         self._store(flight.position, result)
+        self._note_reach(flight, result)
+
+    def _note_reach(self, flight: Flight, result: OllamaResult) -> None:
+        """Count the requests in a row that never reached the server; halt at the limit."""
+        if flight.cancel_reason is not None:
+            return  # stopped, interrupted or timed out by the batch: says nothing
+        if not _never_reached(flight, result):
+            self.unreachable = 0
+            return
+        self.unreachable += 1
+        if self.unreachable >= UNREACHABLE_AFTER and self.halted is None:
+            busy = isinstance(result.error, OllamaError) and _busy(result.error)
+            what = (
+                "found the server busy (HTTP 503) through all their retries"
+                if busy
+                else "could not connect"
+            )
+            self.halted = (
+                f"{UNREACHABLE_AFTER} requests in a row {what}, so the batch started no"
+                f" more (last: {result.error})"
+            )
 
     async def _cancel_all(self, reason: str) -> None:
         """Close every response in flight at once; returns when they are closed."""
@@ -378,7 +422,14 @@ class Batch:
             elapsed=time.monotonic() - self.started,
             index=self.job.elements.index,
             settings=self.job.settings,
+            halted=self._halted_line(),
         )
+
+    def _halted_line(self) -> str | None:
+        if self.halted is None:
+            return None
+        left = self.job.elements.total - self.begun
+        return f"{self.halted}; {left} skipped" if left else self.halted
 
     async def run(self, on_result: Callable[[OllamaBatch], None]) -> OllamaBatch:
         """Hand the batch to `on_result` on every path (also an interrupt, which is then
@@ -387,15 +438,18 @@ class Batch:
         stop_wait = asyncio.ensure_future(self.control.bind().wait())
         ticker = asyncio.ensure_future(self._tick())
         source = self.job.elements.pairs()
-        position = 0
         try:
             while True:
-                while len(self.flights) < self.job.parallel and not self.control.requested:
+                while (
+                    len(self.flights) < self.job.parallel
+                    and not self.control.requested
+                    and self.halted is None
+                ):
                     pair = next(source, None)
                     if pair is None:
                         break
-                    self._start(position, *pair)
-                    position += 1
+                    self._start(self.begun, *pair)
+                    self.begun += 1
                 if not self.flights or self.control.requested:
                     break
                 done, _ = await asyncio.wait(

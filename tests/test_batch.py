@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 from batch_servers import ScriptedServer
-from raw_server import wait_until
+from raw_server import closed_port, wait_until
 
 import ollama_nb
+import ollama_nb._batch
 from ollama_nb import OllamaError, OllamaResult
 from ollama_nb._batch import BatchJob, run_batch
 from ollama_nb._batch_result import OllamaBatch
@@ -157,6 +158,56 @@ def test_connection_lost_before_any_byte_is_sent_once_more() -> None:
         batch = run(job(srv.url, ["drop always", "ok"], "{item}"))
     assert batch.failed == [0] and srv.asked["drop always"] == 2  # once more, not again
     assert type(batch[0].error).__name__ == "OllamaConnectionError"
+
+
+def test_a_refused_port_halts_the_batch_after_eight_in_a_row() -> None:
+    url = f"http://127.0.0.1:{closed_port()}"
+    batch = run(job(url, [f"p{i}" for i in range(30)], "{item}", parallel=1, retries=1))
+    assert batch.counts() == {"error": 8, "skipped": 22}
+    assert all(type(r.error).__name__ == "OllamaConnectionError" for r in batch[:8])
+    # Each element tried twice (once more after a lost connection), each time with one
+    # connection retry 0.25 s later: its elapsed holds both waits.
+    assert all(r.elapsed >= 2 * 0.25 for r in batch[:8]), [r.elapsed for r in batch[:8]]
+    line = "Stopped early: 8 requests in a row could not connect, so the batch started no more"
+    text = batch._repr_mimebundle_()["text/plain"]
+    [halted] = [x for x in text.splitlines() if x.startswith("Stopped early")]
+    assert halted.startswith(line) and halted.endswith("; 22 skipped")
+    assert "connection refused" in halted
+    assert halted in batch._repr_mimebundle_()["text/html"]
+
+
+def test_parallel_requests_to_a_refused_port_stop_within_the_bound() -> None:
+    url = f"http://127.0.0.1:{closed_port()}"
+    batch = run(job(url, range(100), "{item}", parallel=4))
+    counts = batch.counts()
+    assert 8 <= counts["error"] <= 8 + 3 and counts["error"] + counts["skipped"] == 100
+
+
+def test_a_503_storm_halts_the_batch_and_elapsed_counts_the_backoff(
+    server: StandInServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ollama_nb._batch, "BUSY_RETRIES", 2)
+    monkeypatch.setattr(ollama_nb._batch, "BUSY_FIRST_WAIT", 0.1)
+    server.configure(status=503, error="server busy, please try again.  maximum pending")
+    batch = run(job(server.url, [f"p{i}" for i in range(12)], "{item}", parallel=1))
+    assert batch.counts() == {"error": 8, "skipped": 4}
+    assert all(r.error.status_code == 503 for r in batch[:8])
+    # Three tries, 0.1 s then 0.2 s apart (±25 %): the waits are in the element's time.
+    assert all(r.elapsed >= 0.75 * 0.3 for r in batch[:8]), [r.elapsed for r in batch[:8]]
+    [halted] = [
+        x for x in batch._repr_mimebundle_()["text/plain"].splitlines() if "Stopped" in x
+    ]
+    assert "8 requests in a row found the server busy (HTTP 503)" in halted
+    assert halted.endswith("; 4 skipped") and batch.halted
+
+
+def test_an_answer_in_between_resets_the_count() -> None:
+    # Seven connections lost before any byte, one answer, seven more lost: never eight
+    # in a row, so every element is tried.
+    items = [f"drop {i}" for i in range(7)] + ["ok"] + [f"drop {i}" for i in range(7, 14)]
+    with ScriptedServer(num_parallel=1, drop_times=None).running() as srv:
+        batch = run(job(srv.url, items, "{item}", parallel=1))
+    assert batch.counts() == {"error": 14, "stop": 1} and batch.halted is None
 
 
 def test_queued_requests_do_not_burn_their_read_timeout() -> None:
