@@ -194,9 +194,7 @@ def test_a_503_storm_halts_the_batch_and_elapsed_counts_the_backoff(
     assert all(r.error.status_code == 503 for r in batch[:8])
     # Three tries, 0.1 s then 0.2 s apart (±25 %): the waits are in the element's time.
     assert all(r.elapsed >= 0.75 * 0.3 for r in batch[:8]), [r.elapsed for r in batch[:8]]
-    [halted] = [
-        x for x in batch._repr_mimebundle_()["text/plain"].splitlines() if "Stopped" in x
-    ]
+    [halted] = [x for x in batch._repr_mimebundle_()["text/plain"].splitlines() if "Stopped" in x]
     assert "8 requests in a row found the server busy (HTTP 503)" in halted
     assert halted.endswith("; 4 skipped") and batch.halted
 

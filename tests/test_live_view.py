@@ -396,5 +396,6 @@ def test_images_in_an_answer_are_links_in_the_live_view_and_the_record(
         assert "attacker.example/c.png" in shown and "<img" not in shown.lower()
         assert not re.search(r"""\bsrc\s*=|href=["']?javascript""", shown, re.I)
         assert '<a href="https://ok.example">link</a>' in shown
-    assert re.search(r'<a class="ollama-nb-image" href="[^"]*c\.png[^"]*"[^>]*>chart</a>', record["text/html"])
+    image_link = r'<a class="ollama-nb-image" href="[^"]*c\.png[^"]*"[^>]*>chart</a>'
+    assert re.search(image_link, record["text/html"])
     assert re.search(r"<a [^>]*>icon</a>", record["text/html"])

@@ -126,6 +126,9 @@ def test_javascript_urls_are_inert(text: str) -> None:
     assert "href=" not in html and "<img" not in html, html
 
 
+DELIMITERS = [("$", "$"), ("$$", "$$"), ("\\(", "\\)"), ("\n\n\\[", "\\]")]
+
+
 @pytest.mark.parametrize(
     "tex",
     [
@@ -142,7 +145,7 @@ def test_javascript_urls_are_inert(text: str) -> None:
         "\\class{c}{x} \\cssId{i}{y}",
     ],
 )
-@pytest.mark.parametrize("delimiters", [("$", "$"), ("$$", "$$"), ("\\(", "\\)"), ("\n\n\\[", "\\]")])
+@pytest.mark.parametrize("delimiters", DELIMITERS)
 def test_maths_that_could_link_style_or_load_is_shown_as_source(
     tex: str, delimiters: tuple[str, str]
 ) -> None:
