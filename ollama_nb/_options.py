@@ -289,6 +289,7 @@ def to_ask(options: CellOptions, prompt: str, namespace: Mapping[str, Any]) -> A
         format=resolve_format(options.format, namespace),
         options=options.options,
         images=[namespace.get(x, x) for x in options.images],
+        image_names=list(options.images),
         stop_on=options.stop_on,
         chat=options.chat,
     )
