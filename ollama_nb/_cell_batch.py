@@ -34,6 +34,11 @@ async def run_cell_batch(
     if options.chat or options.background:
         flag = "--chat" if options.chat else "--background"
         raise UsageError(f"%%ollama: --each cannot be combined with {flag}")
+    if options.variables is False:  # every element would be sent the same literal prompt
+        raise UsageError(
+            "%%ollama: --each cannot be combined with --no-vars: each element's prompt is"
+            " made by filling {item} and {index}; nothing was sent"
+        )
     if options.each not in namespace:
         raise UsageError(f"%%ollama: --each {options.each}: no variable {options.each!r}"
                          " in the notebook")  # fmt: skip

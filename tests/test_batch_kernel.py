@@ -72,6 +72,7 @@ def test_dataframe_rows_and_texts_back_as_a_column(
         ("--parallel 2", "--parallel goes with --each"),
         ("--each items --parallel 0", "parallel must be a whole number"),
         ("--each word", "a str is one prompt"),
+        ("--each items --no-vars", "--each cannot be combined with --no-vars"),
     ],
 )
 def test_usage_errors_send_nothing(
