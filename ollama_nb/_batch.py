@@ -66,6 +66,7 @@ from ._stream import (
     SETTLE_SECONDS,
     Request,
     StopControl,
+    StopScan,
     Transcript,
     build_result,
     chunk_text,
@@ -203,7 +204,7 @@ class Batch:
         flight.sent_at, flight.first_byte_at, flight.clock_from = time.monotonic(), None, None
         flight.suspect = None
         request = flight.request
-        stop_on, text_so_far = request.stop_on, ""
+        scan = StopScan(request.stop_on) if request.stop_on is not None else None
         counted = False  # counted in self.streaming
         try:
             async with contextlib.aclosing(
@@ -233,11 +234,9 @@ class Batch:
                         flight.answered = True  # no timeout now: the answer is whole
                         await _drain(chunks)
                         return
-                    if stop_on is not None and text:
-                        text_so_far += text
-                        if stop_on.search(text_so_far):
-                            flight.cancel_reason = "stopped"
-                            return
+                    if scan is not None and text and scan.add(text):
+                        flight.cancel_reason = "stopped"
+                        return
         finally:
             if counted:
                 self.streaming -= 1

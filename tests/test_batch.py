@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -29,7 +30,7 @@ from ollama_nb._client import OllamaClient
 from ollama_nb._config import Timeouts
 from ollama_nb._elements import Row, elements
 from ollama_nb._stats import outcome
-from ollama_nb._stream import Request, StopControl
+from ollama_nb._stream import STOP_ON_OVERLAP, Request, StopControl
 from ollama_nb.testing import StandInServer
 
 
@@ -206,6 +207,43 @@ def test_an_answer_in_between_resets_the_count() -> None:
     with ScriptedServer(num_parallel=1, drop_times=None).running() as srv:
         batch = run(job(srv.url, items, "{item}", parallel=1))
     assert batch.counts() == {"error": 14, "stop": 1} and batch.halted is None
+
+
+class CountingPattern:
+    """A --stop-on pattern that counts the characters it is asked to search."""
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = re.compile(pattern)
+        self.scanned = 0
+
+    def search(self, string: str, pos: int = 0) -> re.Match[str] | None:
+        self.scanned += len(string) - pos
+        return self.pattern.search(string, pos)
+
+
+def with_stop_on(batch_job: BatchJob, pattern: Any) -> BatchJob:
+    return dataclasses.replace(batch_job, base=dataclasses.replace(batch_job.base, stop_on=pattern))
+
+
+def test_stop_on_in_a_batch_scans_a_window_not_the_whole_answer(server: StandInServer) -> None:
+    server.configure(tokens=4000, token_interval=0)
+    pattern = CountingPattern("never (written)")
+    batch = run(with_stop_on(job(server.url, ["a"], "{item}", parallel=1), pattern))
+    [result] = batch
+    assert result.done_reason == "stop" and result.chunks >= 4000
+    # Each chunk: its own text and at most STOP_ON_OVERLAP characters before it (as a
+    # single request does); the whole answer again at each chunk would be ~50x more.
+    assert pattern.scanned <= len(result.text) + result.chunks * STOP_ON_OVERLAP
+    assert pattern.scanned < len(result.text) ** 2 / 100
+
+
+def test_stop_on_in_a_batch_finds_a_match_across_chunks(server: StandInServer) -> None:
+    server.configure(reply="alpha beta gamma delta epsilon " * 20)
+    stop_on = re.compile(r"gamma\s+delta")
+    batch = run(with_stop_on(job(server.url, ["a", "b"], "{item}"), stop_on))
+    assert [r.done_reason for r in batch] == ["stopped", "stopped"]
+    assert all(r.text.startswith("alpha beta gamma delta") for r in batch)
+    assert all(len(r.text) < 100 for r in batch)
 
 
 def test_queued_requests_do_not_burn_their_read_timeout() -> None:
