@@ -54,6 +54,7 @@ import httpx
 from ._batch_result import FAILED, OllamaBatch
 from ._batch_store import ResultColumns
 from ._batch_view import BatchStats, refresh_interval
+from ._checks import check_prompt_text
 from ._client import OllamaClient, map_http_error
 from ._config import Timeouts
 from ._elements import BatchInputError, Elements, ElementScope, check_parallel, elements
@@ -96,6 +97,9 @@ class BatchJob:
     parallel: int = 1
     read_timeout: float = 120.0
     settings: dict[str, Any] = field(default_factory=dict)  # for the record's metadata
+    # The first element's prompt as checked and built: sent as is, not filled again (its
+    # fields, properties included, are read once).
+    first_prompt: str | None = None
 
 
 class _Borrowed:
@@ -293,10 +297,18 @@ class Batch:
     def _start(self, position: int, label: Any, item: Any) -> asyncio.Task[OllamaResult] | None:
         namespace = ElementScope({"item": item, "index": label}, self.job.namespace)
         try:
-            prompt = self.job.fill(namespace)
+            if position == 0 and self.job.first_prompt is not None:
+                prompt = self.job.first_prompt
+            else:
+                prompt = self.job.fill(namespace)
         except Exception as exc:  # this element's prompt cannot be made: its own failure
             error = OllamaError(f"element {position}: cannot fill the prompt: {exc}")
             self._store(position, self._failed(error))
+            return None
+        try:
+            check_prompt_text(prompt)
+        except ValueError as exc:  # a lone surrogate: it cannot be sent as UTF-8
+            self._store(position, self._failed(OllamaError(f"element {position}: {exc}")))
             return None
         flight = Flight(position, self._request(prompt))
         task = asyncio.ensure_future(self._element(flight))
@@ -517,13 +529,17 @@ async def prepare_batch(
         return fill_prompt(template, scope) if variables else template
 
     first = next(found.pairs(), None)
+    first_prompt = None
     if first is not None:
         try:
-            ask = dataclasses.replace(
-                ask, prompt=fill(ElementScope({"item": first[1], "index": first[0]}, namespace))
-            )
+            first_prompt = fill(ElementScope({"item": first[1], "index": first[0]}, namespace))
         except ValueError as exc:  # PromptVariableError
             raise InvalidRequest(f"{exc}; nothing was sent") from None
+        except Exception as exc:  # a field's own error (a property that raises, …)
+            raise InvalidRequest(
+                f"element 0: cannot fill the prompt: {exc}; nothing was sent"
+            ) from None
+        ask = dataclasses.replace(ask, prompt=first_prompt)
     extra = {"no_model_hint": no_model_hint} if no_model_hint else {}
     prepared = await build(ask, configured=configured, namespace=None, **extra)
     payload = prepared.request.payload
@@ -540,4 +556,5 @@ async def prepare_batch(
             "format": payload.get("format"),
             "parallel": parallel,
         },
+        first_prompt=first_prompt,
     )

@@ -195,9 +195,8 @@ def _from_array(array: Any) -> EncodedImage:
     shape = tuple(array.shape)
     channels = 1 if len(shape) == 2 else shape[2] if len(shape) == 3 else 0
     if channels not in (1, 3, 4) or 0 in shape[:2]:
-        raise ImageError(
-            f"images: a numpy array must be H×W, H×W×3 or H×W×4, not {'×'.join(map(str, shape))}"
-        )
+        given = "×".join(map(str, shape)) if shape else "a 0-d array (a single value)"
+        raise ImageError(f"images: a numpy array must be H×W, H×W×3 or H×W×4, not {given}")
     kind = array.dtype.kind
     if kind == "u" and array.dtype.itemsize == 1:
         pixels = array

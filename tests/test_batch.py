@@ -127,6 +127,50 @@ def test_not_a_batch(bad: Any) -> None:
         elements(bad)
 
 
+def test_a_0d_array_is_not_a_batch() -> None:
+    import numpy as np
+
+    with pytest.raises(TypeError, match=r"0-d ndarray \(a single value\)"):
+        elements(np.array(5))
+
+
+class Counted:
+    """An element whose property counts how often the prompt reads it."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.reads = name, 0
+
+    @property
+    def value(self) -> str:
+        self.reads += 1
+        return f"{self.name}#{self.reads}"
+
+
+def test_each_element_s_fields_are_read_once(server: StandInServer) -> None:
+    items = [Counted("a"), Counted("b")]
+    batch = ollama_nb.map(
+        "Say {item.value}.", items, "stand-in", host=server.url, display=False, parallel=1
+    )
+    assert [item.reads for item in items] == [1, 1]
+    # The prompt checked before sending is the one sent.
+    assert [r.prompt for r in batch] == ["Say a#1.", "Say b#1."]
+    sent = [r.body["prompt"] for r in server.requests if r.path == "/api/generate"]
+    assert sent == ["Say a#1.", "Say b#1."]
+
+
+def test_a_lone_surrogate_in_a_later_element_fails_that_element_in_one_line(
+    server: StandInServer,
+) -> None:
+    batch = ollama_nb.map(
+        "Say {item}.", ["a", "b\udc80", "c"], "stand-in", host=server.url, display=False
+    )
+    assert [r.done_reason for r in batch] == ["stop", "error", "stop"]
+    error = batch[1].error
+    assert type(error).__name__ == "OllamaError"
+    assert str(error).startswith("element 1: the prompt contains a lone surrogate (U+DC80)")
+    assert "\n" not in str(error)
+
+
 def test_a_failure_in_the_middle_is_recorded_and_the_batch_goes_on() -> None:
     items = ["one", "two", "fail three", "four", "five"]
     with ScriptedServer(num_parallel=2).running() as srv:

@@ -105,6 +105,7 @@ def test_our_png_writer_matches_pillow() -> None:
         ({"a": 1}, "cannot send a dict"),
         (np.zeros((4, 4, 2), dtype=np.uint8), "must be H×W, H×W×3 or H×W×4, not 4×4×2"),
         (np.zeros((0, 4), dtype=np.uint8), "must be H×W"),
+        (np.array(0.5), "must be H×W, H×W×3 or H×W×4, not a 0-d array (a single value)"),
         (np.full((4, 4), 2.0), "values from 0 to 1"),
         (np.zeros((4, 4), dtype=np.int64), "uint8 or float"),
     ],
