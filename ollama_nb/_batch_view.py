@@ -260,9 +260,13 @@ def record_html(batch: OllamaBatch) -> str:
     status = html.escape(summary_line(batch))
     style = "color: var(--jp-ui-font-color2, #666); font-size: 0.85em; margin-top: 0.4em"
     halted = _halted(batch)
-    note = f"<div class='ollama-nb-halted' style='{style}'>{html.escape(halted)}</div>"
+    note = (
+        f"<div class='ollama-nb-halted' style='{style}'>{html.escape(halted)}</div>"
+        if halted
+        else ""
+    )
     return (
         f"<div class='ollama-nb-batch'>{table}"
         f"<div class='ollama-nb-status' style='{style}'>{status}</div>"
-        f"{note if halted else ''}</div>"
+        f"{note}</div>"
     )
