@@ -55,12 +55,13 @@ async def run_cell_batch(
     except ValueError as exc:
         raise UsageError(f"%%ollama: {exc}") from None
 
+    ticket = magics.ticket()
+
     def store(batch: OllamaBatch) -> None:
         magics.results.extend(batch.request_figures())
-        if magics.shell is not None:
-            magics.shell.user_ns["_ollama"] = batch
-            if options.out:
-                magics.shell.user_ns[options.out] = batch
+        magics.set_latest(batch, ticket)
+        if magics.shell is not None and options.out:
+            magics.shell.user_ns[options.out] = batch
 
     try:
         if view is not None:
