@@ -28,9 +28,13 @@ a first byte are taken as queued and their clock does not run. When fewer stream
 ended, so a slot is free), the oldest waiting requests, one per free slot, are taken as
 scheduled and get the full read timeout for model load and prompt evaluation, as a
 single request does. Once a request streams, the read timeout is the longest silence
-between chunks, as always. Both are checked `WATCH_HZ` times a second; a timeout is
-confirmed at the next check, and time when this loop itself could not run (a busy kernel)
-does not count as silence.
+between chunks, as always. The total timeout (`--timeout`) runs from the same moment: from
+when a request is taken as scheduled (or its first byte), so that with `--parallel` above
+the server's slots, time spent queued behind the batch's own requests is not counted as
+the request's run time. (The client cannot see the server's queue: this is the batch's
+estimate, and a request queued behind other clients' requests still counts that time.)
+Both are checked `WATCH_HZ` times a second; a timeout is confirmed at the next check, and
+time when this loop itself could not run (a busy kernel) does not count as silence.
 
 What a batch runs over is read by `_elements`; what it produced is an `OllamaBatch`
 (`_batch_result`). The Python API's `map`/`amap` are in `_api`, the magic's
@@ -138,6 +142,7 @@ class Flight:
     first_byte_at: float | None = None
     last_byte_at: float = 0.0
     clock_from: float | None = None  # when its first-byte silence began to count
+    running_from: float | None = None  # first taken as scheduled (or streaming): `total` clock
     cancel_reason: str | None = None  # "stopped", "interrupted", "read", "total"
     suspect: str | None = None  # a timeout seen at the last check, to confirm at this one
     answered: bool = False  # the final chunk came; only the end of the body may follow
@@ -206,6 +211,7 @@ class Batch:
         # The element's clock runs from its first attempt: `elapsed` includes the waits.
         transcript = flight.transcript = Transcript(started=flight.started)
         flight.sent_at, flight.first_byte_at, flight.clock_from = time.monotonic(), None, None
+        flight.running_from = None  # each attempt's answer starts over
         flight.suspect = None
         request = flight.request
         scan = StopScan(request.stop_on) if request.stop_on is not None else None
@@ -377,7 +383,10 @@ class Batch:
             if task.done() or flight.cancel_reason is not None or flight.answered:
                 continue
             total = flight.request.total_timeout
-            if total is not None and now - flight.started > total:
+            if flight.running_from is None and flight.first_byte_at is not None:
+                flight.running_from = flight.first_byte_at
+            running = flight.running_from
+            if total is not None and running is not None and now - running > total:
                 reason: str | None = "total"
             elif flight.first_byte_at is not None:
                 reason = "read" if now - flight.last_byte_at > read else None
@@ -387,6 +396,8 @@ class Batch:
                 free -= 1
                 if flight.clock_from is None:
                     flight.clock_from = now
+                if flight.running_from is None:
+                    flight.running_from = now
                 reason = "read" if now - flight.clock_from > read else None
             else:  # presumed queued behind requests that are streaming
                 flight.clock_from = None

@@ -316,6 +316,15 @@ def test_a_request_stalled_before_its_first_byte_still_times_out() -> None:
     assert seconds < 10
 
 
+def test_total_timeout_does_not_count_time_queued_behind_the_batch(server: StandInServer) -> None:
+    # One slot on the server, four requests in flight: each answer takes ~0.4 s, the last
+    # one waits ~1.2 s in the server's queue first. --timeout 1 bounds each answer's run.
+    server.configure(num_parallel=1, tokens=20, token_interval=0.02)
+    batch = run(job(server.url, ["a", "b", "c", "d"], "{item}", parallel=4, total=1.0))
+    assert batch.counts() == {"stop": 4}, [str(r.error) for r in batch]
+    assert max(r.elapsed for r in batch) > 1.0  # queued and run: more than the cap
+
+
 def test_total_timeout_per_request() -> None:
     with ScriptedServer(num_parallel=2, chunks=40, interval=0.05).running() as srv:
         batch = run(job(srv.url, ["a", "b"], "{item}", total=0.5))
