@@ -70,6 +70,8 @@ def test_full_line_is_parsed() -> None:
         ("m -o novalue", "-o takes KEY=VALUE"),
         ("m --out 1x", "--out needs a Python variable name"),
         ("m --stop-on '('", "not a valid regular expression"),
+        ("m --stop-on '[[:alpha:]]+'", "[:alpha:] is a POSIX class"),
+        ("m --stop-on '[^[:space:]]'", "for [[:space:]] write \\s"),
         ("m --host ftp://x", "unsupported scheme"),
         ("m extra words", "unrecognized arguments"),
     ],
