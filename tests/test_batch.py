@@ -25,7 +25,7 @@ from ollama_nb import OllamaError, OllamaResult
 from ollama_nb._batch import BatchJob, run_batch
 from ollama_nb._batch_result import OllamaBatch
 from ollama_nb._batch_store import FINAL_DROPPED, ResultColumns
-from ollama_nb._batch_view import BatchStats, NullBatchView
+from ollama_nb._batch_view import BatchStats, NullBatchView, TextBatchView
 from ollama_nb._client import OllamaClient
 from ollama_nb._config import Timeouts
 from ollama_nb._elements import Row, elements
@@ -169,6 +169,16 @@ def test_a_lone_surrogate_in_a_later_element_fails_that_element_in_one_line(
     assert type(error).__name__ == "OllamaError"
     assert str(error).startswith("element 1: the prompt contains a lone surrogate (U+DC80)")
     assert "\n" not in str(error)
+
+
+def test_one_element_is_one_prompt(server: StandInServer) -> None:
+    import io
+
+    out = io.StringIO()
+    batch = run(job(server.url, ["a"], "{item}"), TextBatchView(out))
+    assert out.getvalue().startswith("[stand-in] 1 prompt\n")
+    assert "stand-in · 1 prompt: 1 stop" in batch._repr_mimebundle_()["text/plain"]
+    assert "2 prompts: 2 stop" in repr(run(job(server.url, ["a", "b"], "{item}")))
 
 
 def test_a_failure_in_the_middle_is_recorded_and_the_batch_goes_on() -> None:
