@@ -360,7 +360,7 @@ class Batch:
             )
             self.halted = (
                 f"{UNREACHABLE_AFTER} requests in a row {what}, so the batch started no"
-                f" more (last: {result.error})"
+                f" more (last: {str(result.error).rstrip('.')})"
             )
 
     async def _cancel_all(self, reason: str) -> None:
