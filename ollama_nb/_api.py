@@ -25,6 +25,7 @@ from typing import Any
 from ._batch import prepare_batch, run_batch
 from ._batch_result import OllamaBatch
 from ._batch_view import NullBatchView, live_batch_view
+from ._checks import compile_pattern
 from ._client import OllamaClient
 from ._config import check_retries, check_seconds, parse_host
 from ._exceptions import OllamaResponseError, RequestInterrupted
@@ -347,11 +348,9 @@ def _ask(
     if images is not None and (isinstance(images, (str, bytes)) or not _is_list(images)):
         images = [images]  # one image given on its own
     try:
-        pattern = re.compile(stop_on) if isinstance(stop_on, str) else stop_on
-    except re.error as exc:
-        raise InvalidRequest(
-            f"stop_on {stop_on!r} is not a valid regular expression: {exc}"
-        ) from None
+        pattern = compile_pattern(stop_on, "stop_on") if isinstance(stop_on, str) else stop_on
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
     if context is not None and not isinstance(context, Mapping):
         raise InvalidRequest(
             f"context takes a mapping of names to values, not {type(context).__name__}"

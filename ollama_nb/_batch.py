@@ -11,6 +11,13 @@ connect timeout and connection retries (in the client), its read and total timeo
   502/504 in front of a server that went away) is tried once more;
 - any other failure is recorded for that element, and the batch goes on.
 
+A dead server: after `UNREACHABLE_AFTER` requests in a row that could not connect (or
+found the server busy through all their retries), the batch starts nothing new: a
+refused port would otherwise cost a second or two per element (hours for a long batch),
+a 503 storm a minute each. The rest end `skipped`, and the record says why
+(`OllamaBatch.halted`). An element's `elapsed` runs from its first attempt, backoff
+included.
+
 Queueing. Ollama serves `OLLAMA_NUM_PARALLEL` requests per model and queues the rest,
 sending a queued request nothing at all until it is scheduled. A plain read timeout
 cannot tell "queued behind my own batch" from "stalled", so here the silence before a
@@ -21,9 +28,13 @@ a first byte are taken as queued and their clock does not run. When fewer stream
 ended, so a slot is free), the oldest waiting requests, one per free slot, are taken as
 scheduled and get the full read timeout for model load and prompt evaluation, as a
 single request does. Once a request streams, the read timeout is the longest silence
-between chunks, as always. Both are checked `WATCH_HZ` times a second; a timeout is
-confirmed at the next check, and time when this loop itself could not run (a busy kernel)
-does not count as silence.
+between chunks, as always. The total timeout (`--timeout`) runs from the same moment: from
+when a request is taken as scheduled (or its first byte), so that with `--parallel` above
+the server's slots, time spent queued behind the batch's own requests is not counted as
+the request's run time. (The client cannot see the server's queue: this is the batch's
+estimate, and a request queued behind other clients' requests still counts that time.)
+Both are checked `WATCH_HZ` times a second; a timeout is confirmed at the next check, and
+time when this loop itself could not run (a busy kernel) does not count as silence.
 
 What a batch runs over is read by `_elements`; what it produced is an `OllamaBatch`
 (`_batch_result`). The Python API's `map`/`amap` are in `_api`, the magic's
@@ -48,6 +59,7 @@ from ._batch_result import FAILED, OllamaBatch
 from ._batch_store import ResultColumns
 from ._batch_view import BatchStats, refresh_interval
 from ._cache import Caching, KeyMaker, replayed_result
+from ._checks import check_prompt_text
 from ._client import OllamaClient, map_http_error
 from ._config import Timeouts
 from ._elements import BatchInputError, Elements, ElementScope, check_parallel, elements
@@ -60,6 +72,7 @@ from ._stream import (
     SETTLE_SECONDS,
     Request,
     StopControl,
+    StopScan,
     Transcript,
     build_result,
     chunk_text,
@@ -74,6 +87,7 @@ BUSY_MAX_WAIT = 8.0
 RECONNECTS = 1  # a connection lost before any byte arrived: sent once more
 GATEWAY_LOST = (502, 504)  # a balancer's answer when the server behind it went away
 DRAIN_SECONDS = 1.0
+UNREACHABLE_AFTER = 8  # requests in a row that never reached the server: start no more
 RELEASE_AFTER_ELEMENTS = 100  # a batch this long: memory handed back to the OS at its end
 
 
@@ -91,6 +105,9 @@ class BatchJob:
     # The cache file (`_cache`): each element is looked up there before it is sent.
     caching: Caching | None = None
     keys: KeyMaker | None = None
+    # The first element's prompt as checked and built: sent as is, not filled again (its
+    # fields, properties included, are read once).
+    first_prompt: str | None = None
 
 
 class _Borrowed:
@@ -129,6 +146,7 @@ class Flight:
     first_byte_at: float | None = None
     last_byte_at: float = 0.0
     clock_from: float | None = None  # when its first-byte silence began to count
+    running_from: float | None = None  # first taken as scheduled (or streaming): `total` clock
     cancel_reason: str | None = None  # "stopped", "interrupted", "read", "total"
     suspect: str | None = None  # a timeout seen at the last check, to confirm at this one
     answered: bool = False  # the final chunk came; only the end of the body may follow
@@ -152,6 +170,17 @@ def _busy(error: OllamaError) -> bool:
     return isinstance(error, OllamaResponseError) and error.status_code == 503
 
 
+def _never_reached(flight: Flight, result: OllamaResult) -> bool:
+    """The request ended before any byte of an answer because the server could not be
+    reached (refused, connect timeout, a gateway's 502/504) or stayed busy (503)."""
+    error = result.error
+    if flight.first_byte_at is not None or not isinstance(error, OllamaError):
+        return False
+    if isinstance(error, OllamaTimeoutError):
+        return error.kind == "connect"
+    return _lost_before_any_byte(error) or _busy(error)
+
+
 class Batch:
     """Runs a `BatchJob` to its end; see the module's docstring for the rules."""
 
@@ -162,6 +191,9 @@ class Batch:
         self.flights: dict[asyncio.Task[OllamaResult], Flight] = {}
         self.stats = BatchStats(model=job.base.model, total=job.elements.total)
         self.capacity = 1  # the most of this batch's requests seen streaming at once
+        self.unreachable = 0  # requests in a row that never reached the server
+        self.halted: str | None = None  # why the batch started nothing new, if it did
+        self.begun = 0  # elements started (or whose prompt failed)
         self.streaming = 0
         self.started = time.monotonic()
         self.client, self._http = pooled_client(job.base.client)
@@ -181,11 +213,13 @@ class Batch:
         return dataclasses.replace(base, client=self.client, payload=payload, prompt=prompt)
 
     async def _attempt(self, flight: Flight) -> None:
-        transcript = flight.transcript = Transcript()
+        # The element's clock runs from its first attempt: `elapsed` includes the waits.
+        transcript = flight.transcript = Transcript(started=flight.started)
         flight.sent_at, flight.first_byte_at, flight.clock_from = time.monotonic(), None, None
+        flight.running_from = None  # each attempt's answer starts over
         flight.suspect = None
         request = flight.request
-        stop_on, text_so_far = request.stop_on, ""
+        scan = StopScan(request.stop_on) if request.stop_on is not None else None
         counted = False  # counted in self.streaming
         try:
             async with contextlib.aclosing(
@@ -215,11 +249,9 @@ class Batch:
                         flight.answered = True  # no timeout now: the answer is whole
                         await _drain(chunks)
                         return
-                    if stop_on is not None and text:
-                        text_so_far += text
-                        if stop_on.search(text_so_far):
-                            flight.cancel_reason = "stopped"
-                            return
+                    if scan is not None and text and scan.add(text):
+                        flight.cancel_reason = "stopped"
+                        return
         finally:
             if counted:
                 self.streaming -= 1
@@ -276,10 +308,18 @@ class Batch:
     def _start(self, position: int, label: Any, item: Any) -> asyncio.Task[OllamaResult] | None:
         namespace = ElementScope({"item": item, "index": label}, self.job.namespace)
         try:
-            prompt = self.job.fill(namespace)
+            if position == 0 and self.job.first_prompt is not None:
+                prompt = self.job.first_prompt
+            else:
+                prompt = self.job.fill(namespace)
         except Exception as exc:  # this element's prompt cannot be made: its own failure
             error = OllamaError(f"element {position}: cannot fill the prompt: {exc}")
             self._store(position, self._failed(error))
+            return None
+        try:
+            check_prompt_text(prompt)
+        except ValueError as exc:  # a lone surrogate: it cannot be sent as UTF-8
+            self._store(position, self._failed(OllamaError(f"element {position}: {exc}")))
             return None
         key = None
         if self.job.caching is not None and self.job.keys is not None:
@@ -330,6 +370,27 @@ class Batch:
         self._store(flight.position, result)
         if self.job.caching is not None and flight.cache_key is not None:
             self.job.caching.record(result, flight.cache_key)
+        self._note_reach(flight, result)
+
+    def _note_reach(self, flight: Flight, result: OllamaResult) -> None:
+        """Count the requests in a row that never reached the server; halt at the limit."""
+        if flight.cancel_reason is not None:
+            return  # stopped, interrupted or timed out by the batch: says nothing
+        if not _never_reached(flight, result):
+            self.unreachable = 0
+            return
+        self.unreachable += 1
+        if self.unreachable >= UNREACHABLE_AFTER and self.halted is None:
+            busy = isinstance(result.error, OllamaError) and _busy(result.error)
+            what = (
+                "found the server busy (HTTP 503) through all their retries"
+                if busy
+                else "could not connect"
+            )
+            self.halted = (
+                f"{UNREACHABLE_AFTER} requests in a row {what}, so the batch started no"
+                f" more (last: {str(result.error).rstrip('.')})"
+            )
 
     async def _cancel_all(self, reason: str) -> None:
         """Close every response in flight at once; returns when they are closed."""
@@ -351,7 +412,10 @@ class Batch:
             if task.done() or flight.cancel_reason is not None or flight.answered:
                 continue
             total = flight.request.total_timeout
-            if total is not None and now - flight.started > total:
+            if flight.running_from is None and flight.first_byte_at is not None:
+                flight.running_from = flight.first_byte_at
+            running = flight.running_from
+            if total is not None and running is not None and now - running > total:
                 reason: str | None = "total"
             elif flight.first_byte_at is not None:
                 reason = "read" if now - flight.last_byte_at > read else None
@@ -361,6 +425,8 @@ class Batch:
                 free -= 1
                 if flight.clock_from is None:
                     flight.clock_from = now
+                if flight.running_from is None:
+                    flight.running_from = now
                 reason = "read" if now - flight.clock_from > read else None
             else:  # presumed queued behind requests that are streaming
                 flight.clock_from = None
@@ -407,7 +473,14 @@ class Batch:
             elapsed=time.monotonic() - self.started,
             index=self.job.elements.index,
             settings=self.job.settings,
+            halted=self._halted_line(),
         )
+
+    def _halted_line(self) -> str | None:
+        if self.halted is None:
+            return None
+        left = self.job.elements.total - self.begun
+        return f"{self.halted}; {left} skipped" if left else self.halted
 
     async def run(self, on_result: Callable[[OllamaBatch], None]) -> OllamaBatch:
         """Hand the batch to `on_result` on every path (also an interrupt, which is then
@@ -418,15 +491,18 @@ class Batch:
         stop_wait = asyncio.ensure_future(self.control.bind().wait())
         ticker = asyncio.ensure_future(self._tick())
         source = self.job.elements.pairs()
-        position = 0
         try:
             while True:
-                while len(self.flights) < self.job.parallel and not self.control.requested:
+                while (
+                    len(self.flights) < self.job.parallel
+                    and not self.control.requested
+                    and self.halted is None
+                ):
                     pair = next(source, None)
                     if pair is None:
                         break
-                    self._start(position, *pair)
-                    position += 1
+                    self._start(self.begun, *pair)
+                    self.begun += 1
                 if not self.flights or self.control.requested:
                     break
                 done, _ = await asyncio.wait(
@@ -495,13 +571,17 @@ async def prepare_batch(
         return fill_prompt(template, scope) if variables else template
 
     first = next(found.pairs(), None)
+    first_prompt = None
     if first is not None:
         try:
-            ask = dataclasses.replace(
-                ask, prompt=fill(ElementScope({"item": first[1], "index": first[0]}, namespace))
-            )
+            first_prompt = fill(ElementScope({"item": first[1], "index": first[0]}, namespace))
         except ValueError as exc:  # PromptVariableError
             raise InvalidRequest(f"{exc}; nothing was sent") from None
+        except Exception as exc:  # a field's own error (a property that raises, …)
+            raise InvalidRequest(
+                f"element 0: cannot fill the prompt: {exc}; nothing was sent"
+            ) from None
+        ask = dataclasses.replace(ask, prompt=first_prompt)
     extra = {"no_model_hint": no_model_hint} if no_model_hint else {}
     prepared = await build(ask, configured=configured, namespace=None, lookup=False, **extra)
     payload = prepared.request.payload
@@ -524,6 +604,7 @@ async def prepare_batch(
         },
         caching=caching,
         keys=keys,
+        first_prompt=first_prompt,
     )
 
 

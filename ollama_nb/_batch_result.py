@@ -16,7 +16,9 @@ FAILED = ("error", "timeout")  # the outcomes counted as failures
 class OllamaBatch(Sequence[OllamaResult]):
     """The results of a batch, one `OllamaResult` per element, in input order.
 
-    A request that never started (Stop, interrupt) has `done_reason == "skipped"`.
+    A request that never started (Stop, interrupt, a dead server) has
+    `done_reason == "skipped"`. `halted` says, in one line, why the batch started no more
+    requests when the server could not be reached (None otherwise).
     The results are kept compactly (`ResultColumns`): `batch[i]` builds the element's
     `OllamaResult` each time it is read, so changing that object leaves the batch as it is.
     """
@@ -29,6 +31,7 @@ class OllamaBatch(Sequence[OllamaResult]):
         elapsed: float,
         index: Any = None,
         settings: dict[str, Any] | None = None,
+        halted: str | None = None,
     ) -> None:
         if not isinstance(results, ResultColumns):
             results = _columns(results, model)
@@ -37,6 +40,7 @@ class OllamaBatch(Sequence[OllamaResult]):
         self.elapsed = elapsed
         self._index = index
         self._settings = settings or {}
+        self.halted = halted
 
     @overload
     def __getitem__(self, position: int) -> OllamaResult: ...

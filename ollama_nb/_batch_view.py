@@ -159,7 +159,7 @@ class TextBatchView:
         self._next_at = 0.0
 
     def start(self, stats: BatchStats) -> None:
-        self._write(f"[{stats.model}] {stats.total} prompts\n")
+        self._write(f"[{stats.model}] {prompts(stats.total)}\n")
 
     def update(self, stats: BatchStats) -> None:
         if stats.done != self._last_done and stats.elapsed >= self._next_at:
@@ -203,7 +203,7 @@ def live_batch_view(kernel: Any, control: StopControl, stop_hint: str | None) ->
 def summary_line(batch: OllamaBatch) -> str:
     counts = batch.counts()
     outcome = ", ".join(f"{n} {reason}" for reason, n in counts.items()) or "nothing"
-    parts = [batch.model, f"{len(batch)} prompts: {outcome}"]
+    parts = [batch.model, f"{prompts(len(batch))}: {outcome}"]
     if batch.replayed:
         parts.append(f"{batch.replayed} replayed (not sent)")
     rate = batch.tokens_per_second
@@ -211,6 +211,15 @@ def summary_line(batch: OllamaBatch) -> str:
         parts.append(f"{rate:.1f} tokens/s")
     parts.append(format_seconds(batch.elapsed))
     return " · ".join(parts)
+
+
+def prompts(n: int) -> str:
+    return f"{n} prompt{'' if n == 1 else 's'}"
+
+
+def _halted(batch: OllamaBatch) -> str | None:
+    halted = getattr(batch, "halted", None)  # batches pickled before 0.3 lack it
+    return " ".join(f"Stopped early: {halted}".split()) if halted else None
 
 
 def _shorten(text: str) -> str:
@@ -236,6 +245,8 @@ def _answer(batch: OllamaBatch, position: int) -> tuple[str, str]:
 
 def record_text(batch: OllamaBatch) -> str:
     lines = [summary_line(batch)]
+    if halted := _halted(batch):
+        lines.append(halted)
     for position in shown_positions(len(batch)):
         if position is None:
             lines.append(f"  … {len(batch) - 2 * SHOWN_EACH_END} more")
@@ -259,8 +270,15 @@ def record_html(batch: OllamaBatch) -> str:
         )
     table = f"<table class='ollama-nb-batch-answers'>{''.join(rows)}</table>" if rows else ""
     status = html.escape(summary_line(batch))
+    style = "color: var(--jp-ui-font-color2, #666); font-size: 0.85em; margin-top: 0.4em"
+    halted = _halted(batch)
+    note = (
+        f"<div class='ollama-nb-halted' style='{style}'>{html.escape(halted)}</div>"
+        if halted
+        else ""
+    )
     return (
         f"<div class='ollama-nb-batch'>{table}"
-        f"<div class='ollama-nb-status' style='color: var(--jp-ui-font-color2, #666);"
-        f" font-size: 0.85em; margin-top: 0.4em'>{status}</div></div>"
+        f"<div class='ollama-nb-status' style='{style}'>{status}</div>"
+        f"{note}</div>"
     )

@@ -35,6 +35,11 @@ async def run_cell_batch(
     if options.chat or options.background:
         flag = "--chat" if options.chat else "--background"
         raise UsageError(f"%%ollama: --each cannot be combined with {flag}")
+    if options.variables is False:  # every element would be sent the same literal prompt
+        raise UsageError(
+            "%%ollama: --each cannot be combined with --no-vars: each element's prompt is"
+            " made by filling {item} and {index}; nothing was sent"
+        )
     if options.each not in namespace:
         raise UsageError(f"%%ollama: --each {options.each}: no variable {options.each!r}"
                          " in the notebook")  # fmt: skip
@@ -53,12 +58,13 @@ async def run_cell_batch(
     except (asyncio.CancelledError, KeyboardInterrupt):  # the first element's check waited
         raise RequestInterrupted(NOT_STARTED) from None
 
+    ticket = magics.ticket()
+
     def store(batch: OllamaBatch) -> None:
         magics.results.extend(batch.request_figures())
-        if magics.shell is not None:
-            magics.shell.user_ns["_ollama"] = batch
-            if options.out:
-                magics.shell.user_ns[options.out] = batch
+        magics.set_latest(batch, ticket)
+        if magics.shell is not None and options.out:
+            magics.shell.user_ns[options.out] = batch
 
     try:
         if view is not None:

@@ -6,6 +6,8 @@ Each raises ValueError with a short message; the caller turns it into a usage er
 from __future__ import annotations
 
 import math
+import re
+import warnings
 from typing import Any
 
 MAX_DEPTH = 100  # deeper than this, JSON encoding would hit Python's recursion limit
@@ -53,3 +55,42 @@ def _check(value: Any, what: str, path: str, depth: int) -> None:
             _check(item, what, f"{path}[{index}]", depth + 1)
         return
     raise ValueError(f"{where} is a {type(value).__name__}, which JSON cannot carry")
+
+
+# What a grep/sed user writes, and what Python's re says instead (re reads `[[:alpha:]]`
+# as a set holding `[`, `:`, `a`, … and only warns "Possible nested set").
+POSIX_CLASSES = {
+    "alpha": r"[^\W\d_]", "digit": r"\d", "alnum": r"[^\W_]", "space": r"\s", "word": r"\w",
+    "upper": "[A-Z]", "lower": "[a-z]", "xdigit": "[0-9A-Fa-f]", "blank": r"[ \t]",
+}  # fmt: skip
+_POSIX_CLASS = re.compile(
+    r"\[:(alnum|alpha|ascii|blank|cntrl|digit|graph|lower|print|punct|space|upper|word|xdigit):\]"
+)
+
+
+def compile_pattern(pattern: str, what: str) -> re.Pattern[str]:
+    """`pattern` compiled (`what` names it: `--stop-on`, `stop_on`). ValueError in one line
+    for an invalid pattern, or one written with POSIX classes; re's other warnings about
+    it (FutureWarning: "Possible set difference", …) are passed on as about `what`, not
+    as coming from inside this package."""
+    posix = _POSIX_CLASS.search(pattern)
+    if posix:
+        name = posix.group(1)
+        instead = (
+            f" (for [[:{name}:]] write {POSIX_CLASSES[name]})" if name in POSIX_CLASSES else ""
+        )
+        raise ValueError(
+            f"{what} {pattern!r}: {posix.group(0)} is a POSIX class, which Python regular"
+            f" expressions do not have{instead}"
+        )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            compiled = re.compile(pattern)
+        except (re.error, OverflowError, RecursionError) as exc:  # a{4294967296}, deep nesting
+            raise ValueError(
+                f"{what} {pattern!r} is not a valid regular expression: {exc}"
+            ) from None
+    for warning in caught:
+        warnings.warn_explicit(f"{what} {pattern!r}: {warning.message}", warning.category, what, 1)
+    return compiled

@@ -89,6 +89,11 @@ def elements(items: Any) -> Elements:
             f"cannot run a batch over a {type(items).__name__}: it is not iterable"
             " (use a list, tuple, range, pandas Series or DataFrame)"
         )
+    if getattr(items, "shape", None) == ():  # a 0-d numpy array is iterable, yet one value
+        raise BatchInputError(
+            f"cannot run a batch over a 0-d {type(items).__name__} (a single value):"
+            " put the elements in a list, or use a 1-d array"
+        )
     try:
         total = len(items)  # type: ignore[arg-type]
     except TypeError:

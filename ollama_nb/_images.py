@@ -2,11 +2,16 @@
 
 Accepted: a path (str or os.PathLike, relative to the working directory), bytes of a
 PNG/JPEG/GIF/BMP/WebP file, a PIL image, a matplotlib Figure, a numpy array (H×W, H×W×3, H×W×4;
-uint8, or float in 0–1). PIL, matplotlib and numpy are never imported unless such a value
-is passed (recognised by its type's module, not by importing the package); numpy arrays
-are written as PNG here with zlib, so they need no PIL. Each image also gets a thumbnail
-(≤ `THUMB_HEIGHT` px high) for the record; without Pillow a small file is its own
-thumbnail (scaled by the page) and a large one gets none.
+uint8, or float in 0–1). PIL images of any mode keep their full range: 16-bit (`I;16`) is
+scaled to 8 bits, float (`F`) is read like a float array (0–1; 0–255 as Pillow makes it),
+premultiplied alpha is undone, other modes become RGB(A). Errors name the image: the
+variable (magic) or `images[i]` (API), in one line.
+
+PIL, matplotlib and numpy are never imported unless such a value is passed (recognised
+by its type's module, not by importing the package); numpy arrays are written as PNG
+here with zlib, so they need no PIL. Each image also gets a thumbnail (≤ `THUMB_HEIGHT`
+px high) for the record; without Pillow a small file is its own thumbnail (scaled by the
+page) and a large one gets none.
 """
 
 from __future__ import annotations
@@ -43,8 +48,24 @@ class EncodedImage:
     label: str  # what it was, for messages
 
 
-def encode_image(value: Any) -> EncodedImage:
-    """One value → base64 image file + thumbnail; ImageError for anything else."""
+def encode_image(value: Any, name: str = "images") -> EncodedImage:
+    """One value → base64 image file + thumbnail; ImageError for anything else, its
+    message starting with `name` (the variable, or `images[1]`)."""
+    try:
+        return _encode(value)
+    except ImageError as exc:
+        message = str(exc).removeprefix("images: ")
+        raise ImageError(f"{name}: {message}") from None
+    except Exception as exc:  # Pillow's or matplotlib's own error: one line, not a traceback
+        what = type(value).__name__
+        mode = getattr(value, "mode", None)
+        if isinstance(mode, str):
+            what += f" (mode {mode!r})"
+        detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise ImageError(f"{name}: cannot make an image file of this {what}: {detail}") from None
+
+
+def _encode(value: Any) -> EncodedImage:
     if isinstance(value, (str, os.PathLike)):
         return _from_file(_read_path(value), f"file {os.fspath(value)!r}")
     if isinstance(value, (bytes, bytearray, memoryview)):
@@ -111,17 +132,47 @@ def _thumbnail_of_file(data: bytes) -> bytes:
         return b""
 
 
+KEPT_MODES = ("1", "L", "LA", "P", "RGB", "RGBA")  # PNG holds these as they are
+ALPHA_MODES = {"La": "LA", "RGBa": "RGBA", "PA": "RGBA"}  # premultiplied or palette + alpha
+
+
 def _from_pil(image: Any, label: str = "PIL image") -> EncodedImage:
-    if image.mode not in ("1", "L", "LA", "P", "RGB", "RGBA"):
-        image = image.convert("RGBA" if "A" in image.mode else "RGB")
+    image = _eight_bit(image)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return _encoded(buffer.getvalue(), _pil_thumbnail(image), label)
 
 
+def _eight_bit(image: Any) -> Any:
+    """`image` in a mode PNG holds with 8 bits a channel, its full range kept: Pillow's
+    own `convert` clips 16-bit and float values at 255 (all white, or all black)."""
+    mode = image.mode
+    if mode in KEPT_MODES:
+        return image
+    if mode in ALPHA_MODES:
+        return image.convert(ALPHA_MODES[mode])
+    if mode.startswith("I;16"):
+        return image.convert("I").point(lambda v: v * (1 / 257) + 0.5).convert("L")
+    if mode in ("I", "F"):
+        low, high = image.getextrema()
+        if mode == "F" and low >= 0 and high <= 1:  # as a float array: 0 to 1
+            return image.point(lambda v: v * 255 + 0.5).convert("L")
+        if low >= 0 and high <= 255:  # Pillow's own 8-bit values, as convert("I"/"F") makes
+            return image.convert("L")
+        if mode == "I" and low >= 0 and high <= 65535:  # a 16-bit image read as "I"
+            return image.point(lambda v: v * (1 / 257) + 0.5).convert("L")
+        held = "float" if mode == "F" else "32-bit integer"
+        limits = "0 to 1 (or 0 to 255)" if mode == "F" else "0 to 65535"
+        raise ImageError(
+            f"images: a {held} PIL image (mode {mode!r}) must hold values from {limits},"
+            f" not {low:g} to {high:g}"
+        )
+    return image.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX, …: no alpha
+
+
 def _pil_thumbnail(image: Any) -> bytes:
-    small = image.copy()
-    if small.mode not in ("1", "L", "LA", "P", "RGB", "RGBA"):
+    small = _eight_bit(image).copy()
+    if small.mode not in KEPT_MODES:
         small = small.convert("RGB")
     if small.height > THUMB_HEIGHT:
         width = max(1, round(small.width * THUMB_HEIGHT / small.height))
@@ -144,9 +195,8 @@ def _from_array(array: Any) -> EncodedImage:
     shape = tuple(array.shape)
     channels = 1 if len(shape) == 2 else shape[2] if len(shape) == 3 else 0
     if channels not in (1, 3, 4) or 0 in shape[:2]:
-        raise ImageError(
-            f"images: a numpy array must be H×W, H×W×3 or H×W×4, not {'×'.join(map(str, shape))}"
-        )
+        given = "×".join(map(str, shape)) if shape else "a 0-d array (a single value)"
+        raise ImageError(f"images: a numpy array must be H×W, H×W×3 or H×W×4, not {given}")
     kind = array.dtype.kind
     if kind == "u" and array.dtype.itemsize == 1:
         pixels = array

@@ -129,6 +129,8 @@ class OllamaMagics(Magics):
         self.results = SessionRequests()  # this session's requests, for `%ollama stats`
         self.conversation = Conversation()  # the notebook's --chat history
         self._background: set[asyncio.Task[Any]] = set()  # keeps running tasks referenced
+        self._tickets = 0  # requests started by cells; see `ticket`
+        self._latest = 0  # the ticket whose result `_ollama` holds
 
     # -- settings ---------------------------------------------------------------------
 
@@ -254,10 +256,24 @@ class OllamaMagics(Magics):
         except Exception:
             return line  # IPython, too, leaves a line it cannot expand as it is
 
+    def ticket(self) -> int:
+        """A number for a cell's request as it starts, in order."""
+        self._tickets += 1
+        return self._tickets
+
+    def set_latest(self, value: Any, ticket: int) -> None:
+        """`_ollama` holds the result of the latest cell that started: a `--background`
+        answer that ends after a newer cell (a batch, another request) leaves that cell's
+        result in place (its own `--out NAME` still gets it)."""
+        if self.shell is not None and ticket >= self._latest:
+            self._latest = ticket
+            self.shell.user_ns["_ollama"] = value
+
     async def _run(
         self, prepared: Prepared, options: CellOptions, view: View, control: StopControl
     ) -> OllamaResult:
-        pending = run(prepared, view, control, lambda r: self._store(r, prepared, options))
+        ticket = self.ticket()
+        pending = run(prepared, view, control, lambda r: self._store(r, prepared, options, ticket))
         del view  # a raised error's traceback keeps this frame: it must not pin the view
         return await pending
 
@@ -334,14 +350,15 @@ class OllamaMagics(Magics):
             raise RequestInterrupted(NOT_SENT) from None
         return prepared, options
 
-    def _store(self, result: OllamaResult, prepared: Prepared, options: CellOptions) -> None:
+    def _store(
+        self, result: OllamaResult, prepared: Prepared, options: CellOptions, ticket: int
+    ) -> None:
         self.results.append(result)
         if options.chat:
             self.conversation.record(prepared.request.prompt, result)
-        if self.shell is not None:
-            self.shell.user_ns["_ollama"] = result
-            if options.out:
-                self.shell.user_ns[options.out] = result
+        self.set_latest(result, ticket)
+        if self.shell is not None and options.out:
+            self.shell.user_ns[options.out] = result
 
     # -- the line magic ---------------------------------------------------------------
 

