@@ -24,6 +24,7 @@ from ._exceptions import (
     OllamaModelNotFoundError,
     OllamaResponseError,
     OllamaTimeoutError,
+    RequestInterrupted,
 )
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ __all__ = [
     "OllamaResponseError",
     "OllamaResult",
     "OllamaTimeoutError",
+    "RequestInterrupted",
     "agenerate",
     "amap",
     "embed",
