@@ -46,8 +46,10 @@ from ._sync import run_in_thread
 EMBED_BATCH = 64  # texts per /api/embed request
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 INTERRUPTED = "the request was interrupted; the response was closed"
+CANCELLED = "the request was cancelled; the response was closed"
 HINT_SYNC = "Stop cannot reach a synchronous cell: use Interrupt (■), or await agenerate(...)"
 BATCH_INTERRUPTED = "the batch was interrupted; its responses are closed"
+BATCH_CANCELLED = "the batch was cancelled; its responses are closed"
 BATCH_FIELDS = frozenset({"item", "index"})  # what map fills from each element
 BATCH_HINT_SYNC = "Stop cannot reach a synchronous cell: use Interrupt (■), or await amap(...)"
 
@@ -86,7 +88,7 @@ def generate(
     kernel = _kernel(display)
     control = StopControl()
     view = _live_view(kernel, control, HINT_SYNC) if kernel is not None else NullView()
-    call = Call(INTERRUPTED)
+    call = Call(INTERRUPTED, CANCELLED)
 
     async def work(queued: Any) -> OllamaResult:
         prepared = await build(ask, configured=configured_in_shell())
@@ -94,8 +96,8 @@ def generate(
 
     try:
         return run_in_thread(work, view)
-    except RequestInterrupted as exc:
-        raise call.ending(exc) from None
+    except RequestInterrupted:
+        raise call.interrupted() from None
 
 
 async def agenerate(
@@ -126,7 +128,7 @@ async def agenerate(
     ask = _ask(**locals())
     kernel = _kernel(display)
     control = StopControl()
-    with Call(INTERRUPTED) as call:
+    with Call(INTERRUPTED, CANCELLED) as call:
         keep = _keeping(call, _keep_for_stats)
         prepared = await build(ask, configured=configured_in_shell())
         if kernel is None:
@@ -172,7 +174,7 @@ def map(
     namespace = _batch_variables(prompt, variables)
     control = StopControl()
     view = live_batch_view(_kernel(display), control, BATCH_HINT_SYNC)
-    call = Call(BATCH_INTERRUPTED)
+    call = Call(BATCH_INTERRUPTED, BATCH_CANCELLED)
 
     async def work(queued: Any) -> OllamaBatch:
         job = await _prepare_batch(ask, items, parallel, namespace)
@@ -180,8 +182,8 @@ def map(
 
     try:
         return run_in_thread(work, view)
-    except RequestInterrupted as exc:
-        raise call.ending(exc) from None
+    except RequestInterrupted:
+        raise call.interrupted() from None
 
 
 async def amap(
@@ -213,7 +215,7 @@ async def amap(
     namespace = _batch_variables(prompt, variables)
     control = StopControl()
     kernel = _kernel(display)
-    with Call(BATCH_INTERRUPTED) as call:
+    with Call(BATCH_INTERRUPTED, BATCH_CANCELLED) as call:
         keep = _keeping(call, _keep_batch_for_stats)
         job = await _prepare_batch(ask, items, parallel, namespace)
         if kernel is None:

@@ -9,13 +9,15 @@ it out of the event loop, which ends a kernel (and `asyncio.run` in a script). S
   IPython catches what that task raises before asyncio sees it;
 - **any other cancellation** — `asyncio.wait_for`, `asyncio.timeout`, `task.cancel()`,
   a `gather` cancelled with its cell — stays a `CancelledError` (so `wait_for` raises
-  TimeoutError), and the kernel or script goes on.
+  TimeoutError), and the kernel or script goes on. Where it reaches a cell, it reads as
+  one line, not as a traceback through this package and asyncio. (It stays the plain
+  class: Python 3.11's `asyncio.timeout` converts only `CancelledError` itself.)
 
 Telling them apart: `asyncio.timeout` (and `wait_for` from Python 3.12) cancel the very
 task they run in, the cell's too, exactly as ipykernel does on SIGINT, and
 `Task.cancelling()` does not say who asked (nor exists on 3.10). So while a call runs in
 the cell's own task, a wrapper around the SIGINT handler counts the signals: the call was
-interrupted if one came. A call in any other task never raises a KeyboardInterrupt.
+interrupted if one came. A cancellation in any other task stays a cancellation.
 """
 
 from __future__ import annotations
@@ -50,14 +52,26 @@ class _SigintCounter:
         return None  # SIG_IGN
 
 
+class _OneLine:
+    """A cancellation's `_render_traceback_` (IPython shows it instead of the traceback);
+    an object rather than a closure, so that the error still pickles."""
+
+    def __init__(self, line: str) -> None:
+        self.line = line
+
+    def __call__(self) -> list[str]:
+        return [self.line]
+
+
 class Call:
     """One API call: where it runs, and what it produced so far (`keep`).
 
     Use `with call:` around the call's work; an interrupt or cancellation leaves it as the
-    module docstring says."""
+    module docstring says: `message` for an interrupt, `cancelled` for a cancellation."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, cancelled: str) -> None:
         self.message = message
+        self.cancelled = cancelled
         self.partial: Any = None
         self._task = _current_task()
         self._counter: _SigintCounter | None = None
@@ -78,19 +92,30 @@ class Call:
         counter, self._counter = self._counter, None
         if counter is not None:
             _release(counter)
-        if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)):
-            raise self.ending(exc, counter) from None
-
-    def ending(self, exc: BaseException, counter: _SigintCounter | None = None) -> BaseException:
-        """What to raise for `exc`, an interrupt or cancellation that ended the call."""
+        if not isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)):
+            return
         root = _root(exc)
-        if isinstance(root, asyncio.CancelledError):
-            interrupted = counter is not None and counter.count > self._seen
-            if not interrupted:
-                return root  # a cancellation: stays one, wherever the call runs
+        cancelled = isinstance(root, asyncio.CancelledError) or self._cancel_requested()
+        if cancelled and not (counter is not None and counter.count > self._seen):
+            # A cancellation: it stays one, wherever the call runs.
+            if not isinstance(root, asyncio.CancelledError):
+                root = asyncio.CancelledError()
+            root._render_traceback_ = _OneLine(f"CancelledError: {self.cancelled}")  # type: ignore[attr-defined]
+            raise root from None
+        raise self.interrupted() from None
+
+    def interrupted(self) -> RequestInterrupted:
+        """The error for a real interrupt, with what arrived. (A synchronous call can only
+        be interrupted: asyncio cannot cancel code that blocks its loop.)"""
         error = RequestInterrupted(self.message)
         error.partial = self.partial
         return error
+
+    def _cancel_requested(self) -> bool:
+        """Whether this call's task was asked to cancel (Python 3.11+; on 3.10 only the
+        exception tells): a safeguard should a KeyboardInterrupt have been raised for it."""
+        cancelling = getattr(self._task, "cancelling", None)
+        return cancelling is not None and cancelling() > 0
 
 
 def in_cell_task(task: asyncio.Task[Any]) -> bool:
