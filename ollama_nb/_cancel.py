@@ -45,11 +45,7 @@ class _SigintCounter:
 
     def __call__(self, signum: int, frame: FrameType | None) -> Any:
         self.count += 1
-        if callable(self.previous):
-            return self.previous(signum, frame)
-        if self.previous == signal.SIG_DFL:  # Python's own: what SIGINT would have done
-            return signal.default_int_handler(signum, frame)
-        return None  # SIG_IGN
+        return self.previous(signum, frame)
 
 
 class _OneLine:
@@ -143,10 +139,14 @@ def _root(exc: BaseException) -> BaseException:
 
 def _count_sigints() -> _SigintCounter | None:
     """The counter on SIGINT now (put there if it is not); None where signal handlers
-    cannot be set (a thread other than the main one)."""
+    cannot be set (a thread other than the main one) or SIGINT is not a handler's."""
     if threading.current_thread() is not threading.main_thread():
         return None
     current = signal.getsignal(signal.SIGINT)
+    if not callable(current) or current is signal.default_int_handler:
+        # SIGINT is not turned into a cancellation (terminal IPython): it raises
+        # KeyboardInterrupt where it lands, which needs no telling apart.
+        return None
     if isinstance(current, _SigintCounter):
         counter = current
     else:
