@@ -9,6 +9,7 @@ thread's loop (`_sync`): the kernel's loop is busy running the calling cell, and
 nest_asyncio would lose shell messages; Interrupt closes the response. `map` and `amap`
 check their input and build the first element's request the same way, then run the batch
 with `_batch` (one progress view for the whole batch, one `OllamaBatch` at the end).
+How a call ends when asyncio cancels it or Interrupt stops it is `_cancel`'s.
 """
 
 from __future__ import annotations
