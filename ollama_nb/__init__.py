@@ -26,6 +26,7 @@ from ._exceptions import (
     OllamaModelNotFoundError,
     OllamaResponseError,
     OllamaTimeoutError,
+    RequestInterrupted,
 )
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ __all__ = [
     "OllamaResponseError",
     "OllamaResult",
     "OllamaTimeoutError",
+    "RequestInterrupted",
     "agenerate",
     "amap",
     "embed",

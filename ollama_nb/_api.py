@@ -9,6 +9,7 @@ thread's loop (`_sync`): the kernel's loop is busy running the calling cell, and
 nest_asyncio would lose shell messages; Interrupt closes the response. `map` and `amap`
 check their input and build the first element's request the same way, then run the batch
 with `_batch` (one progress view for the whole batch, one `OllamaBatch` at the end).
+How a call ends when asyncio cancels it or Interrupt stops it is `_cancel`'s.
 """
 
 from __future__ import annotations
@@ -19,17 +20,19 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ._batch import prepare_batch, run_batch
+from ._batch import BatchJob, prepare_batch, run_batch
 from ._batch_result import OllamaBatch
 from ._batch_view import NullBatchView, live_batch_view
+from ._cancel import Call
 from ._checks import compile_pattern
 from ._client import OllamaClient
 from ._config import check_retries, check_seconds, parse_host
 from ._exceptions import OllamaResponseError, RequestInterrupted
 from ._kernel import CellOutput, clicks_reach_running_cell, current_kernel
+from ._prompt import PromptVariableError, fields, fill_prompt
 from ._request import (
     Ask,
     InvalidRequest,
@@ -46,8 +49,11 @@ from ._sync import run_in_thread
 EMBED_BATCH = 64  # texts per /api/embed request
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 INTERRUPTED = "the request was interrupted; the response was closed"
+CANCELLED = "the request was cancelled; the response was closed"
 HINT_SYNC = "Stop cannot reach a synchronous cell: use Interrupt (■), or await agenerate(...)"
 BATCH_INTERRUPTED = "the batch was interrupted; its responses are closed"
+BATCH_CANCELLED = "the batch was cancelled; its responses are closed"
+BATCH_FIELDS = frozenset({"item", "index"})  # what map fills from each element
 BATCH_HINT_SYNC = "Stop cannot reach a synchronous cell: use Interrupt (■), or await amap(...)"
 
 
@@ -70,13 +76,19 @@ def generate(
     display: bool = True,
     context: Mapping[str, Any] | None = None,
     cache: str | os.PathLike[str] | bool | None = None,
+    variables: Mapping[str, Any] | None = None,
 ) -> OllamaResult:
     """Ask `model` to answer `prompt`; the result as `%%ollama` would store it in `_ollama`.
 
     A keyword left None takes the magic's default (`%config OllamaMagics.*` where the
     extension is loaded, else $OLLAMA_HOST / $OLLAMA_MODEL, else the built-in default).
     Errors raise as in the magic. Called from a synchronous cell, Stop cannot reach it:
-    Interrupt always works and closes the response (or use `await agenerate(...)`).
+    Interrupt always works and closes the response (or use `await agenerate(...)`); the
+    `RequestInterrupted` it raises holds the result so far in `.partial`.
+
+    The prompt is sent as written, unless `variables` (a mapping) is given: then its
+    `{name}` fields are filled from it (`{{name}}` sends `{name}`).
+
     `cache`: None follows `OllamaMagics.cache` / $OLLAMA_NB_CACHE, False bypasses the
     cache file, a path uses that file (see `%ollama cache`).
     """
@@ -84,15 +96,16 @@ def generate(
     kernel = _kernel(display)
     control = StopControl()
     view = _live_view(kernel, control, HINT_SYNC) if kernel is not None else NullView()
+    call = Call(INTERRUPTED, CANCELLED)
 
     async def work(queued: Any) -> OllamaResult:
         prepared = await build(ask, configured=configured_in_shell())
-        return await run(prepared, queued, control, _keep_for_stats, INTERRUPTED)
+        return await run(prepared, queued, control, _keeping(call, _keep_for_stats), INTERRUPTED)
 
     try:
         return run_in_thread(work, view)
     except RequestInterrupted:
-        raise RequestInterrupted(INTERRUPTED) from None
+        raise call.interrupted() from None
 
 
 async def agenerate(
@@ -114,18 +127,25 @@ async def agenerate(
     display: bool = True,
     context: Mapping[str, Any] | None = None,
     cache: str | os.PathLike[str] | bool | None = None,
+    variables: Mapping[str, Any] | None = None,
 ) -> OllamaResult:
     """`generate` as a coroutine: `await ollama_nb.agenerate(...)` in an async cell has a
-    working Stop button, as `%%ollama` cells do."""
+    working Stop button, as `%%ollama` cells do.
+
+    Cancelling it (`asyncio.wait_for`, `asyncio.timeout`, `task.cancel()`) closes the
+    response and raises `CancelledError`; Interrupt raises `RequestInterrupted` (with
+    `.partial`) in the cell that awaits it (see `_cancel`)."""
     ask = _ask(**locals())
     kernel = _kernel(display)
     control = StopControl()
-    prepared = await build(ask, configured=configured_in_shell())
-    if kernel is None:
-        return await run(prepared, NullView(), control, _keep_for_stats, INTERRUPTED)
-    async with clicks_reach_running_cell() as stop_hint:
-        view = _live_view(kernel, control, stop_hint)
-        return await run(prepared, view, control, _keep_for_stats, INTERRUPTED)
+    with Call(INTERRUPTED, CANCELLED) as call:
+        keep = _keeping(call, _keep_for_stats)
+        prepared = await build(ask, configured=configured_in_shell())
+        if kernel is None:
+            return await run(prepared, NullView(), control, keep, INTERRUPTED)
+        async with clicks_reach_running_cell() as stop_hint:
+            view = _live_view(kernel, control, stop_hint)
+            return await run(prepared, view, control, keep, INTERRUPTED)
 
 
 def map(
@@ -148,31 +168,34 @@ def map(
     stop_on: str | re.Pattern[str] | None = None,
     display: bool = True,
     cache: str | os.PathLike[str] | bool | None = None,
+    variables: Mapping[str, Any] | None = None,
 ) -> OllamaBatch:
     """Run `prompt` once per element of `items`, at most `parallel` requests at once.
 
     `{item}` in the prompt is the element (a DataFrame row: `{item.column}`,
-    `{item[column]}`), `{index}` its position (a Series/DataFrame index label). Returns an
+    `{item[column]}`), `{index}` its position (a Series/DataFrame index label), and any
+    other `{name}` a key of `variables` (a mapping); `{{name}}` sends `{name}`. Returns an
     `OllamaBatch` in input order; one element's failure is recorded there, not raised.
     Other keywords as `generate`. From a synchronous cell, Stop cannot reach the batch:
-    Interrupt closes every response (or use `await amap(...)`).
+    Interrupt closes every response (or use `await amap(...)`); the `RequestInterrupted`
+    it raises holds the batch so far in `.partial`.
     """
     ask = _ask(prompt, model, system, images, think, format, options, keep_alive, host,
                connect_timeout, read_timeout, timeout, retries, stop_on, display,
                cache=cache)  # fmt: skip
+    namespace = _batch_variables(prompt, variables)
     control = StopControl()
     view = live_batch_view(_kernel(display), control, BATCH_HINT_SYNC)
+    call = Call(BATCH_INTERRUPTED, BATCH_CANCELLED)
 
     async def work(queued: Any) -> OllamaBatch:
-        job = await prepare_batch(
-            ask, items, parallel, configured=configured_in_shell(), namespace={}
-        )
-        return await run_batch(job, queued, control, _keep_batch_for_stats)
+        job = await _prepare_batch(ask, items, parallel, namespace)
+        return await run_batch(job, queued, control, _keeping(call, _keep_batch_for_stats))
 
     try:
         return run_in_thread(work, view)
     except RequestInterrupted:
-        raise RequestInterrupted(BATCH_INTERRUPTED) from None
+        raise call.interrupted() from None
 
 
 async def amap(
@@ -195,23 +218,25 @@ async def amap(
     stop_on: str | re.Pattern[str] | None = None,
     display: bool = True,
     cache: str | os.PathLike[str] | bool | None = None,
+    variables: Mapping[str, Any] | None = None,
 ) -> OllamaBatch:
     """`map` as a coroutine: `await ollama_nb.amap(...)` in an async cell has a working
-    Stop button, as `%%ollama --each` cells do."""
+    Stop button, as `%%ollama --each` cells do. Cancelling and Interrupt as `agenerate`
+    (`.partial` is the batch so far)."""
     ask = _ask(prompt, model, system, images, think, format, options, keep_alive, host,
                connect_timeout, read_timeout, timeout, retries, stop_on, display,
                cache=cache)  # fmt: skip
-    job = await prepare_batch(ask, items, parallel, configured=configured_in_shell(), namespace={})
+    namespace = _batch_variables(prompt, variables)
     control = StopControl()
     kernel = _kernel(display)
-    try:
+    with Call(BATCH_INTERRUPTED, BATCH_CANCELLED) as call:
+        keep = _keeping(call, _keep_batch_for_stats)
+        job = await _prepare_batch(ask, items, parallel, namespace)
         if kernel is None:
-            return await run_batch(job, NullBatchView(), control, _keep_batch_for_stats)
+            return await run_batch(job, NullBatchView(), control, keep)
         async with clicks_reach_running_cell() as stop_hint:
             view = live_batch_view(kernel, control, stop_hint)
-            return await run_batch(job, view, control, _keep_batch_for_stats)
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        raise RequestInterrupted(BATCH_INTERRUPTED) from None
+            return await run_batch(job, view, control, keep)
 
 
 def embed(
@@ -338,9 +363,12 @@ def _ask(
     display: bool,
     context: Mapping[str, Any] | None = None,
     cache: str | os.PathLike[str] | bool | None = None,
+    variables: Mapping[str, Any] | None = None,
 ) -> Ask:
     if not isinstance(prompt, str):
         raise InvalidRequest(f"prompt must be a str, not {type(prompt).__name__}")
+    if variables is not None:  # generate / agenerate: fields only with variables=
+        prompt = _filled(prompt, _checked_variables(variables))
     if format is not None and format != "json" and not isinstance(format, dict):
         raise InvalidRequest(f'format takes "json" or a JSON-schema dict, not {format!r}')
     if options is not None and not isinstance(options, Mapping):
@@ -371,6 +399,90 @@ def _ask(
         **given,
         cache=cache,
     )
+
+
+def _checked_variables(variables: Any) -> dict[str, Any]:
+    if not isinstance(variables, Mapping):
+        raise InvalidRequest(
+            f"variables takes a mapping of field names to values, not {type(variables).__name__}"
+        )
+    bad = next((key for key in variables if not isinstance(key, str)), None)
+    if bad is not None:
+        raise InvalidRequest(f"variables takes str keys (the fields' names), not {bad!r}")
+    return dict(variables)
+
+
+def _unknown_field(prompt: str, known: Any, fills: Callable[[str], str]) -> None:
+    """An InvalidRequest naming the first field of `prompt` not in `known`, and the ways
+    out that the API has (not the magic's --no-vars, nor the notebook's variables)."""
+    name = next((name for name in fields(prompt) if name not in known), None)
+    if name is not None:
+        raise InvalidRequest(
+            f"the prompt uses {{{name}}}, but {fills(name)}: pass variables={{{name!r}: ...}},"
+            f" or write {{{{{name}}}}} to send it as written; nothing was sent"
+        )
+
+
+def _filled(prompt: str, variables: dict[str, Any]) -> str:
+    _unknown_field(prompt, variables, lambda name: f"{name!r} is not in variables")
+    try:
+        return fill_prompt(prompt, variables)
+    except PromptVariableError as exc:
+        raise InvalidRequest(f"{_api_words(str(exc))}; nothing was sent") from None
+
+
+def _batch_variables(prompt: str, variables: Any) -> dict[str, Any]:
+    """What map's fields are filled from besides `item` and `index`: `variables`."""
+    namespace = {} if variables is None else _checked_variables(variables)
+    taken = sorted(BATCH_FIELDS & namespace.keys())
+    if taken:
+        raise InvalidRequest(
+            f"variables cannot hold {', '.join(taken)}: map fills {{item}} and {{index}}"
+            " with each element and its position"
+        )
+    if isinstance(prompt, str):
+        _unknown_field(
+            prompt, BATCH_FIELDS | namespace.keys(),
+            lambda _name: "map fills only {item}, {index} and the keys of variables",
+        )  # fmt: skip
+    return namespace
+
+
+async def _prepare_batch(ask: Ask, items: Any, parallel: Any, namespace: Any) -> BatchJob:
+    """`prepare_batch` for map/amap: the fields always filled (whatever %config
+    OllamaMagics.variables says), and an element's fill error worded for the API."""
+    ask.variables = True
+    try:
+        job = await prepare_batch(
+            ask, items, parallel, configured=configured_in_shell(), namespace=namespace
+        )
+    except InvalidRequest as exc:
+        raise InvalidRequest(_api_words(str(exc))) from None
+    fill = job.fill
+
+    def fill_for_api(scope: Mapping[str, Any]) -> str:
+        try:
+            return fill(scope)
+        except PromptVariableError as exc:
+            raise PromptVariableError(_api_words(str(exc))) from None
+
+    job.fill = fill_for_api
+    return job
+
+
+def _api_words(message: str) -> str:
+    """A prompt error as the API says it: `_prompt` names the magic's way out too."""
+    return message.replace(", or use --no-vars", "")
+
+
+def _keeping(call: Call, keep: Callable[[Any], None]) -> Callable[[Any], None]:
+    """`keep` (for %ollama stats), and the call's partial result for an interrupt."""
+
+    def both(result: Any) -> None:
+        call.keep(result)
+        keep(result)
+
+    return both
 
 
 def _is_list(value: Any) -> bool:

@@ -22,7 +22,7 @@ instead of printing a traceback that would only point into this package.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 TimeoutKind = Literal["connect", "read", "total"]
 
@@ -38,6 +38,12 @@ class OllamaError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception's own pickling calls `cls(*args)`, and `args` holds only the message:
+        # `OllamaTimeoutError(message)` would fail without its `kind`. Rebuild the object
+        # without `__init__`, then restore every attribute (`kind`, `partial_text`, ...).
+        return (_rebuild, (type(self), self.args), self.__dict__)
 
     def _render_traceback_(self) -> list[str]:
         return [f"{type(self).__name__}: {self.message}"]
@@ -83,7 +89,12 @@ class OllamaCacheMissError(OllamaError):
 
 
 class RequestInterrupted(KeyboardInterrupt):
-    """A kernel interrupt or Ctrl-C ended the request; the response was closed first."""
+    """A kernel interrupt or Ctrl-C ended the request; the response was closed first.
+
+    Raised by the Python API, `.partial` is what arrived: the `OllamaResult` or
+    `OllamaBatch` so far (None if the interrupt came before the request was sent)."""
+
+    partial: Any = None
 
     def __str__(self) -> str:
         # The Python API's result is returned, not stored in `_ollama`: it says so itself.
@@ -93,3 +104,8 @@ class RequestInterrupted(KeyboardInterrupt):
 
     def _render_traceback_(self) -> list[str]:
         return [f"KeyboardInterrupt: {self}"]
+
+
+def _rebuild(cls: type[OllamaError], args: tuple[Any, ...]) -> OllamaError:
+    """An error of class `cls` with `args`, for pickle and copy (attributes come after)."""
+    return cls.__new__(cls, *args)

@@ -14,6 +14,7 @@ import pytest
 from kernel_driver import Cell, KernelDriver
 from support import REPLY, assert_one_line_error, spawn_ipython
 
+import ollama_nb
 from ollama_nb.testing import StandInServer
 
 HEAVY = ("IPython", "ipywidgets", "numpy", "PIL", "matplotlib", "httpx", "markdown_it")
@@ -339,3 +340,94 @@ def test_calls_from_worker_threads_show_nothing(
     )
     assert kernel.value("texts") == [REPLY, REPLY]
     assert cell.outputs() == [] and cell.comm_opens() == []
+
+
+# -- prompt fields: map fills {item}, {index} and variables=; generate only with variables= --
+
+
+def _generate_prompts(server: StandInServer) -> list[str]:
+    return [r.body["prompt"] for r in server.requests if r.path == "/api/generate"]
+
+
+def test_map_fills_item_index_and_variables_never_the_notebook(
+    kernel: KernelDriver, server: StandInServer
+) -> None:
+    kernel.ok("import ollama_nb\nlang = 'German'")
+    # A notebook variable is not a field of map: the error names the API's ways out.
+    cell = kernel.run("ollama_nb.map('Translate to {lang}: {item}', ['cat', 'dog'], 'stand-in')")
+    line = assert_one_line_error(
+        cell, "InvalidRequest", "{lang}", "{item}, {index}", "variables={'lang': ...}", "{{lang}}"
+    )
+    assert "--no-vars" not in line and "notebook" not in line
+    assert _generate_prompts(server) == []  # nothing was sent
+    kernel.ok(
+        "b = ollama_nb.map('Translate to {lang}: {item} ({index})', ['cat', 'dog'], 'stand-in',"
+        " variables={'lang': 'French'})"
+    )
+    assert _generate_prompts(server) == [
+        "Translate to French: cat (0)",
+        "Translate to French: dog (1)",
+    ]
+    server.reset()
+    kernel.ok(
+        "b = await ollama_nb.amap('{greeting}, {item}! {{literal}}', ['Ann'], 'stand-in',"
+        " variables={'greeting': 'Hi'})"
+    )
+    assert _generate_prompts(server) == ["Hi, Ann! {literal}"]
+    # The magic's switch (--no-vars as a setting) does not turn map's fields off.
+    server.reset()
+    kernel.ok("%config OllamaMagics.variables = False")
+    try:
+        kernel.ok("b = ollama_nb.map('Say {item}.', ['yes'], 'stand-in', display=False)")
+    finally:
+        kernel.ok("%config OllamaMagics.variables = True")
+    assert _generate_prompts(server) == ["Say yes."]
+
+
+def test_generate_fills_fields_only_with_variables(
+    kernel: KernelDriver, server: StandInServer
+) -> None:
+    kernel.ok("import ollama_nb\nlang = 'German'")
+    # Without variables= the prompt is sent as written, braces and all.
+    kernel.ok("r = ollama_nb.generate('To {lang}: {{x}}', 'stand-in', display=False)")
+    kernel.ok("r = await ollama_nb.agenerate('To {lang}: {{x}}', 'stand-in', display=False)")
+    kernel.ok(
+        "r = ollama_nb.generate('To {lang}: {{x}}', 'stand-in', variables={'lang': 'French'},"
+        " display=False)"
+    )
+    kernel.ok(
+        "r = await ollama_nb.agenerate('To {lang!r}', 'stand-in', variables={'lang': 'French'},"
+        " display=False)"
+    )
+    assert _generate_prompts(server) == [
+        "To {lang}: {{x}}",
+        "To {lang}: {{x}}",
+        "To French: {x}",
+        "To 'French'",
+    ]
+    cell = kernel.run(
+        "ollama_nb.generate('To {lang} in a {tone} tone', 'stand-in', variables={'lang': 'French'})"
+    )
+    line = assert_one_line_error(cell, "InvalidRequest", "{tone}", "variables=", "{{tone}}")
+    assert "--no-vars" not in line and "notebook" not in line
+    assert len(_generate_prompts(server)) == 4  # nothing more was sent
+
+
+def test_variables_is_checked_and_fill_errors_name_no_magic_option(server: StandInServer) -> None:
+    host = server.url
+    for call, words in [
+        (lambda: ollama_nb.generate("Hi {x}", "stand-in", variables=["x"]), "a mapping"),
+        (lambda: ollama_nb.generate("Hi {x}", "stand-in", variables={1: "x"}), "str keys"),
+        (lambda: ollama_nb.map("{item}", [1], "stand-in", variables={"item": 2}), "{item}"),
+        # A field the element does not have: the first element's error is raised...
+        (lambda: ollama_nb.map("{item[b]}", [{"a": 1}], "stand-in", host=host), "{item[b]}"),
+    ]:
+        with pytest.raises(ValueError) as caught:
+            call()
+        assert words in str(caught.value) and "--no-vars" not in str(caught.value)
+    assert _generate_prompts(server) == []
+    # ... a later element's is its own failure, worded for the API too.
+    batch = ollama_nb.map("{item[a]}", [{"a": 1}, {"b": 2}], "stand-in", host=host, display=False)
+    assert batch.counts() == {"stop": 1, "error": 1}
+    message = str(batch[1].error)
+    assert "cannot fill {item[a]}" in message and "--no-vars" not in message
