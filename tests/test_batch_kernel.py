@@ -206,7 +206,7 @@ def test_a_background_answer_ending_after_a_batch_leaves_the_batch_in_ollama(
 ) -> None:
     server.configure(num_parallel=3)
     slow = "-o standin_token_interval=0.05 -o standin_tokens=40"  # ~2 s
-    background = kernel.run(f"%%ollama stand-in --background --out later {slow}\nSlow one.")
+    background = kernel.run_drawn(f"%%ollama stand-in --background --out later {slow}\nSlow one.")
     assert background.status == "ok"
     record = server.wait_for_request("/api/generate", timeout=5)
     kernel.ok("items = ['a', 'b']")
