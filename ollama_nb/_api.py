@@ -28,6 +28,7 @@ from ._client import OllamaClient
 from ._config import check_retries, check_seconds, parse_host
 from ._exceptions import OllamaResponseError, RequestInterrupted
 from ._kernel import CellOutput, clicks_reach_running_cell, current_kernel
+from ._next_cell import next_input
 from ._request import (
     Ask,
     InvalidRequest,
@@ -66,6 +67,7 @@ def generate(
     retries: int | None = None,
     stop_on: str | re.Pattern[str] | None = None,
     display: bool = True,
+    code: bool = False,
 ) -> OllamaResult:
     """Ask `model` to answer `prompt`; the result as `%%ollama` would store it in `_ollama`.
 
@@ -73,15 +75,18 @@ def generate(
     extension is loaded, else $OLLAMA_HOST / $OLLAMA_MODEL, else the built-in default).
     Errors raise as in the magic. Called from a synchronous cell, Stop cannot reach it:
     Interrupt always works and closes the response (or use `await agenerate(...)`).
+    code=True asks for Python code: `.code` holds it and, in a notebook cell (display=True),
+    it goes into a new cell below, as with `%%ollama --code`.
     """
     ask = _ask(**locals())
     kernel = _kernel(display)
     control = StopControl()
     view = _live_view(kernel, control, HINT_SYNC) if kernel is not None else NullView()
+    target = next_input(display) if code else None
 
     async def work(queued: Any) -> OllamaResult:
         prepared = await build(ask, configured=configured_in_shell())
-        return await run(prepared, queued, control, _keep_for_stats, INTERRUPTED)
+        return await run(prepared, queued, control, _keep_for_stats, INTERRUPTED, target)
 
     try:
         return run_in_thread(work, view)
@@ -106,18 +111,20 @@ async def agenerate(
     retries: int | None = None,
     stop_on: str | re.Pattern[str] | None = None,
     display: bool = True,
+    code: bool = False,
 ) -> OllamaResult:
     """`generate` as a coroutine: `await ollama_nb.agenerate(...)` in an async cell has a
     working Stop button, as `%%ollama` cells do."""
     ask = _ask(**locals())
     kernel = _kernel(display)
     control = StopControl()
+    target = next_input(display) if code else None
     prepared = await build(ask, configured=configured_in_shell())
     if kernel is None:
-        return await run(prepared, NullView(), control, _keep_for_stats, INTERRUPTED)
+        return await run(prepared, NullView(), control, _keep_for_stats, INTERRUPTED, target)
     async with clicks_reach_running_cell() as stop_hint:
         view = _live_view(kernel, control, stop_hint)
-        return await run(prepared, view, control, _keep_for_stats, INTERRUPTED)
+        return await run(prepared, view, control, _keep_for_stats, INTERRUPTED, target)
 
 
 def map(
@@ -324,6 +331,7 @@ def _ask(
     retries: int | None,
     stop_on: str | re.Pattern[str] | None,
     display: bool,
+    code: bool = False,
 ) -> Ask:
     if not isinstance(prompt, str):
         raise InvalidRequest(f"prompt must be a str, not {type(prompt).__name__}")
@@ -339,6 +347,8 @@ def _ask(
         raise InvalidRequest(
             f"stop_on {stop_on!r} is not a valid regular expression: {exc}"
         ) from None
+    if not isinstance(code, bool):
+        raise InvalidRequest(f"code takes True or False, not {code!r}")
     given = _settings_given(host, model, connect_timeout, read_timeout, timeout, retries)
     return Ask(
         prompt=prompt,
@@ -349,6 +359,7 @@ def _ask(
         options=dict(options or {}),
         images=list(images or []),
         stop_on=pattern,
+        code=code,
         **given,
     )
 

@@ -36,6 +36,7 @@ from ._config import (
 from ._exceptions import OllamaResponseError, RequestInterrupted
 from ._kernel import CellOutput, clicks_reach_running_cell, current_kernel
 from ._listing import loaded_table, models_table
+from ._next_cell import target_of
 from ._options import CellOptions, declare, parse_line, to_ask
 from ._pull import PullView, pull
 from ._request import (
@@ -232,7 +233,10 @@ class OllamaMagics(Magics):
     async def _run(
         self, prepared: Prepared, options: CellOptions, view: View, control: StopControl
     ) -> OllamaResult:
-        pending = run(prepared, view, control, lambda r: self._store(r, prepared, options))
+        target = target_of(self.shell) if options.code else None
+        pending = run(
+            prepared, view, control, lambda r: self._store(r, prepared, options), next_input=target
+        )
         del view  # a raised error's traceback keeps this frame: it must not pin the view
         return await pending
 

@@ -109,6 +109,12 @@ def declare(func: F) -> F:
         ),
         argument("--out", metavar="NAME", help="Also store the result in variable NAME."),
         argument(
+            "--code",
+            action="store_true",
+            help="Ask for Python code; when the answer finishes, its code goes into a new cell"
+            " below, not run (_ollama.code).",
+        ),
+        argument(
             "--background",
             action="store_true",
             help="Return at once; the answer streams on in this cell's output, with its Stop.",
@@ -150,6 +156,7 @@ class CellOptions:
     background: bool = False
     each: str | None = None
     parallel: int | None = None
+    code: bool = False
 
 
 def parse_line(magic: Callable[..., Any], line: str) -> CellOptions:
@@ -185,6 +192,7 @@ def parse_line(magic: Callable[..., Any], line: str) -> CellOptions:
             background=args.background,
             each=_identifier("--each", args.each),
             parallel=_parallel(args.parallel, args.each),
+            code=_code(args.code, args.each, args.background),
         )
     except ValueError as exc:
         raise UsageError(f"%%ollama: {exc}") from None
@@ -244,6 +252,18 @@ def _parallel(value: int | None, each: str | None) -> int | None:
     return check_parallel(value)
 
 
+def _code(code: bool, each: str | None, background: bool) -> bool:
+    # The new cell travels with this cell's own reply (`_next_cell`): a batch's many
+    # answers, or an answer that outlives the cell, have none to travel with.
+    if code and (each is not None or background):
+        other = "--each" if each is not None else "--background"
+        raise ValueError(
+            f"--code cannot go with {other}: the new cell comes with this cell's"
+            " own reply; nothing was sent"
+        )
+    return code
+
+
 def _identifier(option: str, name: str | None) -> str | None:
     if name is not None and (not name.isidentifier() or keyword.iskeyword(name)):
         raise ValueError(f"{option} needs a Python variable name, not {name!r}")
@@ -291,4 +311,5 @@ def to_ask(options: CellOptions, prompt: str, namespace: Mapping[str, Any]) -> A
         images=[namespace.get(x, x) for x in options.images],
         stop_on=options.stop_on,
         chat=options.chat,
+        code=options.code,
     )

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._checks import check_json_value, check_prompt_text
 from ._client import OllamaClient
+from ._code import with_code_instruction
 from ._config import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_HOST,
@@ -30,6 +31,7 @@ from ._config import (
     parse_host,
 )
 from ._exceptions import OllamaError, OllamaResponseError, RequestInterrupted
+from ._next_cell import NextInput, WithCode
 from ._prompt import PromptVariableError, fill_prompt
 from ._result import OllamaResult
 from ._stream import Request, StopControl, Transcript, View, drive
@@ -174,6 +176,7 @@ class Ask:
     images: Sequence[Any] = ()
     stop_on: re.Pattern[str] | None = None
     chat: bool = False
+    code: bool = False  # --code: ask for Python code (the code goes below: `run`)
 
     def given(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in DEFAULTS}
@@ -187,6 +190,7 @@ class Prepared:
     settings: dict[str, Setting]
     chat: bool = False
     images: list[EncodedImage] = field(default_factory=list)
+    code: bool = False
 
     @property
     def thumbnails(self) -> list[bytes]:
@@ -228,6 +232,8 @@ async def build(
     if images:
         await refuse_blind_model(client, model)
     system = settings["system"].value
+    if ask.code:
+        system = with_code_instruction(system)
     encoded = [image.data for image in images]
     payload: dict[str, Any] = {"model": model, "stream": True}
     if ask.chat:
@@ -259,7 +265,7 @@ async def build(
         stop_on=ask.stop_on,
         want_json=ask.format is not None,
     )
-    return Prepared(request, settings, ask.chat, images)
+    return Prepared(request, settings, ask.chat, images, ask.code)
 
 
 def fill_variables(template: str, namespace: Mapping[str, Any]) -> str:
@@ -325,12 +331,15 @@ async def run(
     control: StopControl,
     on_result: Callable[[OllamaResult], None],
     interrupted: str | None = None,
+    next_input: NextInput | None = None,
 ) -> OllamaResult:
     """Drive the request; the result goes to `on_result` on every path. An interrupt is
     re-raised as one line (`RequestInterrupted`, saying `interrupted` if given), an error
-    as itself."""
+    as itself. With code asked for, the answer's code goes to `next_input` (if any)."""
     if prepared.images:
         view = _WithThumbnails(view, prepared.thumbnails)
+    if prepared.code:
+        view = WithCode(view, next_input)
 
     def handle(result: OllamaResult) -> None:
         if prepared.images:

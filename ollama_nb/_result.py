@@ -41,6 +41,10 @@ class OllamaResult:
     settings: dict[str, Any] = field(default_factory=dict, repr=False)
     # Thumbnails (PNG/JPEG bytes, ≤ 160 px high) of the images sent; the record shows them.
     images: list[bytes] = field(default_factory=list, repr=False)
+    # --code / code=True: the answer's Python code (None: none), and the record's line
+    # saying where it went or why nothing was inserted ("" without --code).
+    code: str | None = None
+    code_note: str = field(default="", repr=False)
 
     @property
     def status(self) -> str:
