@@ -40,6 +40,10 @@ GOALS = (
     Goal("rss_growth_ratio_2mb", "kernel RSS growth / 2 MB answer (median)", "<= 2x",
          lambda v: v <= 2, "x"),
     Goal("cpu_s_per_1k_tokens", "kernel CPU s per 1k tokens (median)", "reported", None, " s"),
+    Goal("context_ms_5m_rows", "--context: describe a 5,000,000-row DataFrame (median)",
+         "<= 100 ms", lambda v: v <= 100, " ms"),
+    Goal("context_ms_200mb_str", "--context: describe a 200 MB string (median)",
+         "<= 100 ms", lambda v: v <= 100, " ms"),
     *(
         Goal(f"alt_{what}_ratio_vs_official_{kind}_{k}",
              f"{label}, {k} tokens: %%ollama / official client, {kind} cell",

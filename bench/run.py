@@ -56,6 +56,8 @@ Figures
   nbformat, for 1k and 100k tokens, beside jupyter-ai's text/markdown output.
 - CPU: kernel process utime + stime (``/proc/PID/stat``) per 1k tokens, from the
   throughput runs against the stand-in.
+- Context: time to describe a 5,000,000-row DataFrame and a 200 MB string for
+  ``--context`` (bench/_context.py), in this process: the describer is pure.
 
 Reading the numbers: throughput ratios are medians of per-round ratios (the contenders
 alternate within a round); ``cpu_ratio_*`` compare CPU seconds instead, which other work
@@ -79,6 +81,7 @@ from typing import Any
 
 from _alternatives import alternatives, responsiveness, saved_notebook
 from _clients import PAYLOAD
+from _context import context_times
 from _figures import (
     THROUGHPUT_TOKENS,
     Plan,
@@ -223,6 +226,7 @@ def measure(plan: Plan, python_k7: str, python_k6: str) -> dict[str, Any]:
             "memory (fresh kernel)",
             lambda: memory(python_k7, standin, plan.memory_runs, plan.memory_tokens),
         )
+    results["context"] = timed("--context descriptions", lambda: context_times(5))
     return results
 
 
@@ -249,6 +253,8 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         "timeout_overshoot_ms_p95": max(overshoot),
         "rss_growth_ratio_2mb": results["memory"]["ratio"]["median"],
         "cpu_s_per_1k_tokens": results["cpu"]["kernel_cpu_s_per_1k_tokens"]["median"],
+        "context_ms_5m_rows": results["context"]["dataframe_5m_rows"]["ms"]["median"],
+        "context_ms_200mb_str": results["context"]["str_200mb"]["ms"]["median"],
     } | _user_headline(results)
 
 

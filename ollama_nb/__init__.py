@@ -78,12 +78,14 @@ def __getattr__(name: str) -> Any:
 
 
 def load_ipython_extension(ipython: Any) -> None:
+    from ._errors import ErrorRecorder
     from ._magics import OllamaMagics
     from ._transform import make_transformer
 
     if "OllamaMagics" in ipython.magics_manager.registry:
         return  # %load_ext twice, or %reload_ext: keep the session's settings and history
     ipython.register_magics(OllamaMagics(shell=ipython))
+    ErrorRecorder(ipython).register()  # what `{Err}` reads
     transformer = make_transformer(ipython)
     # First, so that IPython's prompt-stripping cleanups never touch the prompt text.
     ipython.input_transformers_cleanup.insert(0, transformer)
@@ -95,6 +97,11 @@ def unload_ipython_extension(ipython: Any) -> None:
     if transformer in ipython.input_transformers_cleanup:
         ipython.input_transformers_cleanup.remove(transformer)
     ipython._ollama_nb_transformer = None
+    from ._errors import recorder_of
+
+    recorder = recorder_of(ipython)
+    if recorder is not None:
+        recorder.unregister()
     magics = ipython.magics_manager.registry.pop("OllamaMagics", None)
     if magics is not None:
         for kind in ("line", "cell"):

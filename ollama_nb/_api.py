@@ -67,6 +67,7 @@ def generate(
     retries: int | None = None,
     stop_on: str | re.Pattern[str] | None = None,
     display: bool = True,
+    context: Mapping[str, Any] | None = None,
     code: bool = False,
 ) -> OllamaResult:
     """Ask `model` to answer `prompt`; the result as `%%ollama` would store it in `_ollama`.
@@ -111,6 +112,7 @@ async def agenerate(
     retries: int | None = None,
     stop_on: str | re.Pattern[str] | None = None,
     display: bool = True,
+    context: Mapping[str, Any] | None = None,
     code: bool = False,
 ) -> OllamaResult:
     """`generate` as a coroutine: `await ollama_nb.agenerate(...)` in an async cell has a
@@ -331,6 +333,7 @@ def _ask(
     retries: int | None,
     stop_on: str | re.Pattern[str] | None,
     display: bool,
+    context: Mapping[str, Any] | None = None,
     code: bool = False,
 ) -> Ask:
     if not isinstance(prompt, str):
@@ -347,6 +350,10 @@ def _ask(
         raise InvalidRequest(
             f"stop_on {stop_on!r} is not a valid regular expression: {exc}"
         ) from None
+    if context is not None and not isinstance(context, Mapping):
+        raise InvalidRequest(
+            f"context takes a mapping of names to values, not {type(context).__name__}"
+        )
     if not isinstance(code, bool):
         raise InvalidRequest(f"code takes True or False, not {code!r}")
     given = _settings_given(host, model, connect_timeout, read_timeout, timeout, retries)
@@ -359,6 +366,7 @@ def _ask(
         options=dict(options or {}),
         images=list(images or []),
         stop_on=pattern,
+        context=dict(context or {}),
         code=code,
         **given,
     )

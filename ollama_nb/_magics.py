@@ -33,6 +33,8 @@ from ._config import (
     parse_host,
     redact_url,
 )
+from ._context import DEFAULT_CHARS as DEFAULT_CONTEXT_CHARS
+from ._errors import prompt_namespace
 from ._exceptions import OllamaResponseError, RequestInterrupted
 from ._kernel import CellOutput, clicks_reach_running_cell, current_kernel
 from ._listing import loaded_table, models_table
@@ -62,6 +64,8 @@ LINE_COMMANDS = {"models": 0, "ps": 0, "pull": 1, "stats": 0, "history": 0, "res
                  "config": 0, "version": 0, "show": 1, "unload": 1}  # fmt: skip
 SETTINGS = ("host", "model", "connect_timeout", "read_timeout", "timeout", "retries", "system",
             "variables", "keep_alive")  # fmt: skip
+# Configured like the settings, but not shown by `%ollama config`: read by `_request.build`.
+EXTRA_SETTINGS = ("context_chars",)
 
 
 @magics_class
@@ -95,6 +99,13 @@ class OllamaMagics(Magics):
         allow_none=True,
         config=True,
         help="How long the server keeps a model loaded after a request: 10m, 1h, 300, 0, -1.",
+    )
+    context_chars = Int(
+        DEFAULT_CONTEXT_CHARS,
+        min=100,
+        config=True,
+        help="Longest description of one --context value, in characters; a longer one is"
+        " cut, with a marker saying how much was left out.",
     )
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
@@ -155,7 +166,7 @@ class OllamaMagics(Magics):
         except ValueError as exc:
             raise TraitError(f"OllamaMagics: {exc}") from None
 
-    @observe(*SETTINGS)
+    @observe(*SETTINGS, *EXTRA_SETTINGS)
     def _remember_configured(self, change: Any) -> None:
         self._configured.add(change["name"])
 
@@ -265,7 +276,7 @@ class OllamaMagics(Magics):
             prepared = await build(
                 to_ask(options, cell.strip("\n"), namespace),
                 configured=self.configured(),
-                namespace=namespace,
+                namespace=prompt_namespace(self.shell, namespace),
                 conversation=self.conversation,
                 no_model_hint="name one (`%%ollama MODEL`), or set %config OllamaMagics.model"
                 " / $OLLAMA_MODEL",

@@ -107,6 +107,15 @@ def declare(func: F) -> F:
             metavar="REGEX",
             help="Close the response as soon as the text so far matches REGEX.",
         ),
+        argument(
+            "--context",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="Describe the notebook's NAME before the prompt (repeatable, or a,b): a"
+            " DataFrame's shape, columns and first rows, an array's shape and statistics, a"
+            " container's leading items, a function's signature and docstring, else repr().",
+        ),
         argument("--out", metavar="NAME", help="Also store the result in variable NAME."),
         argument(
             "--code",
@@ -156,6 +165,7 @@ class CellOptions:
     background: bool = False
     each: str | None = None
     parallel: int | None = None
+    context: list[str] = field(default_factory=list)  # --context NAME, in order
     code: bool = False
 
 
@@ -192,6 +202,7 @@ def parse_line(magic: Callable[..., Any], line: str) -> CellOptions:
             background=args.background,
             each=_identifier("--each", args.each),
             parallel=_parallel(args.parallel, args.each),
+            context=_context_names(args.context),
             code=_code(args.code, args.each, args.background),
         )
     except ValueError as exc:
@@ -270,6 +281,29 @@ def _identifier(option: str, name: str | None) -> str | None:
     return name
 
 
+def _context_names(values: list[str]) -> list[str]:
+    """`--context a --context b,c`: the names in order, each once."""
+    names: list[str] = []
+    for value in values:
+        for name in value.split(","):
+            name = name.strip()
+            _identifier("--context", name)
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def resolve_context(names: list[str], namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """`--context NAME`s looked up in the notebook; an undefined one is a usage error."""
+    for name in names:
+        if name not in namespace:
+            raise UsageError(
+                f"%%ollama: --context {name}: no variable {name!r} in the notebook;"
+                " nothing was sent"
+            )
+    return {name: namespace[name] for name in names}
+
+
 def resolve_format(value: str | None, namespace: Mapping[str, Any]) -> str | dict[str, Any] | None:
     """`--format json` passes through; `--format NAME` is a schema dict from the notebook."""
     if value is None or value == "json":
@@ -311,5 +345,6 @@ def to_ask(options: CellOptions, prompt: str, namespace: Mapping[str, Any]) -> A
         images=[namespace.get(x, x) for x in options.images],
         stop_on=options.stop_on,
         chat=options.chat,
+        context=resolve_context(options.context, namespace),
         code=options.code,
     )

@@ -14,13 +14,19 @@ closing braces of nested JSON such as `{"a": {"b": 1}}`. Pure functions, no I/O.
 
 from __future__ import annotations
 
+import _string  # str.format's own field-name splitter (what string.Formatter uses)
 import keyword
 import re
 import string
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+# Any Python identifier, non-ASCII included (`{α}`, `{数据}`); `_field_at` checks it with
+# str.isidentifier, which this approximates.
+_NAME = r"[^\W\d]\w*"
+# A `[key]` that is an integer literal, negative too, indexes as an int: `{In[-2]}`.
+_INT_KEY = re.compile(r"-?[0-9]+")
 # A replacement field at the position of its opening brace. The spec may itself hold
 # identifier fields (`{value:>{width}}`), as str.format allows, one level deep.
 _FIELD = re.compile(
@@ -98,19 +104,46 @@ def _field_at(template: str, position: int) -> re.Match[str] | None:
     match = _FIELD.match(template, position)
     if match is None or keyword.iskeyword(match["name"]):
         return None  # `{None}`, `{True}`: a Python literal in pasted code, not a variable
+    if not match["name"].isidentifier():
+        return None
     return match
+
+
+def _lookup(name: str, namespace: Mapping[str, Any]) -> str | None:
+    """The key `name` has in `namespace`: as written, or NFKC-normalised as Python stores
+    the identifiers of code (`ﬁ` is `fi`); None if neither is there."""
+    if name in namespace:
+        return name
+    normal = unicodedata.normalize("NFKC", name)
+    return normal if normal in namespace else None
+
+
+def _get_field(field: str, name: str, namespace: Mapping[str, Any]) -> Any:
+    """str.format's lookup of `name.attr[key]...`, except that an integer literal key,
+    negative too, is an int (`{In[-2]}`; str.format would pass "-2" as a string)."""
+    _, rest = _string.formatter_field_name_split(field)
+    value = namespace[name]
+    for is_attribute, key in rest:
+        if is_attribute:
+            value = getattr(value, key)
+        else:
+            if isinstance(key, str) and _INT_KEY.fullmatch(key):
+                key = int(key)
+            value = value[key]
+    return value
 
 
 def _fill_field(match: re.Match[str], namespace: Mapping[str, Any]) -> str:
     name = match["name"]
-    if name not in namespace:
+    key = _lookup(name, namespace)
+    if key is None:
         raise PromptVariableError(
             f"the prompt uses {{{name}}}, but {name!r} is not defined in the notebook;"
             f" write {{{{{name}}}}} to send it as written, or use --no-vars"
         )
     shown = match.group(0)
     try:
-        value, _ = _FORMATTER.get_field(match["field"], (), namespace)
+        value = _get_field(match["field"], key, namespace)
         if match["conversion"]:
             value = _FORMATTER.convert_field(value, match["conversion"])
         spec = match["spec"] or ""

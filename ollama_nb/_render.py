@@ -139,6 +139,12 @@ def status_line(
 
 def record_html(answer: Answer) -> str:
     pieces = ['<div class="ollama-nb-record">']
+    attached = context_line(answer)
+    if attached:
+        pieces.append(
+            f'<div class="ollama-nb-context {NO_MATH}" style="{STATUS_STYLE}">'
+            f"{html.escape(attached)}</div>"
+        )
     images = getattr(answer, "images", None)  # thumbnails of the images sent (_images)
     if images:
         pieces.append(thumbnails_html(images))
@@ -185,6 +191,9 @@ def record_text(answer: Answer) -> str:
     """The plain-text side of the record (consoles, nbval). A huge answer shows its head:
     the HTML side has it all, and a second full copy would double the notebook's size."""
     parts = []
+    attached = context_line(answer)
+    if attached:
+        parts.append(attached)
     images = getattr(answer, "images", None)
     if images:
         parts.append(f"[{len(images)} image{'' if len(images) == 1 else 's'} sent]")
@@ -197,6 +206,14 @@ def record_text(answer: Answer) -> str:
     if code_note:
         parts[-1] += f"\n{code_note}"
     return "\n\n".join(parts)
+
+
+def context_line(answer: Answer) -> str:
+    """The record's header for --context: `context: df (DataFrame 1,000×5), …`."""
+    context = getattr(answer, "context", None)  # name -> summary (_context)
+    if not context:
+        return ""
+    return "context: " + ", ".join(f"{name} ({summary})" for name, summary in context.items())
 
 
 def _head(text: str) -> str:

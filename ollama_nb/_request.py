@@ -30,6 +30,7 @@ from ._config import (
     auth_headers,
     parse_host,
 )
+from ._context import DEFAULT_CHARS, describe_all, prompt_with_context
 from ._exceptions import OllamaError, OllamaResponseError, RequestInterrupted
 from ._next_cell import NextInput, WithCode
 from ._prompt import PromptVariableError, fill_prompt
@@ -176,6 +177,9 @@ class Ask:
     images: Sequence[Any] = ()
     stop_on: re.Pattern[str] | None = None
     chat: bool = False
+    # --context / context=: name -> value, described before the prompt (`_context`).
+    context: Mapping[str, Any] = field(default_factory=dict)
+    context_chars: int | None = None  # None: %config OllamaMagics.context_chars, else 4000
     code: bool = False  # --code: ask for Python code (the code goes below: `run`)
 
     def given(self) -> dict[str, Any]:
@@ -217,6 +221,15 @@ async def build(
     prompt = ask.prompt
     if namespace is not None and settings["variables"].value:
         prompt = fill_variables(prompt, namespace)
+    attached: dict[str, str] = {}
+    if ask.context:
+        limit = ask.context_chars or configured.get("context_chars") or DEFAULT_CHARS
+        try:
+            descriptions = describe_all(ask.context, limit)
+        except ValueError as exc:
+            raise InvalidRequest(f"{exc}; nothing was sent") from None
+        prompt = prompt_with_context(prompt, descriptions)
+        attached = {d.name: d.summary for d in descriptions}
     try:
         think = check_think(ask.think)
         keep_alive = check_keep_alive(settings["keep_alive"].value)
@@ -264,6 +277,7 @@ async def build(
         total_timeout=settings["timeout"].value,
         stop_on=ask.stop_on,
         want_json=ask.format is not None,
+        context=attached,
     )
     return Prepared(request, settings, ask.chat, images, ask.code)
 

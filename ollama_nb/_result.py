@@ -41,6 +41,9 @@ class OllamaResult:
     settings: dict[str, Any] = field(default_factory=dict, repr=False)
     # Thumbnails (PNG/JPEG bytes, ≤ 160 px high) of the images sent; the record shows them.
     images: list[bytes] = field(default_factory=list, repr=False)
+    # --context: each value's name and what it was ("DataFrame 1,000×5"); the record's
+    # header names them.
+    context: dict[str, str] = field(default_factory=dict, repr=False)
     # --code / code=True: the answer's Python code (None: none), and the record's line
     # saying where it went or why nothing was inserted ("" without --code).
     code: str | None = None
@@ -69,18 +72,19 @@ class OllamaResult:
     def record_metadata(self) -> dict[str, Any]:
         """How the answer was made, for the saved notebook; nothing secret (no host, key
         or headers): only what the payload asked for and what the server answered."""
-        return {
-            METADATA_KEY: {
-                "model": self.model,
-                "done_reason": self.done_reason,
-                "eval_count": self.eval_count,
-                "elapsed": round(self.elapsed, 3),
-                "options": dict(self.settings.get("options") or {}),
-                "think": self.settings.get("think"),
-                "format": self.settings.get("format"),
-                "version": package_version(),
-            }
+        made = {
+            "model": self.model,
+            "done_reason": self.done_reason,
+            "eval_count": self.eval_count,
+            "elapsed": round(self.elapsed, 3),
+            "options": dict(self.settings.get("options") or {}),
+            "think": self.settings.get("think"),
+            "format": self.settings.get("format"),
+            "version": package_version(),
         }
+        if self.context:
+            made["context"] = list(self.context)
+        return {METADATA_KEY: made}
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         return {"text/html": record_html(self), "text/plain": record_text(self)}

@@ -122,6 +122,7 @@ class Request:
     total_timeout: float | None = None
     stop_on: re.Pattern[str] | None = None
     want_json: bool = False
+    context: dict[str, str] = field(default_factory=dict)  # --context: name -> summary
 
     @property
     def is_chat(self) -> bool:
@@ -322,6 +323,7 @@ def build_result(
         final=final,
         prompt=request.prompt,
         settings=settings_of(request.payload),
+        context=dict(request.context),
     )
     result.eval_count = _int_or_none(final.get("eval_count"))
     result.prompt_eval_count = _int_or_none(final.get("prompt_eval_count"))
