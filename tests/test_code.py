@@ -18,6 +18,7 @@ from support import run_cell
 from test_composition import SANITIZE, run_headless
 
 from ollama_nb._code import CODE_INSTRUCTION
+from ollama_nb._fix import FIX_INSTRUCTION
 from ollama_nb.testing import StandInServer
 
 CODE = 'import pandas as pd\n\ndf = pd.read_csv("data.csv")\nprint(df.head())'
@@ -236,3 +237,167 @@ def test_headless_runs_insert_nothing(
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:]
     assert "3 passed" in run.stdout, run.stdout[-1000:]
+
+
+# -- %ollama fix ---------------------------------------------------------------------------
+
+FAILING = 'total = sales["unit"].sum()\nprint(total)'
+FIXED = 'total = sales["units"].sum()\nprint(total)'
+FIX_ANSWER = (
+    'The frame has no column `"unit"`: it is called `"units"`, so pandas raises a KeyError.\n\n'
+    f"```python\n{FIXED}\n```\n"
+)
+CLEAR_ERRORS = "get_ipython()._ollama_nb_errors.errors.clear()"
+
+
+@pytest.fixture
+def sales(kernel: KernelDriver) -> KernelDriver:
+    """A kernel with no error recorded, and a small frame whose values are distinctive."""
+    kernel.ok(CLEAR_ERRORS)
+    kernel.ok(
+        "import pandas as pd\n"
+        "sales = pd.DataFrame({'region': ['north-value-xyz', 'south'], 'units': [3, 4]})"
+    )
+    return kernel
+
+
+def shown(cell: Cell) -> str:
+    """The text/plain of the cell's execute_result."""
+    (value,) = [
+        m.content["data"]["text/plain"] for m in cell.messages if m.type == "execute_result"
+    ]
+    return value
+
+
+def fail(kernel: KernelDriver, code: str) -> int:
+    cell = kernel.run(code)
+    assert cell.status == "error", code
+    return cell.reply.content["execution_count"]
+
+
+def test_fix_explains_the_last_error_and_puts_the_corrected_cell_below(
+    sales: KernelDriver, server: StandInServer
+) -> None:
+    kernel = sales
+    count = fail(kernel, FAILING)
+    server.configure(reply=FIX_ANSWER)
+    cell = kernel.run("%ollama fix stand-in")
+    assert_code_below(cell, FIXED)
+    body = server.last.body
+    assert body["system"] == CODE_INSTRUCTION
+    prompt = body["prompt"]
+    assert prompt.startswith(f"{FIX_INSTRUCTION}\n\nIn [{count}]:\n{FAILING}\n\n")
+    assert "KeyError: 'unit'" in prompt
+    region = kernel.value("str(sales.dtypes.iloc[0])")
+    assert prompt.endswith(
+        "Notebook variables the cell uses (type and shape only):\n"
+        f"- sales: pandas.DataFrame, shape (2, 2); columns: 'region' ({region}), 'units' (int64)"
+    )
+    assert "north-value-xyz" not in prompt  # types and shapes, never values
+    assert kernel.value("_ollama.code") == FIXED
+    assert record_text(cell).endswith("code: 2 lines put in a new cell below")
+    assert "KeyError" not in cell.error_text()  # the fix cell itself ran fine
+
+
+def test_fix_n_takes_that_cells_error_and_options_apply(
+    sales: KernelDriver, server: StandInServer
+) -> None:
+    kernel = sales
+    first = fail(kernel, FAILING)
+    fail(kernel, "raise ValueError('a later one')")
+    server.configure(reply=FIX_ANSWER)
+    cell = kernel.run(
+        f"%ollama fix {first} stand-in-think --think -o temperature=0 --read-timeout 9"
+    )
+    assert_code_below(cell, FIXED)
+    body = server.last.body
+    assert FAILING in body["prompt"] and "a later one" not in body["prompt"]
+    assert body["think"] is True and body["options"] == {"temperature": 0}
+    assert body["model"] == "stand-in-think" and kernel.value("_ollama.thinking")
+
+
+def test_fix_without_an_error_says_so_and_sends_nothing(
+    sales: KernelDriver, server: StandInServer
+) -> None:
+    kernel = sales
+    cell = kernel.run("%ollama fix stand-in")
+    assert cell.status == "ok" and next_inputs(cell) == []
+    assert shown(cell) == (
+        "no error recorded since %load_ext ollama_nb: nothing to fix; nothing was sent"
+    )
+    count = fail(kernel, FAILING)
+    cell = kernel.run(f"%ollama fix {count + 100}")
+    assert cell.status == "ok" and next_inputs(cell) == []
+    assert shown(cell) == (
+        f"no error recorded for cell [{count + 100}] (cells with an error: {count});"
+        " nothing was sent"
+    )
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("other", ["--each items", "--background"])
+def test_fix_with_each_or_background_is_a_usage_error(
+    sales: KernelDriver, server: StandInServer, other: str
+) -> None:
+    kernel = sales
+    fail(kernel, FAILING)
+    cell = kernel.run(f"%ollama fix stand-in {other}")
+    assert cell.ename == "UsageError"
+    assert f"%ollama fix: cannot go with {other.split()[0]}" in cell.error_text()
+    assert server.requests == []
+
+
+def test_fix_never_sends_the_api_key(sales: KernelDriver, server: StandInServer) -> None:
+    kernel = sales
+    kernel.ok(
+        "import os\n"
+        "os.environ['OLLAMA_API_KEY'] = 'sk-ollama-test-1234'\n"
+        "os.environ['OPENAI_API_KEY'] = 'sk-openai-test-5678'"
+    )
+    try:
+        fail(
+            kernel,
+            "key = os.environ['OLLAMA_API_KEY']\n"
+            "print('using', key, os.environ['OPENAI_API_KEY'])\n"
+            "raise PermissionError(f'rejected key {key}')",
+        )
+        server.configure(reply=FIX_ANSWER)
+        assert_code_below(kernel.run("%ollama fix stand-in"), FIXED)
+        prompt = server.last.body["prompt"]
+        sent = json.dumps(server.last.body)
+        for secret in ("sk-ollama-test-1234", "sk-openai-test-5678"):
+            assert secret not in sent
+        assert "PermissionError: rejected key [redacted]" in prompt
+        assert "- key: str of length 19" in prompt
+    finally:
+        kernel.ok("del os.environ['OLLAMA_API_KEY'], os.environ['OPENAI_API_KEY']")
+
+
+def test_fix_with_autoawait_off(sales: KernelDriver, server: StandInServer) -> None:
+    kernel = sales
+    fail(kernel, FAILING)
+    server.configure(reply=FIX_ANSWER)
+    kernel.ok("%autoawait off")
+    try:
+        assert_code_below(kernel.run("%ollama fix stand-in"), FIXED)
+    finally:
+        kernel.ok("%autoawait on")
+
+
+def test_fix_on_plain_values(kernel: KernelDriver, server: StandInServer) -> None:
+    """Without pandas (the other kernel stacks have none): a dict, a list, a typo."""
+    kernel.ok(CLEAR_ERRORS)
+    kernel.ok("prices = {'apple-value-q': 3}\nbasket = ['apple-value-q'] * 4")
+    count = fail(kernel, "total = sum(prices[item] for item in baskets)")
+    server.configure(
+        reply="A typo.\n\n```python\ntotal = sum(prices[item] for item in basket)\n```"
+    )
+    cell = kernel.run("%ollama fix stand-in")
+    assert_code_below(cell, "total = sum(prices[item] for item in basket)")
+    prompt = server.last.body["prompt"]
+    assert f"In [{count}]:\ntotal = sum(prices[item] for item in baskets)" in prompt
+    assert "NameError: name 'baskets' is not defined" in prompt
+    assert prompt.endswith("- prices: dict of length 1\n- baskets: not defined in the notebook"), (
+        prompt
+    )
+    assert "apple-value-q" not in prompt

@@ -1,4 +1,5 @@
-"""`--code`, the pure part: which code an answer holds, the instruction, the record's line."""
+"""`--code` and `%ollama fix`, the pure parts: which code an answer holds, the instruction,
+the record's line; what a fix sends (types and shapes, never values; no API key)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,15 @@ from IPython.core.error import UsageError
 
 from ollama_nb import OllamaResult
 from ollama_nb._code import CODE_INSTRUCTION, code_note, extract_code, with_code_instruction
+from ollama_nb._fix import (
+    FIX_INSTRUCTION,
+    error_of,
+    fix_prompt,
+    names_used,
+    redact,
+    type_and_shape,
+    variable_lines,
+)
 from ollama_nb._magics import OllamaMagics
 from ollama_nb._options import parse_line
 from ollama_nb._render import record_html, record_text
@@ -103,3 +113,81 @@ def test_code_with_each_or_background_is_a_usage_error(other: str) -> None:
     with pytest.raises(UsageError, match=f"--code cannot go with {other.split()[0]}"):
         parse_line(OllamaMagics.ollama_cell, f"m --code {other}")
     assert parse_line(OllamaMagics.ollama_cell, "m --code --chat").code
+
+
+# -- %ollama fix: the prompt ---------------------------------------------------------------
+
+
+def test_names_used_in_order_and_names_bound() -> None:
+    source = (
+        "import numpy as np\n"
+        "total = sales['units'].sum() + offset\n"
+        "def f(x):\n    return x * scale\n"
+        "print(total, [v for v in values])\n"
+    )
+    used, bound = names_used(source)
+    assert used == ["sales", "offset", "x", "scale", "print", "total", "v", "values"]
+    assert {"np", "total", "f", "x", "v"} <= bound
+    assert names_used("broken = (1,\nfoo")[0] == ["broken", "foo"]  # a SyntaxError cell
+
+
+def test_variable_lines_give_types_and_shapes_never_values() -> None:
+    import numpy as np
+    import pandas as pd
+
+    sales = pd.DataFrame({"region": ["north-secret-row"], "units": [7]})
+    namespace = {
+        "sales": sales,
+        "grid": np.zeros((3, 4)),
+        "names": ["alice-secret-item", "bob"],
+        "token": "secret-string-value",
+        "np": np,
+        "scale": lambda x, k=2: x * k,
+        "offset": 41,
+        "In": [],
+        "_private": 1,
+    }
+    source = "print(sales, grid, names, token, np, scale, offset, In, _private, missing, len)"
+    lines = variable_lines(source, namespace)
+    assert lines == [
+        "- sales: pandas.DataFrame, shape (1, 2); columns:"
+        f" 'region' ({sales.dtypes.iloc[0]}), 'units' (int64)",
+        "- grid: numpy.ndarray, shape (3, 4), dtype float64",
+        "- names: list of length 2",
+        "- token: str of length 19",
+        "- np: module numpy",
+        "- scale: function(x, k=2)",
+        "- offset: int",
+        "- missing: not defined in the notebook",
+    ]
+    for secret in ("north-secret-row", "alice-secret-item", "secret-string-value", "41"):
+        assert secret not in "\n".join(lines)
+
+
+def test_a_value_whose_shape_raises_is_its_type() -> None:
+    class Odd:
+        @property
+        def shape(self) -> tuple[int, ...]:
+            raise RuntimeError("no")
+
+    assert type_and_shape(Odd()).endswith(".Odd")
+
+
+def test_the_fix_prompt_and_the_keys_left_out() -> None:
+    environ = {"OLLAMA_API_KEY": "sk-ollama-123456", "OPENAI_API_KEY": "sk-openai-654321"}
+    error = "In [3]:\nprint(key)\n\nValueError: bad key sk-ollama-123456 / sk-openai-654321"
+    prompt = fix_prompt(error, ["- key: str of length 16"], environ)
+    assert prompt.startswith(FIX_INSTRUCTION + "\n\nIn [3]:\nprint(key)")
+    assert "ValueError: bad key [redacted] / [redacted]" in prompt
+    assert prompt.endswith("(type and shape only):\n- key: str of length 16")
+    assert redact("abc", {"OLLAMA_API_KEY": "b"}) == "abc"  # too short to be a key
+
+
+def test_which_error_is_fixed() -> None:
+    errors = {3: "three", 5: "five"}
+    assert error_of(errors, None) == (5, "five")
+    assert error_of(errors, 3) == (3, "three")
+    assert error_of(errors, 4) == (
+        "no error recorded for cell [4] (cells with an error: 3, 5); nothing was sent"
+    )
+    assert "no error recorded since %load_ext ollama_nb" in str(error_of({}, None))

@@ -102,6 +102,7 @@ SCENARIO: dict[str, Callable[..., Any]] = {
     ),
     "code into a new cell below": _plain(test_code.test_code_goes_into_a_new_cell_below),
     "code below, autoawait off": _plain(test_code.test_autoawait_off_puts_the_code_below),
+    "%ollama fix": _plain(test_code.test_fix_on_plain_values),
     "unsendable input": lambda name, kernel, request, server: (
         test_composition.test_unsendable_input_is_a_usage_error_before_anything_is_drawn(
             kernel, server, "bad = 'x\\udc80'", "stand-in", "Say {bad}", ("lone surrogate",)
