@@ -112,3 +112,28 @@ def test_code_goes_into_a_new_cell_below(
         assert inserted["execution_count"] is None and inserted["outputs"] == []
     assert cells[4]["execution_count"] is None and cells[4]["outputs"] == []
     assert cells[0]["execution_count"] == 1 and cells[1]["execution_count"] == 3
+
+
+FAILING = "total = sum(prices[item] for item in baskets)"
+FIXED = "total = sum(prices[item] for item in basket)"
+FIX_ANSWER = f"`baskets` is a typo for `basket`.\n\n```python\n{FIXED}\n```\n"
+
+
+def test_fix_puts_the_corrected_cell_below(
+    open_notebook: Callable[..., Page], server: StandInServer, front_end: str
+) -> None:
+    server.configure(reply=FIX_ANSWER)
+    setup = "prices = {'apple': 3}\nbasket = ['apple'] * 4"
+    cells = [LOAD, setup, FAILING, "%ollama fix stand-in"]
+    # A last cell, so that Shift+Enter on the fix moves to it instead of adding one.
+    page = open_notebook(front_end, None, [*cells, AFTER], env={"OLLAMA_HOST": server.url})
+    for index, source in enumerate(cells):
+        run_cell(page, source, index)
+        wait_cell_finished(page, index, timeout=30)
+    assert "NameError" in cell_output_text(page, 2)
+    poll("a new cell below the fix", lambda: cell_count(page) == 6, 15, page)
+    assert editor_text(page, 4) == FIXED and editor_text(page, 5) == AFTER
+    assert cell_prompt(page, 4) in ("[ ]:", "[ ]") and cell_output_text(page, 4) == ""
+    assert "code: 1 line put in a new cell below" in cell_output_text(page, 3)
+    assert FAILING in server.last.body["prompt"]
+    screenshot(page, f"fix-{front_end}")
