@@ -389,8 +389,7 @@ class OllamaMagics(Magics):
             return _Text(found)
         count, error = found
         namespace = self.shell.user_ns if self.shell is not None else {}
-        history = namespace.get("In") or []
-        source = history[count] if 0 <= count < len(history) else ""
+        source = recorder.sources.get(count, "") if recorder is not None else ""
         options.code = True
         try:
             # No namespace: the error's text is sent as it is (its code has braces).
