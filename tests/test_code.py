@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import pexpect
 import pytest
 from kernel_driver import Cell, KernelDriver
 from support import run_cell
@@ -401,3 +402,28 @@ def test_fix_on_plain_values(kernel: KernelDriver, server: StandInServer) -> Non
         prompt
     )
     assert "apple-value-q" not in prompt
+
+
+def test_terminal_ipython_offers_the_code_at_the_next_prompt(server: StandInServer) -> None:
+    """A full (prompt_toolkit) terminal prompt: --simple-prompt reads with input(), which
+    has no text to offer."""
+    server.configure(reply="Here:\n\n```python\nx_from_model = 42\n```\n")
+    env = {**os.environ, "OLLAMA_HOST": server.url, "TERM": "xterm"}
+    argv = ["-m", "IPython", "--no-banner", "--colors=nocolor", "--quick", "--no-autoindent"]
+    child = pexpect.spawn(
+        sys.executable, argv, env=env, encoding="utf-8", timeout=20, dimensions=(40, 120)
+    )
+    try:
+        child.expect(r"In \[1\]")
+        child.send("%load_ext ollama_nb\r")
+        child.expect(r"In \[2\]")
+        child.send("%%ollama stand-in --code\rSet x.\r\r\r")  # blank lines end the cell
+        child.expect("code: 1 line put at the next prompt")
+        child.expect(r"In \[3\]: x_from_model = 42")
+        child.send("\r")
+        child.expect(r"In \[4\]")
+        child.send("print(x_from_model + 1)\r")
+        child.expect("43")
+    finally:
+        child.sendline("exit")
+        child.close(force=True)
