@@ -12,7 +12,6 @@ reads it: its content is still the code, so an answer cut by `length` gives what
 from __future__ import annotations
 
 import functools
-import re
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
@@ -30,7 +29,6 @@ _WHY_NOT = {
     "timeout": "the request timed out",
     "error": "the request failed",
 }
-_CONTAINER_PREFIX = re.compile(r"^[ \t>]*")
 
 
 def with_code_instruction(system: str | None) -> str:
@@ -43,30 +41,18 @@ def _markdown() -> MarkdownIt:
     return MarkdownIt("commonmark")
 
 
-def fenced_blocks(text: str) -> list[tuple[str, str, bool]]:
+def fenced_blocks(text: str) -> list[tuple[str, str]]:
     """Each fenced code block of `text` in order: (first word of its info string, lower
-    case; its content; whether its closing fence was there)."""
+    case; its content). A fence left open runs to the end of `text`."""
     md = _markdown()
     tokens: list[Token] = []
     md.block.parse(text, md, {}, tokens)
-    lines = text.splitlines()
     blocks = []
     for token in tokens:
-        if token.type != "fence" or not token.map:
-            continue
-        words = token.info.split(maxsplit=1)
-        info = words[0].lower() if words else ""
-        blocks.append((info, token.content, _closed(token, lines)))
+        if token.type == "fence":
+            words = token.info.split(maxsplit=1)
+            blocks.append((words[0].lower() if words else "", token.content))
     return blocks
-
-
-def _closed(token: Token, lines: list[str]) -> bool:
-    start, end = token.map or (0, 0)
-    if end - start < 2 or end > len(lines):
-        return False
-    last = _CONTAINER_PREFIX.sub("", lines[end - 1]).rstrip()
-    mark = token.markup
-    return len(last) >= len(mark) and set(last) == {mark[0]}
 
 
 def extract_code(text: str) -> str | None:
@@ -76,7 +62,7 @@ def extract_code(text: str) -> str | None:
     if not blocks:
         code = text.strip("\n")
         return code if code.strip() else None
-    for info, content, _closed_fence in blocks:
+    for info, content in blocks:
         if info in PYTHON_INFO:
             code = content.strip("\n")
             return code if code.strip() else None
