@@ -360,7 +360,9 @@ def _number(value: Any) -> str:
         with contextlib.suppress(Exception):
             value = item()
     if isinstance(value, float):
-        return format(value, ".6g")
+        return format(value, ".8g")
+    if hasattr(value, "isoformat"):  # dates and times, as people write them
+        return str(value)
     return _short(value)
 
 

@@ -26,9 +26,9 @@ from ._prompt import PromptVariableError
 LIMIT = 6000  # characters of one error's text
 SOURCE_LIMIT = 1500  # of which the cell's source takes at most this many
 KEEP = 100  # errors remembered, the most recent ones
+SEARCHED = 300  # recent cells searched for the code file a traceback names (IPython 7)
 ATTRIBUTE = "_ollama_nb_errors"  # the shell's recorder
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
-_OURS = ("%%ollama", "%ollama")
 _IPYTHON_INPUT = re.compile(r"<ipython-input-(\d+)-")
 
 
@@ -42,7 +42,7 @@ class ErrorRecorder:
         self._shown_before: Any = None  # sys.last_value when the running cell began
         self._source = ""
         # A cell's code file name -> its execution count, where IPython has no map of its
-        # own (IPython 7); tracebacks then say `In [3]`, not `/tmp/ipykernel_1/2.py`.
+        # own (IPython 7): tracebacks then say `In [3]`, not `/tmp/ipykernel_1/2.py`.
         self._cells: OrderedDict[str, int] = OrderedDict()
 
     # -- IPython events -----------------------------------------------------------------
@@ -69,24 +69,11 @@ class ErrorRecorder:
 
     def post_run_cell(self, result: Any = None) -> None:
         try:
-            self._name_cell(result)
             self._record(result)
         except Exception:
             pass
         finally:
             self._shown_before = None
-
-    def _name_cell(self, result: Any) -> None:
-        compiler = getattr(self.shell, "compile", None)
-        count = getattr(result, "execution_count", None)
-        if hasattr(compiler, "format_code_name") or not isinstance(count, int):
-            return  # IPython 8+ maps the names itself
-        history = self.shell.user_ns.get("In") or []
-        raw = getattr(getattr(result, "info", None), "raw_cell", None) or self._source
-        transformed = history[count] if 0 <= count < len(history) else raw
-        self._cells[compiler.get_code_name(raw, transformed, count)] = count
-        while len(self._cells) > 10 * KEEP:
-            self._cells.popitem(last=False)
 
     def cell_label(self, filename: str) -> str | None:
         """`In [3]` for the code file of a cell, else None."""
@@ -95,10 +82,30 @@ class ErrorRecorder:
             named = format_name(filename)
             if named:
                 return named[1].replace("In[", "In [")
-        if filename in self._cells:
-            return f"In [{self._cells[filename]}]"
         match = _IPYTHON_INPUT.match(filename)
-        return f"In [{match[1]}]" if match else None
+        if match:
+            return f"In [{match[1]}]"
+        count = self._cells.get(filename) or self._find_cell(filename)
+        return f"In [{count}]" if count else None
+
+    def _find_cell(self, filename: str) -> int | None:
+        """IPython 7 under ipykernel names a cell's code file from its source: look for it
+        among the recent cells of the history (only when an error is being written)."""
+        get_name = getattr(getattr(self.shell, "compile", None), "get_code_name", None)
+        history = getattr(self.shell, "history_manager", None)
+        if get_name is None or history is None or not filename.endswith(".py"):
+            return None
+        raw, parsed = history.input_hist_raw, history.input_hist_parsed
+        found = None
+        for count in range(len(raw) - 1, max(len(raw) - SEARCHED, 0), -1):
+            name = get_name(raw[count], parsed[count] if count < len(parsed) else "", count)
+            self._cells[name] = count
+            if name == filename:
+                found = count
+                break
+        while len(self._cells) > SEARCHED:
+            self._cells.popitem(last=False)
+        return found
 
     def _record(self, result: Any) -> None:
         error = None
@@ -187,10 +194,12 @@ def prompt_namespace(shell: Any, namespace: Mapping[str, Any]) -> Mapping[str, A
 
 
 def _from_ollama_cell(source: str, error: BaseException) -> bool:
-    """Errors of `%%ollama`/`%ollama` cells: the cell is one, or the error is a usage
-    error of ours (a `%ollama` line among other code)."""
-    first = next((line.strip() for line in source.splitlines() if line.strip()), "")
-    if first.startswith(_OURS) and first.split(maxsplit=1)[0] in _OURS:
+    """Errors of `%%ollama`/`%ollama` cells: a `%%ollama` cell (under `%%time` too), an
+    error of this package in a cell with a `%ollama` line, or a usage error of ours."""
+    magics = {line.split(maxsplit=1)[0] for line in source.splitlines() if line.strip()}
+    if "%%ollama" in magics:
+        return True
+    if "%ollama" in magics and type(error).__module__.startswith("ollama_nb"):
         return True
     return str(error).startswith(("%%ollama:", "%ollama:"))
 

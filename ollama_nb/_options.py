@@ -202,7 +202,7 @@ def parse_line(magic: Callable[..., Any], line: str) -> CellOptions:
             background=args.background,
             each=_identifier("--each", args.each),
             parallel=_parallel(args.parallel, args.each),
-            context=_context_names(args.context),
+            context=_context_names(args.context, args.each),
             code=_code(args.code, args.each, args.background),
         )
     except ValueError as exc:
@@ -281,8 +281,10 @@ def _identifier(option: str, name: str | None) -> str | None:
     return name
 
 
-def _context_names(values: list[str]) -> list[str]:
+def _context_names(values: list[str], each: str | None) -> list[str]:
     """`--context a --context b,c`: the names in order, each once."""
+    if values and each is not None:
+        raise ValueError("--context goes with single requests, not with --each")
     names: list[str] = []
     for value in values:
         for name in value.split(","):

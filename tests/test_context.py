@@ -322,6 +322,11 @@ def test_errors_of_ollama_cells_are_not_recorded_and_a_user_err_wins(
     assert run_cell(any_kernel, "stand-in --timeout -1").status == "error"
     assert run_cell(any_kernel, "stand-in", "{not_defined_here_q}").status == "error"
     assert any_kernel.run("%ollama nonsense").status == "error"
+    slow = "stand-in --timeout 0.3 -o standin_first_chunk_delay=3"
+    assert run_cell(any_kernel, slow).status == "error"  # a timeout
+    any_kernel.run(f"%%time\n%%ollama {slow}\nHi")  # %%time shows the error (IPython 7: only)
+    assert any_kernel.run("x_q = 1\n%ollama nonsense").status == "error"
+    server.reset()
     prompt = _sent(server, run_cell(any_kernel, "stand-in", "{Err}"))
     assert prompt.endswith("LookupError: the real one")
 
@@ -363,19 +368,20 @@ def test_context_describes_a_dataframe_before_the_prompt(
     kernel.ok(
         "import pandas as pd\n"
         "sales = pd.DataFrame({'region': ['north', None, 'south'], 'units': [3, 5, None],"
-        " 'day': pd.to_datetime(['2024-05-01', '2024-05-02', None])})\n"
+        " 'day': pd.to_datetime(['2024-05-01', '2024-05-02', None]),"
+        " 'kind': pd.Categorical(['a', None, 'b'])})\n"
         "regions = {'north': 1, 'south': 2}"
     )
     cell = run_cell(kernel, "stand-in --context sales --context regions", "Which region sold most?")
     prompt = _sent(server, cell)
-    assert prompt.startswith("Context from the notebook:\n\n`sales`: pandas DataFrame, 3 rows × 3")
-    assert "- units: float64, 1 null" in prompt
-    assert "| 0 | north | 3.0 | 2024-05-01 |" in prompt
+    assert prompt.startswith("Context from the notebook:\n\n`sales`: pandas DataFrame, 3 rows × 4")
+    assert "- units: float64, 1 null" in prompt and "- kind: category, 1 null" in prompt
+    assert "| 0 | north | 3.0 | 2024-05-01 | a |" in prompt
     assert "`regions`: dict, 2 items\n- 'north': 1" in prompt
     assert prompt.endswith("\n\nWhich region sold most?")
     assert kernel.value("_ollama.prompt") == prompt
     data, meta = _record(cell)
-    header = "context: sales (DataFrame 3×3), regions (dict of 2)"
+    header = "context: sales (DataFrame 3×4), regions (dict of 2)"
     assert data["text/plain"].startswith(header) and header in data["text/html"]
     assert meta["context"] == ["sales", "regions"]
 
@@ -391,6 +397,11 @@ def test_context_names_in_one_option_and_usage_errors(
     line = _usage_line(cell)
     assert "--context no_such_value_q: no variable 'no_such_value_q'" in line
     assert "nothing was sent" in line
+    cell = run_cell(any_kernel, "stand-in --context note_a --each note_b", "Q {item}")
+    assert "--context goes with single requests, not with --each" in _usage_line(cell)
+    assert "--context needs a Python variable name" in _usage_line(
+        run_cell(any_kernel, "stand-in --context note_a,", "Q")
+    )
     assert server.requests == []
 
 
@@ -414,3 +425,21 @@ def test_the_api_takes_context(kernel: KernelDriver, server: StandInServer) -> N
         "Context from the notebook:\n\n`xs`: list, 3 items\n- [0] 3\n- [1] 1\n- [2] 2\n\nSummarise."
     )
     assert kernel.value("r.context") == {"xs": "list of 3"}
+
+
+def test_context_chars_caps_each_description(kernel: KernelDriver, server: StandInServer) -> None:
+    kernel.ok("%config OllamaMagics.context_chars = 300\nlong_text = 'word ' * 10_000")
+    try:
+        prompt = _sent(server, run_cell(kernel, "stand-in --context long_text", "Q"))
+        server.reset()
+        kernel.ok(
+            "import ollama_nb\n"
+            "r = ollama_nb.generate('Q', 'stand-in', context={'t': long_text}, display=False)"
+        )
+        from_api = server.wait_for_request("/api/generate").body["prompt"]
+    finally:
+        kernel.ok("%config OllamaMagics.context_chars = 4000")
+    description = prompt.split("\n\n")[1]
+    assert len(description) < 360 and description.endswith(" more characters left out]")
+    assert from_api.split("\n\n")[1].endswith(" more characters left out]")
+    assert len(from_api) < 400
