@@ -32,6 +32,7 @@ from ._client import OllamaClient
 from ._config import check_retries, check_seconds, parse_host
 from ._exceptions import OllamaResponseError, RequestInterrupted
 from ._kernel import CellOutput, clicks_reach_running_cell, current_kernel
+from ._next_cell import next_input
 from ._prompt import PromptVariableError, fields, fill_prompt
 from ._request import (
     Ask,
@@ -77,6 +78,7 @@ def generate(
     context: Mapping[str, Any] | None = None,
     cache: str | os.PathLike[str] | bool | None = None,
     variables: Mapping[str, Any] | None = None,
+    code: bool = False,
 ) -> OllamaResult:
     """Ask `model` to answer `prompt`; the result as `%%ollama` would store it in `_ollama`.
 
@@ -91,16 +93,20 @@ def generate(
 
     `cache`: None follows `OllamaMagics.cache` / $OLLAMA_NB_CACHE, False bypasses the
     cache file, a path uses that file (see `%ollama cache`).
+    code=True asks for Python code: `.code` holds it and, in a notebook cell (display=True),
+    it goes into a new cell below, as with `%%ollama --code`.
     """
     ask = _ask(**locals())
     kernel = _kernel(display)
     control = StopControl()
     view = _live_view(kernel, control, HINT_SYNC) if kernel is not None else NullView()
     call = Call(INTERRUPTED, CANCELLED)
+    target = next_input(display) if code else None
 
     async def work(queued: Any) -> OllamaResult:
         prepared = await build(ask, configured=configured_in_shell())
-        return await run(prepared, queued, control, _keeping(call, _keep_for_stats), INTERRUPTED)
+        keep = _keeping(call, _keep_for_stats)
+        return await run(prepared, queued, control, keep, INTERRUPTED, target)
 
     try:
         return run_in_thread(work, view)
@@ -128,6 +134,7 @@ async def agenerate(
     context: Mapping[str, Any] | None = None,
     cache: str | os.PathLike[str] | bool | None = None,
     variables: Mapping[str, Any] | None = None,
+    code: bool = False,
 ) -> OllamaResult:
     """`generate` as a coroutine: `await ollama_nb.agenerate(...)` in an async cell has a
     working Stop button, as `%%ollama` cells do.
@@ -138,14 +145,15 @@ async def agenerate(
     ask = _ask(**locals())
     kernel = _kernel(display)
     control = StopControl()
+    target = next_input(display) if code else None
     with Call(INTERRUPTED, CANCELLED) as call:
         keep = _keeping(call, _keep_for_stats)
         prepared = await build(ask, configured=configured_in_shell())
         if kernel is None:
-            return await run(prepared, NullView(), control, keep, INTERRUPTED)
+            return await run(prepared, NullView(), control, keep, INTERRUPTED, target)
         async with clicks_reach_running_cell() as stop_hint:
             view = _live_view(kernel, control, stop_hint)
-            return await run(prepared, view, control, keep, INTERRUPTED)
+            return await run(prepared, view, control, keep, INTERRUPTED, target)
 
 
 def map(
@@ -364,6 +372,7 @@ def _ask(
     context: Mapping[str, Any] | None = None,
     cache: str | os.PathLike[str] | bool | None = None,
     variables: Mapping[str, Any] | None = None,
+    code: bool = False,
 ) -> Ask:
     if not isinstance(prompt, str):
         raise InvalidRequest(f"prompt must be a str, not {type(prompt).__name__}")
@@ -385,6 +394,8 @@ def _ask(
         )
     if not (cache is None or cache is False or isinstance(cache, (str, os.PathLike))):
         raise InvalidRequest(f"cache takes a file path, False (bypass) or None, not {cache!r}")
+    if not isinstance(code, bool):
+        raise InvalidRequest(f"code takes True or False, not {code!r}")
     given = _settings_given(host, model, connect_timeout, read_timeout, timeout, retries)
     return Ask(
         prompt=prompt,
@@ -396,6 +407,7 @@ def _ask(
         images=list(images or []),
         stop_on=pattern,
         context=dict(context or {}),
+        code=code,
         **given,
         cache=cache,
     )

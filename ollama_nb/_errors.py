@@ -38,6 +38,7 @@ class ErrorRecorder:
     def __init__(self, shell: Any) -> None:
         self.shell = shell
         self.errors: OrderedDict[int, str] = OrderedDict()  # execution count -> text
+        self.sources: dict[int, str] = {}  # execution count -> the cell's source (%ollama fix)
         self._shown_before: Any = None  # sys.last_value when the running cell began
         self._source = ""
         # A cell's code file name -> its execution count, where IPython has no map of its
@@ -126,9 +127,11 @@ class ErrorRecorder:
         if not isinstance(count, int):
             count = self.shell.execution_count - 1
         self.errors[count] = error_text(source, error, count, self.cell_label)
+        self.sources[count] = source
         self.errors.move_to_end(count)
         while len(self.errors) > KEEP:
-            self.errors.popitem(last=False)
+            dropped, _ = self.errors.popitem(last=False)
+            self.sources.pop(dropped, None)
 
     # -- what `{Err}` reads -------------------------------------------------------------
 

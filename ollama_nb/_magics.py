@@ -35,10 +35,12 @@ from ._config import (
     redact_url,
 )
 from ._context import DEFAULT_CHARS as DEFAULT_CONTEXT_CHARS
-from ._errors import prompt_namespace
+from ._errors import prompt_namespace, recorder_of
 from ._exceptions import OllamaResponseError, RequestInterrupted
+from ._fix import error_of, fix_prompt, variable_lines
 from ._kernel import CellOutput, clicks_reach_running_cell, current_kernel
 from ._listing import loaded_table, models_table
+from ._next_cell import target_of
 from ._options import CellOptions, declare, parse_line, to_ask
 from ._pull import PullView, pull
 from ._request import (
@@ -60,9 +62,10 @@ from ._view import TextPullView, TextView, WidgetPullView, WidgetView
 
 HINT_SYNC = "Stop cannot reach a synchronous cell (%autoawait off): use Interrupt (■)"
 NOT_SENT = "interrupted before the prompt was sent; _ollama is unchanged"
-# `%ollama` commands and how many words follow each.
+# `%ollama` commands and how many words follow each (fix: [N] [MODEL] [options]: any).
 LINE_COMMANDS = {"models": 0, "ps": 0, "pull": 1, "stats": 0, "history": 0, "reset": 0,
-                 "config": 0, "version": 0, "show": 1, "unload": 1, "cache": 0}  # fmt: skip
+                 "config": 0, "version": 0, "show": 1, "unload": 1, "cache": 0,
+                 "fix": -1}  # fmt: skip
 SETTINGS = ("host", "model", "connect_timeout", "read_timeout", "timeout", "retries", "system",
             "variables", "keep_alive", "cache", "cache_mode")  # fmt: skip
 # Configured like the settings, but not shown by `%ollama config`: read by `_request.build`.
@@ -273,7 +276,14 @@ class OllamaMagics(Magics):
         self, prepared: Prepared, options: CellOptions, view: View, control: StopControl
     ) -> OllamaResult:
         ticket = self.ticket()
-        pending = run(prepared, view, control, lambda r: self._store(r, prepared, options, ticket))
+        target = target_of(self.shell) if options.code else None
+        pending = run(
+            prepared,
+            view,
+            control,
+            lambda r: self._store(r, prepared, options, ticket),
+            next_input=target,
+        )
         del view  # a raised error's traceback keeps this frame: it must not pin the view
         return await pending
 
@@ -365,7 +375,7 @@ class OllamaMagics(Magics):
     @line_magic("ollama")
     def ollama_line(self, line: str) -> Any:
         """%ollama COMMAND: models | ps | pull NAME | show NAME | unload NAME | stats | history |
-        reset | config | version | cache [clear]
+        reset | config | version | cache [clear] | fix [N] [MODEL] [options]
 
         models   the server's models (name, size, parameters, quantization)
         ps       the models loaded now
@@ -380,17 +390,85 @@ class OllamaMagics(Magics):
         version  client and server versions
         cache    the cache file (OllamaMagics.cache): path, entries, size, this session's
                  hits and misses; `cache clear` empties it
+        fix      explain the error of cell N (default: the most recent one) and put the
+                 corrected cell below; sends that cell's source and traceback, and the
+                 types and shapes of the variables it uses; %%ollama's options apply
         """
         control = StopControl()
+        if _is_fix(line):
+            return self._fix_in_thread(line, control)
         view: PullView = _sync_view(WidgetPullView, TextPullView, control)
         return run_in_thread(lambda queued: self._line(line, queued, control), view)
 
     async def run_line_async(self, line: str) -> Any:
         """What a one-line `%ollama` cell becomes in a kernel, so that pull's Stop works."""
         control = StopControl()
+        if _is_fix(line):
+            return await self._fix(self._expand(line), control)
         async with clicks_reach_running_cell() as stop_hint:
             view = WidgetPullView(CellOutput(current_kernel()), control, stop_hint)
             return await self._line(self._expand(line), view, control)
+
+    # -- %ollama fix -------------------------------------------------------------------
+
+    def _fix_in_thread(self, line: str, control: StopControl) -> Any:
+        view: View = _sync_view(WidgetView, TextView, control)
+
+        async def request(queued: View) -> Any:
+            found = await self._prepare_fix(line)
+            if isinstance(found, _Text):
+                return found
+            await self._run(*found, queued, control)
+            return None
+
+        return run_in_thread(request, view)
+
+    async def _fix(self, line: str, control: StopControl) -> Any:
+        found = await self._prepare_fix(line)
+        if isinstance(found, _Text):
+            return found  # no error to fix: one line, nothing sent
+        async with clicks_reach_running_cell() as stop_hint:
+            view = WidgetView(CellOutput(current_kernel()), control, stop_hint)
+            await self._run(*found, view, control)
+        return None
+
+    async def _prepare_fix(self, line: str) -> tuple[Prepared, CellOptions] | _Text:
+        """`fix [N] [MODEL] [options]`: the request, or the line saying there is no error."""
+        try:
+            argv = shlex.split(line)[1:]
+        except ValueError as exc:
+            raise UsageError(f"%ollama fix: cannot read the line: {exc}") from None
+        count = int(argv.pop(0)) if argv and argv[0].isdigit() else None
+        try:
+            options = parse_line(self.ollama_cell, shlex.join(argv))
+        except UsageError as exc:
+            raise UsageError(str(exc).replace("%%ollama:", "%ollama fix:", 1)) from None
+        if options.each is not None or options.background:
+            other = "--each" if options.each is not None else "--background"
+            raise UsageError(
+                f"%ollama fix: cannot go with {other}: the corrected cell comes with this"
+                " cell's own reply; nothing was sent"
+            )
+        recorder = recorder_of(self.shell)
+        found = error_of(recorder.errors if recorder is not None else {}, count)
+        if isinstance(found, str):
+            return _Text(found)
+        count, error = found
+        namespace = self.shell.user_ns if self.shell is not None else {}
+        source = recorder.sources.get(count, "") if recorder is not None else ""
+        options.code = True
+        try:
+            # No namespace: the error's text is sent as it is (its code has braces).
+            prepared = await build(
+                to_ask(options, fix_prompt(error, variable_lines(source, namespace)), namespace),
+                configured=self.configured(),
+                conversation=self.conversation,
+                no_model_hint="name one (`%ollama fix MODEL`), or set %config OllamaMagics.model"
+                " / $OLLAMA_MODEL",
+            )
+        except ValueError as exc:
+            raise UsageError(f"%ollama fix: {exc}") from None
+        return prepared, options
 
     async def _line(self, line: str, view: PullView, control: StopControl) -> Any:
         try:
@@ -448,6 +526,10 @@ async def _version(client: OllamaClient) -> str:
     if server_version.endswith("-stand-in"):
         line += "\nThis is the ollama_nb stand-in server: its answers are filler, not a model's."
     return _Text(line)
+
+
+def _is_fix(line: str) -> bool:
+    return line.split(maxsplit=1)[:1] == ["fix"]
 
 
 def _sync_view(widget_view: Any, text_view: Any, control: StopControl) -> Any:

@@ -130,6 +130,12 @@ def declare(func: F) -> F:
             help="Send even if the cache file has the answer, and record the new one.",
         ),
         argument(
+            "--code",
+            action="store_true",
+            help="Ask for Python code; when the answer finishes, its code goes into a new cell"
+            " below, not run (_ollama.code).",
+        ),
+        argument(
             "--background",
             action="store_true",
             help="Return at once; the answer streams on in this cell's output, with its Stop.",
@@ -174,6 +180,7 @@ class CellOptions:
     context: list[str] = field(default_factory=list)  # --context NAME, in order
     cache: bool | None = None  # False with --no-cache; None: the setting decides
     cache_mode: str | None = None  # "refresh" with --refresh
+    code: bool = False
 
 
 def parse_line(magic: Callable[..., Any], line: str) -> CellOptions:
@@ -212,6 +219,7 @@ def parse_line(magic: Callable[..., Any], line: str) -> CellOptions:
             context=_context_names(args.context, args.each),
             cache=False if args.no_cache else None,
             cache_mode=_refresh(args.refresh, args.no_cache),
+            code=_code(args.code, args.each, args.background),
         )
     except ValueError as exc:
         raise UsageError(f"%%ollama: {exc}") from None
@@ -270,6 +278,18 @@ def _parallel(value: int | None, each: str | None) -> int | None:
     if each is None:
         raise ValueError("--parallel goes with --each NAME (a batch)")
     return check_parallel(value)
+
+
+def _code(code: bool, each: str | None, background: bool) -> bool:
+    # The new cell travels with this cell's own reply (`_next_cell`): a batch's many
+    # answers, or an answer that outlives the cell, have none to travel with.
+    if code and (each is not None or background):
+        other = "--each" if each is not None else "--background"
+        raise ValueError(
+            f"--code cannot go with {other}: the new cell comes with this cell's"
+            " own reply; nothing was sent"
+        )
+    return code
 
 
 def _identifier(option: str, name: str | None) -> str | None:
@@ -348,4 +368,5 @@ def to_ask(options: CellOptions, prompt: str, namespace: Mapping[str, Any]) -> A
         context=resolve_context(options.context, namespace),
         cache=options.cache,
         cache_mode=options.cache_mode,
+        code=options.code,
     )

@@ -278,6 +278,12 @@ def record_html(answer: Answer) -> str:
         f'<div class="ollama-nb-status {NO_MATH}" style="{STATUS_STYLE}">'
         f"{html.escape(answer.status)}</div>"
     )
+    code_note = getattr(answer, "code_note", "")  # --code: where the code went (_code)
+    if code_note:
+        pieces.append(
+            f'<div class="ollama-nb-code {NO_MATH}" style="{STATUS_STYLE}">'
+            f"{html.escape(code_note)}</div>"
+        )
     pieces.append("</div>")
     return "".join(pieces)
 
@@ -316,6 +322,9 @@ def record_text(answer: Answer) -> str:
     if answer.text:
         parts.append(_head(answer.text))
     parts.append(answer.status)
+    code_note = getattr(answer, "code_note", "")
+    if code_note:
+        parts[-1] += f"\n{code_note}"
     return "\n\n".join(parts)
 
 

@@ -29,6 +29,7 @@ from ._cache import (
 )
 from ._checks import check_json_value, check_prompt_text
 from ._client import OllamaClient
+from ._code import with_code_instruction
 from ._config import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_HOST,
@@ -45,6 +46,7 @@ from ._exceptions import (
     OllamaResponseError,
     RequestInterrupted,
 )
+from ._next_cell import NextInput, WithCode
 from ._prompt import PromptVariableError, fill_prompt
 from ._result import OllamaResult
 from ._stream import Request, StopControl, Transcript, View, drive
@@ -198,6 +200,7 @@ class Ask:
     context_chars: int | None = None  # None: %config OllamaMagics.context_chars, else 4000
     cache: str | os.PathLike[str] | bool | None = None  # False: bypass the cache file
     cache_mode: str | None = None  # "use", "replay" or "refresh"
+    code: bool = False  # --code: ask for Python code (the code goes below: `run`)
 
     def given(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in DEFAULTS}
@@ -213,6 +216,7 @@ class Prepared:
     images: list[EncodedImage] = field(default_factory=list)
     caching: Caching | None = None  # the cache file this request reads and records to
     replayed: OllamaResult | None = None  # found in the cache file: shown, not sent
+    code: bool = False
 
     @property
     def thumbnails(self) -> list[bytes]:
@@ -266,6 +270,8 @@ async def build(
     if images:
         await refuse_blind_model(client, model)
     system = settings["system"].value
+    if ask.code:
+        system = with_code_instruction(system)
     encoded = [image.data for image in images]
     payload: dict[str, Any] = {"model": model, "stream": True}
     if ask.chat:
@@ -299,7 +305,7 @@ async def build(
         context=attached,
     )
     caching = plan_caching(settings, request)
-    prepared = Prepared(request, settings, ask.chat, images, caching)
+    prepared = Prepared(request, settings, ask.chat, images, caching, code=ask.code)
     if caching is not None and lookup and caching.mode != "refresh":
         try:
             prepared.replayed = look_up(caching, request)
@@ -422,12 +428,15 @@ async def run(
     control: StopControl,
     on_result: Callable[[OllamaResult], None],
     interrupted: str | None = None,
+    next_input: NextInput | None = None,
 ) -> OllamaResult:
     """Drive the request; the result goes to `on_result` on every path. An interrupt is
     re-raised as one line (`RequestInterrupted`, saying `interrupted` if given), an error
-    as itself."""
+    as itself. With code asked for, the answer's code goes to `next_input` (if any)."""
     if prepared.images:
         view = _WithThumbnails(view, prepared.thumbnails)
+    if prepared.code:
+        view = WithCode(view, next_input)
 
     def handle(result: OllamaResult) -> None:
         if prepared.images:

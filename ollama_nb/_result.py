@@ -47,6 +47,10 @@ class OllamaResult:
     # Replayed from the cache file (`_cache`) instead of asked; when it was recorded (UTC).
     cached: bool = False
     recorded_at: str | None = None
+    # --code / code=True: the answer's Python code (None: none), and the record's line
+    # saying where it went or why nothing was inserted ("" without --code).
+    code: str | None = None
+    code_note: str = field(default="", repr=False)
 
     @property
     def status(self) -> str:

@@ -381,6 +381,8 @@ class TextView:
         # Chunks may have arrived after the last refresh: write what is still missing.
         self._write(result.text[self._chars :])
         self._write(f"\n{result.status}\n")
+        if result.code_note:  # --code: where the code went
+            self._write(f"{result.code_note}\n")
 
     def _write(self, text: str) -> None:
         self._stream.write(terminal_safe(text))

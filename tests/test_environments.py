@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import test_code
 import test_composition
 import test_features
 import test_live_view
@@ -99,6 +100,9 @@ SCENARIO: dict[str, Callable[..., Any]] = {
     "two background streams stopped": _plain(
         test_features.test_two_background_streams_each_stop_on_their_own
     ),
+    "code into a new cell below": _plain(test_code.test_code_goes_into_a_new_cell_below),
+    "code below, autoawait off": _plain(test_code.test_autoawait_off_puts_the_code_below),
+    "%ollama fix": _plain(test_code.test_fix_on_plain_values),
     "unsendable input": lambda name, kernel, request, server: (
         test_composition.test_unsendable_input_is_a_usage_error_before_anything_is_drawn(
             kernel, server, "bad = 'x\\udc80'", "stand-in", "Say {bad}", ("lone surrogate",)

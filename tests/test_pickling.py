@@ -21,7 +21,13 @@ from ollama_nb import OllamaBatch, OllamaResult, RequestInterrupted
 from ollama_nb.testing import StandInServer
 
 # A value for each constructor parameter an error class of the package takes.
-ARGUMENTS = {"message": "it went wrong", "kind": "read", "status_code": 503, "model": "m", "prompt": "p"}
+ARGUMENTS = {
+    "message": "it went wrong",
+    "kind": "read",
+    "status_code": 503,
+    "model": "m",
+    "prompt": "p",
+}
 ROUND_TRIPS: dict[str, Callable[[Any], Any]] = {
     "pickle": lambda value: pickle.loads(pickle.dumps(value)),
     "pickle protocol 2": lambda value: pickle.loads(pickle.dumps(value, protocol=2)),

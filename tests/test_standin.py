@@ -744,3 +744,25 @@ def test_model_names() -> None:
     assert parse_name("Stand-In").key == parse_name("stand-in:latest").key  # case-insensitive
     for bad in ("bad name!", "-x", "a:", ":tag", "ns.x/model", "a" * 81):
         assert not parse_name(bad).valid, bad
+
+
+def test_a_system_prompt_asking_for_python_gets_a_code_block(client: ollama.Client) -> None:
+    from ollama_nb.testing._text import CODE_BLOCK
+
+    plain = client.generate(model="stand-in", prompt="Read a CSV.").response or ""
+    asked = (
+        client.generate(
+            model="stand-in", prompt="Read a CSV.", system="Answer in one ```python block."
+        ).response
+        or ""
+    )
+    assert "```" not in plain
+    assert asked.startswith("[stand-in] ") and asked.endswith(f"\n\n{CODE_BLOCK}\n")
+    chat = client.chat(
+        model="stand-in",
+        messages=[
+            {"role": "system", "content": "Answer in one ```python block."},
+            {"role": "user", "content": "Read a CSV."},
+        ],
+    )
+    assert (chat.message.content or "").endswith(f"{CODE_BLOCK}\n")

@@ -3,7 +3,8 @@
 Pure functions only. The answer depends on nothing but the request and the knobs, so a
 test can compute what it should receive, and it is visibly not a model's answer: the
 generated text begins with ``[stand-in] `` (the ``reply`` knob gives exact control
-instead, for tests that need hostile HTML, non-ASCII and so on).
+instead, for tests that need hostile HTML, non-ASCII and so on). A request whose system
+prompt asks for a ```python block gets the filler and then `CODE_BLOCK`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,12 @@ from ._knobs import Knobs
 ANSWER_PREFIX: Final = "[stand-in] "
 THINKING_PREFIX: Final = "[stand-in thinking] "
 THINKING_TOKENS: Final = 12
+# A system prompt that asks for a fenced Python block (as `%%ollama --code` sends) gets the
+# filler followed by this block: filler too, but code a notebook can run.
+CODE_REQUEST: Final = "```python"
+CODE_BLOCK: Final = (
+    '```python\n# [stand-in] code: a model would write yours here\nprint("stand-in")\n```'
+)
 
 # A word with its trailing whitespace is one token, so joining the tokens gives the text
 # back exactly; leading whitespace becomes a token of its own.
@@ -186,6 +193,8 @@ def plan_answer(prompt: Prompt, knobs: Knobs) -> AnswerPlan:
         answer = deterministic_text(material, knobs.tokens, answer_prefix(prompt.images))
         if prompt.format not in (None, ""):
             answer = structured_answer(prompt.format, answer)
+        elif CODE_REQUEST in prompt.system:
+            answer = f"{answer}\n\n{CODE_BLOCK}\n"
     answer = cut_at_stop(answer, prompt.stops)
     thinking: list[str] = []
     if prompt.think:

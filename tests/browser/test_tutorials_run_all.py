@@ -5,7 +5,8 @@ server's root, opened, its outputs cleared, and run with Run ▸ Run All Cells. 
 notebook as the page saves it, every code cell must have an execution count, and only the
 cells tagged `raises-exception` (the tutorial's deliberate errors) may show an error; they
 must show one. The kernel talks to
-a fresh stand-in, as under nbval.
+a fresh stand-in, as under nbval. Cells are matched by id: a `--code` or `%ollama fix`
+cell inserts a new cell below itself during the run.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def where_it_stands(page: Page, saved: list[dict], codes: list[int]) -> str:
 def test_run_all_completes(open_notebook, jupyter_server, front_end: str, tutorial: Path) -> None:
     nb = json.loads(tutorial.read_text())
     codes = [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code"]
+    ids = {i: nb["cells"][i]["id"] for i in codes}
     for i in codes:  # the file starts without counts: only the run below can set them
         nb["cells"][i]["execution_count"] = None
     with StandInServer() as standin:
@@ -104,9 +106,10 @@ def test_run_all_completes(open_notebook, jupyter_server, front_end: str, tutori
                 cells = jupyter_server.api("GET", path)["content"]["cells"]
             except urllib.error.HTTPError:  # read while a save replaced the file: next time
                 return None
-            saved[:] = cells
-            counted = all(isinstance(cells[i].get("execution_count"), int) for i in codes)
-            return cells if counted else None
+            by_id = {c.get("id"): c for c in cells}
+            saved[:] = [by_id.get(ids.get(i), {}) for i in range(len(nb["cells"]))]
+            counted = all(isinstance(saved[i].get("execution_count"), int) for i in codes)
+            return saved if counted else None
 
         try:
             cells = poll("every code cell to show an execution count", all_counted,
