@@ -66,6 +66,7 @@ def generate(
     retries: int | None = None,
     stop_on: str | re.Pattern[str] | None = None,
     display: bool = True,
+    api: str | None = None,
 ) -> OllamaResult:
     """Ask `model` to answer `prompt`; the result as `%%ollama` would store it in `_ollama`.
 
@@ -106,6 +107,7 @@ async def agenerate(
     retries: int | None = None,
     stop_on: str | re.Pattern[str] | None = None,
     display: bool = True,
+    api: str | None = None,
 ) -> OllamaResult:
     """`generate` as a coroutine: `await ollama_nb.agenerate(...)` in an async cell has a
     working Stop button, as `%%ollama` cells do."""
@@ -139,6 +141,7 @@ def map(
     retries: int | None = None,
     stop_on: str | re.Pattern[str] | None = None,
     display: bool = True,
+    api: str | None = None,
 ) -> OllamaBatch:
     """Run `prompt` once per element of `items`, at most `parallel` requests at once.
 
@@ -149,7 +152,8 @@ def map(
     Interrupt closes every response (or use `await amap(...)`).
     """
     ask = _ask(prompt, model, system, images, think, format, options, keep_alive, host,
-               connect_timeout, read_timeout, timeout, retries, stop_on, display)  # fmt: skip
+               connect_timeout, read_timeout, timeout, retries, stop_on, display,
+               api=api)  # fmt: skip
     control = StopControl()
     view = live_batch_view(_kernel(display), control, BATCH_HINT_SYNC)
 
@@ -184,11 +188,13 @@ async def amap(
     retries: int | None = None,
     stop_on: str | re.Pattern[str] | None = None,
     display: bool = True,
+    api: str | None = None,
 ) -> OllamaBatch:
     """`map` as a coroutine: `await ollama_nb.amap(...)` in an async cell has a working
     Stop button, as `%%ollama --each` cells do."""
     ask = _ask(prompt, model, system, images, think, format, options, keep_alive, host,
-               connect_timeout, read_timeout, timeout, retries, stop_on, display)  # fmt: skip
+               connect_timeout, read_timeout, timeout, retries, stop_on, display,
+               api=api)  # fmt: skip
     job = await prepare_batch(ask, items, parallel, configured=configured_in_shell(), namespace={})
     control = StopControl()
     kernel = _kernel(display)
@@ -213,6 +219,7 @@ def embed(
     retries: int | None = None,
     batch_size: int = EMBED_BATCH,
     display: bool = True,
+    api: str | None = None,
 ) -> list[float] | list[list[float]]:
     """Embedding vectors from /api/embed: one vector (a list of floats) for a str, a list
     of vectors for a list of str. Long lists go in batches of `batch_size`, with a
@@ -222,6 +229,7 @@ def embed(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidRequest(f"batch_size must be a whole number >= 1, not {batch_size!r}")
     given = _settings_given(host, model, connect_timeout, read_timeout, timeout, retries)
+    given["api"] = api
     batches = [inputs[i : i + batch_size] for i in range(0, len(inputs), batch_size)]
     kernel = _kernel(display) if len(batches) > 1 else None
     progress: Any = _embed_progress(len(inputs)) if kernel is not None else NullView()
@@ -324,6 +332,7 @@ def _ask(
     retries: int | None,
     stop_on: str | re.Pattern[str] | None,
     display: bool,
+    api: str | None = None,
 ) -> Ask:
     if not isinstance(prompt, str):
         raise InvalidRequest(f"prompt must be a str, not {type(prompt).__name__}")
@@ -349,6 +358,7 @@ def _ask(
         options=dict(options or {}),
         images=list(images or []),
         stop_on=pattern,
+        api=api,
         **given,
     )
 

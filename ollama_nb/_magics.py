@@ -18,7 +18,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.utils.text import DollarFormatter
-from traitlets import Bool, Float, Int, TraitError, Unicode, observe, validate
+from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, observe, validate
 from traitlets.config import Config
 
 from ._cell_batch import run_cell_batch, run_cell_batch_in_thread
@@ -28,6 +28,7 @@ from ._config import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_READ_TIMEOUT,
     DEFAULT_RETRIES,
+    OPENAI_KEY_ENVS,
     check_retries,
     check_seconds,
     parse_host,
@@ -37,6 +38,8 @@ from ._exceptions import OllamaResponseError, RequestInterrupted
 from ._kernel import CellOutput, clicks_reach_running_cell, current_kernel
 from ._listing import loaded_table, models_table
 from ._options import CellOptions, declare, parse_line, to_ask
+from ._openai import no_counterpart
+from ._protocol import APIS, OLLAMA
 from ._pull import PullView, pull
 from ._request import (
     InvalidRequest,
@@ -60,7 +63,9 @@ HINT_SYNC = "Stop cannot reach a synchronous cell (%autoawait off): use Interrup
 LINE_COMMANDS = {"models": 0, "ps": 0, "pull": 1, "stats": 0, "history": 0, "reset": 0,
                  "config": 0, "version": 0, "show": 1, "unload": 1}  # fmt: skip
 SETTINGS = ("host", "model", "connect_timeout", "read_timeout", "timeout", "retries", "system",
-            "variables", "keep_alive")  # fmt: skip
+            "variables", "keep_alive", "api")  # fmt: skip
+# `%ollama` commands an OpenAI-compatible server has no counterpart to.
+NOT_OPENAI = ("ps", "pull", "show", "unload")
 
 
 @magics_class
@@ -94,6 +99,13 @@ class OllamaMagics(Magics):
         allow_none=True,
         config=True,
         help="How long the server keeps a model loaded after a request: 10m, 1h, 300, 0, -1.",
+    )
+    api = Enum(
+        APIS,
+        "auto",
+        config=True,
+        help="The server's API: 'ollama', 'openai' (an OpenAI-compatible /v1 server), or"
+        " 'auto': openai when the host URL's path ends in /v1, else ollama.",
     )
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
@@ -331,7 +343,14 @@ class OllamaMagics(Magics):
             turns = len(self.conversation.turns)
             self.conversation.reset()
             return _Text(f"conversation cleared ({turns} turn{'' if turns == 1 else 's'})")
-        client = make_client(self.settings())
+        settings = self.settings()
+        client = make_client(settings)
+        if client.protocol is not OLLAMA:
+            if command in NOT_OPENAI:
+                raise UsageError(f"%ollama {command}: {no_counterpart(f'%ollama {command}')}")
+            if command == "version":
+                return _Text(f"ollama-nb {_our_version()} · OpenAI-compatible server at"
+                             f" {client.host} (it tells no version)")  # fmt: skip
         try:
             if command == "version":
                 return await _version(client)
@@ -352,14 +371,18 @@ class OllamaMagics(Magics):
 
 
 async def _version(client: OllamaClient) -> str:
-    from importlib.metadata import version
-
     server = await client.call("GET", "/api/version")
     server_version = str(server.get("version", "?"))
-    line = f"ollama-nb {version('ollama-nb')} · server {server_version} at {client.host}"
+    line = f"ollama-nb {_our_version()} · server {server_version} at {client.host}"
     if server_version.endswith("-stand-in"):
         line += "\nThis is the ollama_nb stand-in server: its answers are filler, not a model's."
     return _Text(line)
+
+
+def _our_version() -> str:
+    from importlib.metadata import version
+
+    return version("ollama-nb")
 
 
 def _sync_view(widget_view: Any, text_view: Any, control: StopControl) -> Any:
@@ -375,8 +398,12 @@ def _config_table(settings: dict[str, Setting]) -> str:
     width = max(len(name) for name in settings)
     shown = {n: redact_url(s.value) if n == "host" else s.value for n, s in settings.items()}
     rows = [f"{name:<{width}}  {shown[name]!s:<30}  ({s.source})" for name, s in settings.items()]
-    key = "set (not shown)" if os.environ.get("OLLAMA_API_KEY") else "not set"
-    rows.append(f"{'api key':<{width}}  {key:<30}  ($OLLAMA_API_KEY)")
+    openai = make_client(settings).protocol is not OLLAMA
+    variables = OPENAI_KEY_ENVS if openai else ("OLLAMA_API_KEY",)
+    found = next((v for v in variables if os.environ.get(v, "").strip()), None)
+    key = "set (not shown)" if found else "not set"
+    where = ", else ".join(f"${v}" for v in variables) if found is None else f"${found}"
+    rows.append(f"{'api key':<{width}}  {key:<30}  ({where})")
     return _Text("\n".join(rows))
 
 

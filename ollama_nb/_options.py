@@ -34,6 +34,12 @@ def declare(func: F) -> F:
         magic_arguments(),
         argument("model", nargs="?", default=None, help="Model name, e.g. llama3.2 or qwen3:8b."),
         argument("--host", help="Server: host, host:port or http(s)://host:port[/path]."),
+        argument(
+            "--api",
+            choices=("ollama", "openai", "auto"),
+            help="The server's API: ollama, or openai (an OpenAI-compatible /v1 server:"
+            " llama.cpp, vLLM, LM Studio). Default auto: openai when --host ends in /v1.",
+        ),
         argument("--connect-timeout", type=float, metavar="S", help="Seconds to connect."),
         argument(
             "--read-timeout",
@@ -150,6 +156,7 @@ class CellOptions:
     background: bool = False
     each: str | None = None
     parallel: int | None = None
+    api: str | None = None
 
 
 def parse_line(magic: Callable[..., Any], line: str) -> CellOptions:
@@ -185,6 +192,7 @@ def parse_line(magic: Callable[..., Any], line: str) -> CellOptions:
             background=args.background,
             each=_identifier("--each", args.each),
             parallel=_parallel(args.parallel, args.each),
+            api=args.api,
         )
     except ValueError as exc:
         raise UsageError(f"%%ollama: {exc}") from None
@@ -291,4 +299,5 @@ def to_ask(options: CellOptions, prompt: str, namespace: Mapping[str, Any]) -> A
         images=[namespace.get(x, x) for x in options.images],
         stop_on=options.stop_on,
         chat=options.chat,
+        api=options.api,
     )

@@ -26,11 +26,13 @@ from ._config import (
     DEFAULT_READ_TIMEOUT,
     DEFAULT_RETRIES,
     Timeouts,
+    OPENAI_KEY_ENVS,
     auth_headers,
     parse_host,
 )
 from ._exceptions import OllamaError, OllamaResponseError, RequestInterrupted
 from ._prompt import PromptVariableError, fill_prompt
+from ._protocol import OLLAMA, protocol_for
 from ._result import OllamaResult
 from ._stream import Request, StopControl, Transcript, View, drive
 
@@ -49,6 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "system": None,
     "variables": True,
     "keep_alive": None,
+    "api": "auto",  # "ollama", "openai", or by the host's path (`_protocol.speaks_openai`)
 }
 ENVIRONMENT = {"host": "OLLAMA_HOST", "model": "OLLAMA_MODEL"}
 THINK_LEVELS = ("low", "medium", "high", "max")
@@ -111,6 +114,12 @@ def configured_in_shell() -> dict[str, Any]:
 
 
 def make_client(settings: Mapping[str, Setting]) -> OllamaClient:
+    host = settings["host"].value
+    try:
+        protocol = protocol_for(settings["api"].value, host)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+    keys = auth_headers() if protocol is OLLAMA else auth_headers(variables=OPENAI_KEY_ENVS)
     return OllamaClient(
         settings["host"].value,
         Timeouts(
@@ -119,7 +128,8 @@ def make_client(settings: Mapping[str, Setting]) -> OllamaClient:
             settings["timeout"].value,
         ),
         retries=settings["retries"].value,
-        headers=auth_headers(),
+        headers=keys,
+        protocol=protocol,
     )
 
 
@@ -174,6 +184,7 @@ class Ask:
     images: Sequence[Any] = ()
     stop_on: re.Pattern[str] | None = None
     chat: bool = False
+    api: str | None = None
 
     def given(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in DEFAULTS}
@@ -224,6 +235,13 @@ async def build(
         raise InvalidRequest(str(exc)) from None
     images = encode_images(ask.images) if ask.images else []
     client = make_client(settings)
+    if client.protocol is not OLLAMA and keep_alive is not None:
+        if settings["keep_alive"].source in ("cell option", "keyword"):
+            raise InvalidRequest(
+                "--keep-alive: an OpenAI-compatible server has no counterpart (the server"
+                " decides how long a model stays loaded); nothing was sent"
+            )
+        keep_alive = None  # a %config / default meant for Ollama: not this server's
     model = settings["model"].value or await _no_model(client, no_model_hint)
     if images:
         await refuse_blind_model(client, model)
