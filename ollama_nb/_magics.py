@@ -37,8 +37,8 @@ from ._config import (
 from ._exceptions import OllamaResponseError, RequestInterrupted
 from ._kernel import CellOutput, clicks_reach_running_cell, current_kernel
 from ._listing import loaded_table, models_table
-from ._options import CellOptions, declare, parse_line, to_ask
 from ._openai import no_counterpart
+from ._options import CellOptions, declare, parse_line, to_ask
 from ._protocol import APIS, OLLAMA
 from ._pull import PullView, pull
 from ._request import (

@@ -113,10 +113,8 @@ def chat_body(payload: dict[str, Any]) -> dict[str, Any]:
         messages = []
         if payload.get("system"):
             messages.append({"role": "system", "content": payload["system"]})
-        messages.append(
-            _message({"role": "user", "content": payload.get("prompt") or "",
-                      "images": payload.get("images") or []})  # fmt: skip
-        )
+        user = {"role": "user", "content": payload.get("prompt") or ""}
+        messages.append(_message({**user, "images": payload.get("images") or []}))
     body: dict[str, Any] = {"model": payload.get("model"), "messages": messages}
     stream = payload.get("stream", True)
     body["stream"] = bool(stream)
@@ -294,7 +292,9 @@ def _parse_event(data: bytes) -> dict[str, Any]:
             f"the server sent an event that is not JSON: {_preview(data)}"
         ) from None
     if not isinstance(value, dict):
-        raise OllamaResponseError(f"the server sent an event that is not an object: {_preview(data)}")
+        raise OllamaResponseError(
+            f"the server sent an event that is not an object: {_preview(data)}"
+        )
     return value
 
 

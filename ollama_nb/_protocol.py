@@ -11,7 +11,8 @@ OpenAI's `/v1` API.
 from __future__ import annotations
 
 import urllib.parse
-from typing import Any, Protocol as TypingProtocol
+from typing import Any
+from typing import Protocol as TypingProtocol
 
 from ._exceptions import OllamaError
 from ._ndjson import LineDecoder, parse_line

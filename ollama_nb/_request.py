@@ -25,8 +25,8 @@ from ._config import (
     DEFAULT_HOST,
     DEFAULT_READ_TIMEOUT,
     DEFAULT_RETRIES,
-    Timeouts,
     OPENAI_KEY_ENVS,
+    Timeouts,
     auth_headers,
     parse_host,
 )

@@ -261,9 +261,7 @@ class Responder:
         prefix = f"{len(data):x}\r\n".encode()
         if not self.headers_sent:
             prefix = (
-                self._head(
-                    200, {"Content-Type": self.stream_type, "Transfer-Encoding": "chunked"}
-                )
+                self._head(200, {"Content-Type": self.stream_type, "Transfer-Encoding": "chunked"})
                 + prefix
             )
             self._note_headers(200)
