@@ -17,6 +17,7 @@ import json
 from typing import Any, Final
 
 from ._exceptions import OllamaError, OllamaModelNotFoundError, OllamaResponseError
+from ._ndjson import _loads
 from ._protocol import ChunkDecoder
 from ._sse import EventDecoder
 
@@ -218,7 +219,7 @@ class EventChunks:
     def _event(self, data: bytes, chunks: list[dict[str, Any]]) -> None:
         if self._done:
             return
-        if data.strip() == b"[DONE]":
+        if data[:1] != b"{" and data.strip() == b"[DONE]":
             self._done = True
             chunks.append(self._final())
             return
@@ -286,7 +287,7 @@ class EventChunks:
 
 def _parse_event(data: bytes) -> dict[str, Any]:
     try:
-        value = json.loads(data.decode("utf-8"))
+        value = _loads(data)
     except (UnicodeDecodeError, ValueError):
         raise OllamaResponseError(
             f"the server sent an event that is not JSON: {_preview(data)}"

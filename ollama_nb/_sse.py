@@ -27,6 +27,17 @@ class EventDecoder:
         self._max = max_line_bytes
 
     def feed(self, data: bytes) -> list[bytes]:
+        # One call per HTTP chunk, i.e. per token: the usual chunk is one whole
+        # `data: {...}` event, taken apart without going line by line.
+        if (
+            not self._buffer
+            and not self._data
+            and data.startswith(b"data: ")
+            and data.endswith(b"\n\n")
+            and data.count(b"\n") == 2
+            and len(data) <= self._max
+        ):
+            return [data[6:-2].rstrip(b"\r")]
         if b"\n" not in data:
             self._buffer += data
             self._check(len(self._buffer))
