@@ -39,7 +39,7 @@ from ._kernel import CellOutput, clicks_reach_running_cell, current_kernel
 from ._listing import loaded_table, models_table
 from ._openai import no_counterpart
 from ._options import CellOptions, declare, parse_line, to_ask
-from ._protocol import APIS, OLLAMA
+from ._protocol import APIS, OLLAMA, protocol_for
 from ._pull import PullView, pull
 from ._request import (
     InvalidRequest,
@@ -398,7 +398,7 @@ def _config_table(settings: dict[str, Setting]) -> str:
     width = max(len(name) for name in settings)
     shown = {n: redact_url(s.value) if n == "host" else s.value for n, s in settings.items()}
     rows = [f"{name:<{width}}  {shown[name]!s:<30}  ({s.source})" for name, s in settings.items()]
-    openai = make_client(settings).protocol is not OLLAMA
+    openai = protocol_for(settings["api"].value, settings["host"].value) is not OLLAMA
     variables = OPENAI_KEY_ENVS if openai else ("OLLAMA_API_KEY",)
     found = next((v for v in variables if os.environ.get(v, "").strip()), None)
     key = "set (not shown)" if found else "not set"
