@@ -166,6 +166,19 @@ def test_commands_without_a_counterpart_say_so_and_send_nothing(
         kernel.ok("%config OllamaMagics.host = None")
 
 
+def test_version_names_the_kind_of_server_and_sends_nothing(
+    kernel: KernelDriver, server: StandInServer
+) -> None:
+    cell = kernel.run(f"%config OllamaMagics.host = {v1(server)!r}\n%ollama version")
+    try:
+        assert cell.status == "ok", cell.error_text()
+        shown = json.dumps([m.content for m in cell.outputs()])
+        assert "OpenAI-compatible server at" in shown and v1(server) in shown
+        assert server.requests == []
+    finally:
+        kernel.ok("%config OllamaMagics.host = None")
+
+
 def test_keep_alive_is_refused_in_one_line(kernel: KernelDriver, server: StandInServer) -> None:
     cell = run_cell(kernel, f"stand-in --host {v1(server)} --keep-alive 10m")
     assert_usage_line(cell, "--keep-alive", "OpenAI-compatible", "nothing was sent")
