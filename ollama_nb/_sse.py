@@ -33,11 +33,13 @@ class EventDecoder:
             not self._buffer
             and not self._data
             and data.startswith(b"data: ")
-            and data.endswith(b"\n\n")
             and data.count(b"\n") == 2
             and len(data) <= self._max
         ):
-            return [data[6:-2].rstrip(b"\r")]
+            if data.endswith(b"\n\n"):
+                return [data[6:-2]]
+            if data.endswith(b"\r\n\r\n"):  # sse-starlette (llama-cpp-python, vLLM)
+                return [data[6:-4]]
         if b"\n" not in data:
             self._buffer += data
             self._check(len(self._buffer))
