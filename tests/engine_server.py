@@ -14,6 +14,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -174,3 +175,12 @@ class StallingProxy:
     def close(self) -> None:
         for s in self._sockets:
             s.close()
+
+
+@pytest.fixture(scope="session")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineServer]:
+    """One engine for the whole run (import this fixture into a test module to use it)."""
+    python = engine_python()
+    server = EngineServer(python, Path(tmp_path_factory.mktemp("engine")))
+    yield server
+    server.close()

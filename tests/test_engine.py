@@ -14,22 +14,13 @@ tests fail under CI and are skipped, with the reason, elsewhere.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from engine_server import EMBED_MODEL, MODEL, EngineServer, StallingProxy, engine_python
+from engine_server import EMBED_MODEL, MODEL, EngineServer, StallingProxy
+from engine_server import engine as engine  # the session's real engine (a fixture)
 from kernel_driver import KernelDriver
 from support import assert_one_line_error, result, run_cell
 from test_live_view import stop_button
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineServer]:
-    python = engine_python()
-    server = EngineServer(python, Path(tmp_path_factory.mktemp("engine")))
-    yield server
-    server.close()
 
 
 def test_a_streamed_answer(kernel: KernelDriver, engine: EngineServer) -> None:
