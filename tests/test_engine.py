@@ -18,9 +18,24 @@ import time
 import pytest
 from engine_server import EMBED_MODEL, MODEL, EngineServer, StallingProxy
 from engine_server import engine as engine  # the session's real engine (a fixture)
-from kernel_driver import KernelDriver
+from kernel_driver import Cell, KernelDriver
 from support import assert_one_line_error, result, run_cell
 from test_live_view import stop_button
+
+
+def wait_until_streaming(kernel: KernelDriver, cell: Cell, seconds: float) -> None:
+    """Show the cell's live view (as a front end would) and wait until its elapsed counter
+    reaches `seconds`: the request is under way."""
+    label = kernel.wait_for(lambda: cell.widget(value="0.0 s"), 15, "the elapsed label")
+    root = kernel.wait_for(lambda: cell.widget(_view_count=0), 15, "the live view")
+    kernel.show_view(root.content["comm_id"])  # drawn: the counter ticks
+
+    def counted() -> bool:
+        updates = cell.updates_of(label.content["comm_id"])
+        shown = [m.content["data"].get("state", {}).get("value", "") for m in updates]
+        return any(v.endswith(" s") and float(v.split()[0]) >= seconds for v in shown)
+
+    kernel.wait_for(counted, 15, f"{seconds:g} s of answer")
 
 
 def test_a_streamed_answer(kernel: KernelDriver, engine: EngineServer) -> None:
@@ -39,16 +54,7 @@ def test_stop_makes_the_engine_stop(kernel: KernelDriver, engine: EngineServer) 
     before = len(engine.log())
     # ~1900 tokens: seconds of work for the engine, far more than the test waits.
     cell = kernel.submit(f"%%ollama {MODEL} --host {engine.url} -o num_predict=1900\nTalk.")
-    label = kernel.wait_for(lambda: cell.widget(value="0.0 s"), 15, "the elapsed label")
-    root = kernel.wait_for(lambda: cell.widget(_view_count=0), 15, "the live view")
-    kernel.show_view(root.content["comm_id"])  # a front end draws it: the counter ticks
-
-    def counted(seconds: float) -> bool:
-        updates = cell.updates_of(label.content["comm_id"])
-        shown = [m.content["data"].get("state", {}).get("value", "") for m in updates]
-        return any(v.endswith(" s") and float(v.split()[0]) >= seconds for v in shown)
-
-    kernel.wait_for(lambda: counted(0.5), 15, "half a second of answer")
+    wait_until_streaming(kernel, cell, 0.5)
     kernel.click(stop_button(kernel, cell))
     kernel.finish(cell, timeout=10)
     assert cell.status == "ok", cell.error_text()
@@ -107,3 +113,15 @@ def test_format_json_is_grammar_constrained(kernel: KernelDriver, engine: Engine
         assert_one_line_error(cell, "OllamaResponseError", "not valid JSON", "text is kept")
     else:
         assert isinstance(r["json"], dict)
+
+
+def test_interrupt_closes_the_response(kernel: KernelDriver, engine: EngineServer) -> None:
+    before = len(engine.log())
+    cell = kernel.submit(f"%%ollama {MODEL} --host {engine.url} -o num_predict=1900\nTalk.")
+    wait_until_streaming(kernel, cell, 0.3)
+    kernel.interrupt()
+    kernel.finish(cell, timeout=15)
+    assert cell.ename == "RequestInterrupted", cell.error_text()
+    assert len(cell.error()["traceback"]) == 1
+    assert result(kernel)["done_reason"] == "interrupted"
+    engine.wait_for_log("Disconnected", before)
