@@ -365,3 +365,18 @@ def test_auto_picks_the_protocol_from_the_host_path() -> None:
     assert protocol_for("auto", "http://127.0.0.1:11434/v1x") is OLLAMA
     assert protocol_for("openai", "http://127.0.0.1:11434") is OPENAI_PROTOCOL
     assert protocol_for("ollama", "http://127.0.0.1:8080/v1") is OLLAMA
+
+
+def test_an_image_goes_as_a_data_url(kernel: KernelDriver, server: StandInServer) -> None:
+    kernel.ok("from ollama_nb.testing import make_png; picture = make_png(4, 3)")
+    cell = run_cell(kernel, f"stand-in-vision --host {v1(server)} --image picture", "What?")
+    assert cell.status == "ok", cell.error_text()
+    assert "saw 1 image: 4x3 PNG" in result(kernel)["text"]
+    (sent,) = server.requests  # no capability check first: /api/show has no counterpart
+    content = sent.body["messages"][0]["content"]
+    assert content[0] == {"type": "text", "text": "What?"}
+    assert content[1]["image_url"]["url"].startswith("data:image/png;base64,")
+    stats = kernel.run("%ollama stats")  # counted with the rest
+    assert stats.status == "ok" and "time to first token" in json.dumps(
+        [m.content for m in stats.outputs()]
+    )
