@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 from typing import Any, Final
 
 from ._exceptions import OllamaError, OllamaModelNotFoundError, OllamaResponseError
@@ -199,6 +200,8 @@ class EventChunks:
         self._usage: dict[str, Any] = {}
         self._timings: dict[str, Any] = {}
         self._done = False
+        self._first_at: float | None = None  # arrival of the first and the last text
+        self._last_at = 0.0
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         chunks: list[dict[str, Any]] = []
@@ -256,6 +259,9 @@ class EventChunks:
                 )
             if text or thinking:
                 chunks.append(self._chunk(text, thinking))
+                self._last_at = time.monotonic()
+                if self._first_at is None:
+                    self._first_at = self._last_at
             finish = choice.get("finish_reason")
             if isinstance(finish, str) and finish:
                 self._finish = finish
@@ -282,6 +288,13 @@ class EventChunks:
                 final[ours] = round(ms * 1e6)
         if "eval_count" not in final and isinstance(self._timings.get("predicted_n"), int):
             final["eval_count"] = self._timings["predicted_n"]
+        count = final.get("eval_count")
+        if "eval_duration" not in final and self._first_at is not None and count:
+            # No timings from the server (OpenAI, vLLM, Ollama's /v1): tokens/s as the
+            # client saw them arrive, one token's interval added for the first.
+            span = self._last_at - self._first_at
+            if span > 0:  # else it all came in one read: no rate to tell
+                final["eval_duration"] = round(span * 1e9 * count / max(1, count - 1))
         return final
 
 
