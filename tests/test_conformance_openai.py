@@ -23,7 +23,6 @@ from typing import Any
 import httpx
 import pytest
 from engine_server import EMBED_MODEL, MODEL, EngineServer
-from engine_server import engine as engine  # the session's real engine (a fixture)
 
 from ollama_nb.testing import StandInServer, make_png
 

@@ -17,7 +17,6 @@ import time
 
 import pytest
 from engine_server import EMBED_MODEL, MODEL, EngineServer, StallingProxy
-from engine_server import engine as engine  # the session's real engine (a fixture)
 from kernel_driver import Cell, KernelDriver
 from support import assert_one_line_error, result, run_cell
 from test_live_view import stop_button
