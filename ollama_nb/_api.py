@@ -79,6 +79,7 @@ def generate(
     cache: str | os.PathLike[str] | bool | None = None,
     variables: Mapping[str, Any] | None = None,
     code: bool = False,
+    api: str | None = None,
 ) -> OllamaResult:
     """Ask `model` to answer `prompt`; the result as `%%ollama` would store it in `_ollama`.
 
@@ -135,6 +136,7 @@ async def agenerate(
     cache: str | os.PathLike[str] | bool | None = None,
     variables: Mapping[str, Any] | None = None,
     code: bool = False,
+    api: str | None = None,
 ) -> OllamaResult:
     """`generate` as a coroutine: `await ollama_nb.agenerate(...)` in an async cell has a
     working Stop button, as `%%ollama` cells do.
@@ -177,6 +179,7 @@ def map(
     display: bool = True,
     cache: str | os.PathLike[str] | bool | None = None,
     variables: Mapping[str, Any] | None = None,
+    api: str | None = None,
 ) -> OllamaBatch:
     """Run `prompt` once per element of `items`, at most `parallel` requests at once.
 
@@ -190,7 +193,7 @@ def map(
     """
     ask = _ask(prompt, model, system, images, think, format, options, keep_alive, host,
                connect_timeout, read_timeout, timeout, retries, stop_on, display,
-               cache=cache)  # fmt: skip
+               cache=cache, api=api)  # fmt: skip
     namespace = _batch_variables(prompt, variables)
     control = StopControl()
     view = live_batch_view(_kernel(display), control, BATCH_HINT_SYNC)
@@ -227,13 +230,14 @@ async def amap(
     display: bool = True,
     cache: str | os.PathLike[str] | bool | None = None,
     variables: Mapping[str, Any] | None = None,
+    api: str | None = None,
 ) -> OllamaBatch:
     """`map` as a coroutine: `await ollama_nb.amap(...)` in an async cell has a working
     Stop button, as `%%ollama --each` cells do. Cancelling and Interrupt as `agenerate`
     (`.partial` is the batch so far)."""
     ask = _ask(prompt, model, system, images, think, format, options, keep_alive, host,
                connect_timeout, read_timeout, timeout, retries, stop_on, display,
-               cache=cache)  # fmt: skip
+               cache=cache, api=api)  # fmt: skip
     namespace = _batch_variables(prompt, variables)
     control = StopControl()
     kernel = _kernel(display)
@@ -258,6 +262,7 @@ def embed(
     retries: int | None = None,
     batch_size: int = EMBED_BATCH,
     display: bool = True,
+    api: str | None = None,
 ) -> list[float] | list[list[float]]:
     """Embedding vectors from /api/embed: one vector (a list of floats) for a str, a list
     of vectors for a list of str. Long lists go in batches of `batch_size`, with a
@@ -267,6 +272,7 @@ def embed(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidRequest(f"batch_size must be a whole number >= 1, not {batch_size!r}")
     given = _settings_given(host, model, connect_timeout, read_timeout, timeout, retries)
+    given["api"] = api
     batches = [inputs[i : i + batch_size] for i in range(0, len(inputs), batch_size)]
     kernel = _kernel(display) if len(batches) > 1 else None
     progress: Any = _embed_progress(len(inputs)) if kernel is not None else NullView()
@@ -373,6 +379,7 @@ def _ask(
     cache: str | os.PathLike[str] | bool | None = None,
     variables: Mapping[str, Any] | None = None,
     code: bool = False,
+    api: str | None = None,
 ) -> Ask:
     if not isinstance(prompt, str):
         raise InvalidRequest(f"prompt must be a str, not {type(prompt).__name__}")
@@ -408,6 +415,7 @@ def _ask(
         stop_on=pattern,
         context=dict(context or {}),
         code=code,
+        api=api,
         **given,
         cache=cache,
     )

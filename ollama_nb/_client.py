@@ -36,7 +36,7 @@ from ._exceptions import (
     OllamaResponseError,
     OllamaTimeoutError,
 )
-from ._ndjson import LineDecoder, parse_line
+from ._protocol import OLLAMA, Protocol
 from ._wake import loop_stays_awake
 
 ERROR_BODY_LIMIT = 64 * 1024
@@ -85,6 +85,7 @@ class OllamaClient:
         retries: int = 0,
         headers: dict[str, str] | None = None,
         body_limit: int = CALL_BODY_LIMIT,
+        protocol: Protocol = OLLAMA,
     ) -> None:
         self.host = redact_url(host)
         self._base, credentials = split_credentials(host)
@@ -92,6 +93,7 @@ class OllamaClient:
         self.timeouts = timeouts
         self.retries = retries
         self.body_limit = body_limit
+        self.protocol = protocol  # which API the server speaks (`_protocol`)
         self._headers = {"User-Agent": user_agent(), **(headers or {})}
         _check_headers(self._headers)
         self.attempts = 0  # connection attempts made by the last request
@@ -129,16 +131,18 @@ class OllamaClient:
             raise _proxy_error(self.host, exc) from None
 
     async def stream(self, path: str, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """POST and yield each NDJSON object of the answer as it arrives.
+        """POST and yield each chunk of the answer (an Ollama-shaped dict) as it arrives.
 
         Wrap in `contextlib.aclosing` so that leaving early closes the response at once.
         """
         self.lines = 0
+        protocol = self.protocol
         async with self._http() as http:
-            response = await self._send(http, "POST", path, payload, "application/x-ndjson")
+            where, body = protocol.outgoing(path, payload)
+            response = await self._send(http, "POST", where, body, protocol.stream_accept)
             try:
-                await _raise_for_status(response, self.host, payload)
-                decoder = LineDecoder()
+                await self._raise_for_status(response, payload)
+                decoder = protocol.decoder(path)
                 # Ollama never compresses its stream: then the raw bytes are the content,
                 # and aiter_raw saves aiter_bytes' generator, decoder and chunker per chunk.
                 if "content-encoding" in response.headers:
@@ -146,12 +150,12 @@ class OllamaClient:
                 else:
                     pieces = response.aiter_raw()
                 async for data in pieces:
-                    for line in decoder.feed(data):
+                    for chunk in decoder.feed(data):
                         self.lines += 1
-                        yield parse_line(line)
-                if tail := decoder.tail():
+                        yield chunk
+                for chunk in decoder.end():
                     self.lines += 1
-                    yield parse_line(tail)
+                    yield chunk
             except httpx.HTTPError as exc:
                 raise self._error(exc) from None
             finally:
@@ -173,10 +177,11 @@ class OllamaClient:
             ) from None
 
     async def _call(self, method: str, path: str, payload: dict[str, Any] | None) -> Any:
+        where, sent = self.protocol.outgoing(path, payload)
         async with self._http() as http:
-            response = await self._send(http, method, path, payload, "application/json")
+            response = await self._send(http, method, where, sent, "application/json")
             try:
-                await _raise_for_status(response, self.host, payload)
+                await self._raise_for_status(response, payload)
                 body = bytearray()
                 async for data in response.aiter_bytes():
                     body += data
@@ -196,9 +201,17 @@ class OllamaClient:
             value = None
         if not isinstance(value, dict):
             raise OllamaResponseError(
-                f"{self.host}{path} did not answer with a JSON object", response.status_code
+                f"{self.host}{where} did not answer with a JSON object", response.status_code
             )
-        return value
+        return self.protocol.incoming(path, value)
+
+    async def _raise_for_status(
+        self, response: httpx.Response, payload: dict[str, Any] | None
+    ) -> None:
+        try:
+            await _raise_for_status(response, self.host, payload, self.protocol)
+        except OllamaError as error:
+            raise self._redacted(error) from None
 
     async def _send(
         self,
@@ -231,8 +244,21 @@ class OllamaClient:
                 " $ALL_PROXY, or list the host in $NO_PROXY"
             )
         error = map_http_error(exc, self.host, self.timeouts, self.attempts, self.lines)
-        # Whatever httpx or h11 said, no header value (the key) reaches the user.
-        for value in self._headers.values():
+        refused = isinstance(exc, httpx.ConnectError) and not _certificate_problem(exc)
+        if self.protocol is not OLLAMA and refused:  # the Ollama advice does not apply
+            tries = f" ({self.attempts} attempts)" if self.attempts > 1 else ""
+            error = OllamaConnectionError(
+                f"cannot reach the server at {self.host}{tries} ({_reason(exc)}); is it"
+                " running, and are --host and its port right?"
+            )
+        return self._redacted(error)
+
+    def _redacted(self, error: OllamaError) -> OllamaError:
+        """Whatever httpx, h11 or the server said, no header value (the key) reaches the
+        user."""
+        secrets = list(self._headers.values())
+        secrets += [v.partition(" ")[2] for v in secrets if v.startswith("Bearer ")]
+        for value in sorted(secrets, key=len, reverse=True):
             if len(value) > 8 and value in error.message:
                 error.message = error.message.replace(value, "***")
                 error.args = (error.message,)
@@ -270,7 +296,10 @@ def _proxy_error(host: str, exc: Exception) -> OllamaConnectionError:
 
 
 async def _raise_for_status(
-    response: httpx.Response, host: str, payload: dict[str, Any] | None
+    response: httpx.Response,
+    host: str,
+    payload: dict[str, Any] | None,
+    protocol: Protocol = OLLAMA,
 ) -> None:
     if response.status_code < 400:
         return
@@ -279,9 +308,16 @@ async def _raise_for_status(
         body += data
         if len(body) >= ERROR_BODY_LIMIT:
             break
+    model = str((payload or {}).get("model") or (payload or {}).get("name") or "")
+    url = redact_url(str(response.request.url))
+    redirected = ""
+    if response.history:  # 301/302 turn a POST into a GET, as in the official client
+        redirected = f" after a redirect to {response.request.method} {url}"
+    error = protocol.status_error(response.status_code, bytes(body), model, host, url, redirected)
+    if error is not None:
+        raise error
     detail, from_ollama = _error_detail(bytes(body))
     detail = detail or response.reason_phrase or "no detail"
-    model = str((payload or {}).get("model") or (payload or {}).get("name") or "")
     # Ollama words it "model 'x' not found" (older: `model "x" not found, try pulling it
     # first`); a router's or a reverse proxy's 404 is another story.
     lowered = detail.lower()
@@ -294,10 +330,6 @@ async def _raise_for_status(
             " (%ollama models lists what is there)",
             model,
         )
-    url = redact_url(str(response.request.url))
-    redirected = ""
-    if response.history:  # 301/302 turn a POST into a GET, as in the official client
-        redirected = f" after a redirect to {response.request.method} {url}"
     if response.status_code == 404:
         raise OllamaResponseError(
             f"no Ollama API answers at {url} (HTTP 404{redirected}: {detail}); check the host"

@@ -23,6 +23,8 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 120.0
 DEFAULT_RETRIES = 2
 API_KEY_ENV = "OLLAMA_API_KEY"
+# An OpenAI-compatible server: its own variable first, then Ollama's.
+OPENAI_KEY_ENVS = ("OPENAI_API_KEY", API_KEY_ENV)
 
 
 def parse_host(value: str | None) -> str:
@@ -168,14 +170,18 @@ class Timeouts:
     total: float | None = None
 
 
-def auth_headers(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """`$OLLAMA_API_KEY` becomes a bearer token; it is never shown anywhere else.
+def auth_headers(
+    environ: Mapping[str, str] | None = None, variables: tuple[str, ...] = (API_KEY_ENV,)
+) -> dict[str, str]:
+    """`$OLLAMA_API_KEY` (the first of `variables` that is set) becomes a bearer token;
+    it is never shown anywhere else.
 
     A key that cannot go into a header (a line break, a control or non-ASCII character)
     is refused before anything is sent, with a message that does not show it.
     """
     env = os.environ if environ is None else environ
-    key = env.get(API_KEY_ENV, "").strip()
+    variable = next((v for v in variables if env.get(v, "").strip()), API_KEY_ENV)
+    key = env.get(variable, "").strip()
     if not key:
         return {}
     bad = next((c for c in key if not " " <= c < "\x7f"), None)
@@ -186,7 +192,7 @@ def auth_headers(environ: Mapping[str, str] | None = None) -> dict[str, str]:
             else "a control character"
         )  # fmt: skip
         raise OllamaError(
-            f"${API_KEY_ENV} is not a valid key: it contains {what} (the key is not shown;"
+            f"${variable} is not a valid key: it contains {what} (the key is not shown;"
             " nothing was sent). Set it again without it."
         )
     return {"Authorization": f"Bearer {key}"}

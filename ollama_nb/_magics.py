@@ -18,7 +18,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.utils.text import DollarFormatter
-from traitlets import Bool, Float, Int, TraitError, Unicode, observe, validate
+from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, observe, validate
 from traitlets.config import Config
 
 from ._cache import cache_file, check_mode
@@ -29,6 +29,7 @@ from ._config import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_READ_TIMEOUT,
     DEFAULT_RETRIES,
+    OPENAI_KEY_ENVS,
     check_retries,
     check_seconds,
     parse_host,
@@ -41,7 +42,9 @@ from ._fix import error_of, fix_prompt, variable_lines
 from ._kernel import CellOutput, clicks_reach_running_cell, current_kernel
 from ._listing import loaded_table, models_table
 from ._next_cell import target_of
+from ._openai import no_counterpart
 from ._options import CellOptions, declare, parse_line, to_ask
+from ._protocol import APIS, OLLAMA, protocol_for
 from ._pull import PullView, pull
 from ._request import (
     InvalidRequest,
@@ -67,9 +70,11 @@ LINE_COMMANDS = {"models": 0, "ps": 0, "pull": 1, "stats": 0, "history": 0, "res
                  "config": 0, "version": 0, "show": 1, "unload": 1, "cache": 0,
                  "fix": -1}  # fmt: skip
 SETTINGS = ("host", "model", "connect_timeout", "read_timeout", "timeout", "retries", "system",
-            "variables", "keep_alive", "cache", "cache_mode")  # fmt: skip
+            "variables", "keep_alive", "cache", "cache_mode", "api")  # fmt: skip
 # Configured like the settings, but not shown by `%ollama config`: read by `_request.build`.
 EXTRA_SETTINGS = ("context_chars",)
+# `%ollama` commands an OpenAI-compatible server has no counterpart to.
+NOT_OPENAI = ("ps", "pull", "show", "unload")
 
 
 @magics_class
@@ -124,6 +129,13 @@ class OllamaMagics(Magics):
         help="use: replay what the cache has, record the rest; replay: never send (a miss"
         " raises OllamaCacheMissError, for CI); refresh: always send and record."
         " Else $OLLAMA_NB_CACHE_MODE.",
+    )
+    api = Enum(
+        APIS,
+        "auto",
+        config=True,
+        help="The server's API: 'ollama', 'openai' (an OpenAI-compatible /v1 server), or"
+        " 'auto': openai when the host URL's path ends in /v1, else ollama.",
     )
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
@@ -494,7 +506,14 @@ class OllamaMagics(Magics):
             turns = len(self.conversation.turns)
             self.conversation.reset()
             return _Text(f"conversation cleared ({turns} turn{'' if turns == 1 else 's'})")
-        client = make_client(self.settings())
+        settings = self.settings()
+        client = make_client(settings)
+        if client.protocol is not OLLAMA:
+            if command in NOT_OPENAI:
+                raise UsageError(f"%ollama {command}: {no_counterpart(f'%ollama {command}')}")
+            if command == "version":
+                return _Text(f"ollama-nb {_our_version()} · OpenAI-compatible server at"
+                             f" {client.host} (it tells no version)")  # fmt: skip
         try:
             if command == "version":
                 return await _version(client)
@@ -518,11 +537,9 @@ class OllamaMagics(Magics):
 
 
 async def _version(client: OllamaClient) -> str:
-    from importlib.metadata import version
-
     server = await client.call("GET", "/api/version")
     server_version = str(server.get("version", "?"))
-    line = f"ollama-nb {version('ollama-nb')} · server {server_version} at {client.host}"
+    line = f"ollama-nb {_our_version()} · server {server_version} at {client.host}"
     if server_version.endswith("-stand-in"):
         line += "\nThis is the ollama_nb stand-in server: its answers are filler, not a model's."
     return _Text(line)
@@ -530,6 +547,12 @@ async def _version(client: OllamaClient) -> str:
 
 def _is_fix(line: str) -> bool:
     return line.split(maxsplit=1)[:1] == ["fix"]
+
+
+def _our_version() -> str:
+    from importlib.metadata import version
+
+    return version("ollama-nb")
 
 
 def _sync_view(widget_view: Any, text_view: Any, control: StopControl) -> Any:
@@ -545,8 +568,12 @@ def _config_table(settings: dict[str, Setting]) -> str:
     width = max(len(name) for name in settings)
     shown = {n: redact_url(s.value) if n == "host" else s.value for n, s in settings.items()}
     rows = [f"{name:<{width}}  {shown[name]!s:<30}  ({s.source})" for name, s in settings.items()]
-    key = "set (not shown)" if os.environ.get("OLLAMA_API_KEY") else "not set"
-    rows.append(f"{'api key':<{width}}  {key:<30}  ($OLLAMA_API_KEY)")
+    openai = protocol_for(settings["api"].value, settings["host"].value) is not OLLAMA
+    variables = OPENAI_KEY_ENVS if openai else ("OLLAMA_API_KEY",)
+    found = next((v for v in variables if os.environ.get(v, "").strip()), None)
+    key = "set (not shown)" if found else "not set"
+    where = ", else ".join(f"${v}" for v in variables) if found is None else f"${found}"
+    rows.append(f"{'api key':<{width}}  {key:<30}  ({where})")
     return _Text("\n".join(rows))
 
 

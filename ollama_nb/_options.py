@@ -35,6 +35,12 @@ def declare(func: F) -> F:
         magic_arguments(),
         argument("model", nargs="?", default=None, help="Model name, e.g. llama3.2 or qwen3:8b."),
         argument("--host", help="Server: host, host:port or http(s)://host:port[/path]."),
+        argument(
+            "--api",
+            choices=("ollama", "openai", "auto"),
+            help="The server's API: ollama, or openai (an OpenAI-compatible /v1 server:"
+            " llama.cpp, vLLM, LM Studio). Default auto: openai when --host ends in /v1.",
+        ),
         argument("--connect-timeout", type=float, metavar="S", help="Seconds to connect."),
         argument(
             "--read-timeout",
@@ -181,6 +187,7 @@ class CellOptions:
     cache: bool | None = None  # False with --no-cache; None: the setting decides
     cache_mode: str | None = None  # "refresh" with --refresh
     code: bool = False
+    api: str | None = None
 
 
 def parse_line(magic: Callable[..., Any], line: str) -> CellOptions:
@@ -220,6 +227,7 @@ def parse_line(magic: Callable[..., Any], line: str) -> CellOptions:
             cache=False if args.no_cache else None,
             cache_mode=_refresh(args.refresh, args.no_cache),
             code=_code(args.code, args.each, args.background),
+            api=args.api,
         )
     except ValueError as exc:
         raise UsageError(f"%%ollama: {exc}") from None
@@ -369,4 +377,5 @@ def to_ask(options: CellOptions, prompt: str, namespace: Mapping[str, Any]) -> A
         cache=options.cache,
         cache_mode=options.cache_mode,
         code=options.code,
+        api=options.api,
     )

@@ -35,6 +35,7 @@ from ._config import (
     DEFAULT_HOST,
     DEFAULT_READ_TIMEOUT,
     DEFAULT_RETRIES,
+    OPENAI_KEY_ENVS,
     Timeouts,
     auth_headers,
     parse_host,
@@ -48,6 +49,7 @@ from ._exceptions import (
 )
 from ._next_cell import NextInput, WithCode
 from ._prompt import PromptVariableError, fill_prompt
+from ._protocol import OLLAMA, protocol_for
 from ._result import OllamaResult
 from ._stream import Request, StopControl, Transcript, View, drive
 
@@ -68,6 +70,7 @@ DEFAULTS: dict[str, Any] = {
     "keep_alive": None,
     "cache": None,  # a JSON Lines file of answers to replay (`_cache`); None/False/"": off
     "cache_mode": "use",
+    "api": "auto",  # "ollama", "openai", or by the host's path (`_protocol.speaks_openai`)
 }
 ENVIRONMENT = {"host": "OLLAMA_HOST", "model": "OLLAMA_MODEL", "cache": "OLLAMA_NB_CACHE",
                "cache_mode": "OLLAMA_NB_CACHE_MODE"}  # fmt: skip
@@ -131,6 +134,12 @@ def configured_in_shell() -> dict[str, Any]:
 
 
 def make_client(settings: Mapping[str, Setting]) -> OllamaClient:
+    host = settings["host"].value
+    try:
+        protocol = protocol_for(settings["api"].value, host)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+    keys = auth_headers() if protocol is OLLAMA else auth_headers(variables=OPENAI_KEY_ENVS)
     return OllamaClient(
         settings["host"].value,
         Timeouts(
@@ -139,7 +148,8 @@ def make_client(settings: Mapping[str, Setting]) -> OllamaClient:
             settings["timeout"].value,
         ),
         retries=settings["retries"].value,
-        headers=auth_headers(),
+        headers=keys,
+        protocol=protocol,
     )
 
 
@@ -201,6 +211,7 @@ class Ask:
     cache: str | os.PathLike[str] | bool | None = None  # False: bypass the cache file
     cache_mode: str | None = None  # "use", "replay" or "refresh"
     code: bool = False  # --code: ask for Python code (the code goes below: `run`)
+    api: str | None = None
 
     def given(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in DEFAULTS}
@@ -266,6 +277,13 @@ async def build(
         raise InvalidRequest(str(exc)) from None
     images = encode_images(ask.images, ask.image_names) if ask.images else []
     client = make_client(settings)
+    if client.protocol is not OLLAMA and keep_alive is not None:
+        if settings["keep_alive"].source in ("cell option", "keyword"):
+            raise InvalidRequest(
+                "--keep-alive: an OpenAI-compatible server has no counterpart (the server"
+                " decides how long a model stays loaded); nothing was sent"
+            )
+        keep_alive = None  # a %config / default meant for Ollama: not this server's
     model = settings["model"].value or await _no_model(client, no_model_hint)
     if images:
         await refuse_blind_model(client, model)

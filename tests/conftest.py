@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pexpect
 import pytest
+from engine_server import engine as engine  # the real engine, once per run (test_engine)
 from kernel_driver import KernelDriver
 from support import spawn_ipython
 

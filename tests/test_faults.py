@@ -26,8 +26,16 @@ from ollama_nb.testing import StandInServer, unresponsive_listener
 
 # (name, extra flag on the magic line). Each endpoint runs the whole matrix; `--chat`
 # (/api/chat) joined the default /api/generate once it existed.
-ENDPOINTS = [("generate", ""), ("chat", "--chat")]
-PATHS = {"generate": "/api/generate", "chat": "/api/chat"}
+ENDPOINTS = [("generate", ""), ("chat", "--chat"), ("openai", "")]
+PATHS = {"generate": "/api/generate", "chat": "/api/chat", "openai": "/v1/chat/completions"}
+# "openai": the same faults through the stand-in's OpenAI-compatible /v1 (a host URL ending
+# in /v1 speaks that protocol); where the words differ, these are the words it must say.
+OPENAI_SUFFIX = "/v1"
+OPENAI_WORDS = {
+    "404 unknown model": ("no-such-model", "is not on", "%ollama models"),
+    "malformed line after 2 chunks": ("not JSON",),
+    "connection refused": ("connection refused", "2 attempts"),
+}
 
 READ = 0.5  # --read-timeout for the stalls
 CONNECT = 0.5  # --connect-timeout for the hanging connect
@@ -248,11 +256,16 @@ def target(fault: Fault, server: StandInServer) -> Iterator[str]:
         yield server.url
 
 
-def check_error_line(cell: Cell, fault: Fault, url: str) -> str:
+def check_error_line(cell: Cell, fault: Fault, url: str, endpoint: str = "") -> str:
     if fault.error is None:
         assert cell.status == "ok", cell.error_text()
         return "ok"
-    line = assert_one_line_error(cell, fault.error, *fault.words)
+    words = fault.words
+    if endpoint == "openai":
+        words = OPENAI_WORDS.get(fault.name, words)
+    line = assert_one_line_error(cell, fault.error, *words)
+    if endpoint == "openai":  # Ollama's advice does not apply to another server
+        assert "ollama pull" not in line and "ollama serve" not in line, line
     assert "\n" not in line and len(line) <= SHORT, line
     if fault.host != "stand-in" or fault.error == "OllamaConnectionError":
         assert url in line, line  # which server could not be reached / hung up
@@ -310,10 +323,12 @@ def test_fault(
     matrix: list[Row],
 ) -> None:
     server.configure(**{"reply": REPLY, **fault.knobs})
+    suffix = OPENAI_SUFFIX if endpoint == "openai" else ""
     with target(fault, server) as url:
+        url += suffix
         cell = kernel.run(f"%%ollama {fault.model} {flag} --host {url} {fault.line}\nGo.", 60)
     took = elapsed_of(cell)
-    outcome = check_error_line(cell, fault, url)
+    outcome = check_error_line(cell, fault, url, endpoint)
     matrix.append(Row(endpoint, fault.name, fault.bound, took, outcome))
     assert fault.floor <= took <= fault.bound, took
     text = check_kept_text(kernel, cell, fault)
@@ -321,7 +336,7 @@ def test_fault(
 
     # The next cell runs normally, on the same kernel and server.
     server.reset()
-    after = kernel.run(f"%%ollama stand-in {flag}\nAnd now?")
+    after = kernel.run(f"%%ollama stand-in {flag} --host {server.url}{suffix}\nAnd now?")
     assert after.status == "ok", after.error_text()
     r = result(kernel)
     assert r["done_reason"] == "stop" and r["text"].startswith("[stand-in] ")

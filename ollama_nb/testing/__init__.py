@@ -21,6 +21,13 @@ In-process::
 
 From a shell: ``python -m ollama_nb.testing --port 11434``.
 
+OpenAI's API too, as Ollama serves it (``_openai``): ``/v1/chat/completions`` (Server-Sent
+Events, the usage in a last chunk with ``stream_options.include_usage``, ``reasoning``
+deltas for thinking), ``/v1/models`` and ``/v1/embeddings``, with OpenAI-shaped errors
+(an unknown model: 404, ``code: "model_not_found"``). Every knob applies there too, given
+as top-level ``standin_*`` fields of the body; so ``--host http://127.0.0.1:PORT/v1``
+works against it.
+
 Models (``/api/tags`` lists them newest first, with ``capabilities``):
 
 - ``stand-in``: completion

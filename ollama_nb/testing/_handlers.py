@@ -22,6 +22,7 @@ from ._inference import Inference
 from ._knobs import OPTION_PREFIX, KnobError, Knobs, knobs_from_options
 from ._models import ModelStore
 from ._names import parse_name
+from ._openai import OpenAIResponder, is_openai, to_ollama
 from ._pull import Pull
 from ._record import RequestRecord
 from ._sched import Scheduler
@@ -40,6 +41,8 @@ class Prepared:
     body_error: str | None  # answered with 400 by endpoints that take a body
     knobs: Knobs
     knob_error: str | None  # answered with 400
+    # /v1: the Ollama request the OpenAI body stands for (`_openai`); else the body.
+    forwarded: Any = None
 
 
 def parse_body(raw: bytes, struct: str = "") -> tuple[Any, str | None]:
@@ -93,6 +96,10 @@ class Endpoints:
             ("POST", "/api/chat"): (inference.chat, "ChatRequest"),
             ("POST", "/api/embed"): (inference.embed, "EmbedRequest"),
             ("POST", "/api/pull"): (pull.handle, "PullRequest"),
+            # OpenAI's API, translated to the handlers above (`_openai`).
+            ("POST", "/v1/chat/completions"): (inference.chat, "ChatCompletionRequest"),
+            ("GET", "/v1/models"): (self._tags, None),
+            ("POST", "/v1/embeddings"): (inference.embed, "EmbeddingRequest"),
         }
         self._paths = {path for _, path in self._routes}
 
@@ -100,14 +107,20 @@ class Endpoints:
         """Parse the body and resolve the knobs, before the request is recorded."""
         route = self._routes.get((request.method, request.path))
         body, body_error = parse_body(request.body, (route[1] or "") if route else "")
+        forwarded = body
+        if is_openai(request.path) and body_error is None:
+            try:
+                forwarded = to_ollama(request.path, body)
+            except FieldError as exc:
+                body_error = exc.message
         knobs, knob_error = base, None
-        options = body.get("options") if isinstance(body, dict) else None
+        options = forwarded.get("options") if isinstance(forwarded, dict) else None
         if isinstance(options, Mapping):
             try:
                 knobs = base.merged(knobs_from_options(options), prefix=OPTION_PREFIX)
             except KnobError as exc:
                 knob_error = str(exc)
-        return Prepared(body, body_error, knobs, knob_error)
+        return Prepared(body, body_error, knobs, knob_error, forwarded)
 
     async def handle(
         self,
@@ -116,7 +129,9 @@ class Endpoints:
         record: RequestRecord,
         responder: Responder,
     ) -> None:
-        body = prepared.body if isinstance(prepared.body, dict) else {}
+        body = prepared.forwarded if isinstance(prepared.forwarded, dict) else {}
+        if is_openai(request.path):
+            responder = OpenAIResponder(responder, request.path, prepared.body)  # type: ignore[assignment]
         exchange = Exchange(request, record, responder, prepared.knobs, body)
         # ResponseEnded: an error line or a dropped connection already ended the response.
         with contextlib.suppress(ResponseEnded):

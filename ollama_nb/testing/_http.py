@@ -218,6 +218,7 @@ class Responder:
         self._head_only = head_only  # HEAD: headers as for GET, no body
         self.headers_sent = False
         self.connection_closed = False
+        self.stream_type = "application/x-ndjson"  # Server-Sent Events for /v1 (`_openai`)
 
     def _head(self, status: int, fields: dict[str, str]) -> bytes:
         lines = [_status_line(status)]
@@ -260,9 +261,7 @@ class Responder:
         prefix = f"{len(data):x}\r\n".encode()
         if not self.headers_sent:
             prefix = (
-                self._head(
-                    200, {"Content-Type": "application/x-ndjson", "Transfer-Encoding": "chunked"}
-                )
+                self._head(200, {"Content-Type": self.stream_type, "Transfer-Encoding": "chunked"})
                 + prefix
             )
             self._note_headers(200)
@@ -281,7 +280,7 @@ class Responder:
         """Headers of an NDJSON response with no chunk yet (only for a body cut at once)."""
         if not self.headers_sent:
             head = self._head(
-                200, {"Content-Type": "application/x-ndjson", "Transfer-Encoding": "chunked"}
+                200, {"Content-Type": self.stream_type, "Transfer-Encoding": "chunked"}
             )
             self._note_headers(200)
             await self._write(head)
