@@ -65,7 +65,7 @@ from ._config import Timeouts
 from ._elements import BatchInputError, Elements, ElementScope, check_parallel, elements
 from ._exceptions import OllamaConnectionError, OllamaError, OllamaResponseError, OllamaTimeoutError
 from ._prompt import fill_prompt
-from ._request import InvalidRequest, build, cache_miss, resolve_settings
+from ._request import InvalidRequest, build, cache_miss, keyed_path, resolve_settings
 from ._result import OllamaResult, settings_of
 from ._stream import (
     RELEASE_AFTER_CHARS,
@@ -586,7 +586,7 @@ async def prepare_batch(
     prepared = await build(ask, configured=configured, namespace=None, lookup=False, **extra)
     payload = prepared.request.payload
     caching = prepared.caching
-    keys = KeyMaker(prepared.request.path, payload, ask.stop_on) if caching else None
+    keys = KeyMaker(keyed_path(prepared.request), payload, ask.stop_on) if caching else None
     if caching is not None and keys is not None and caching.mode == "replay":
         check_all_recorded(caching, keys, found, fill, namespace, prepared.request.model)
     return BatchJob(

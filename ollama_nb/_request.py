@@ -350,11 +350,18 @@ def plan_caching(settings: Mapping[str, Setting], request: Request) -> Caching |
         raise InvalidRequest(str(exc)) from None
     if "tools" in request.payload:
         return None  # hook for tools: their calls have effects, so they are never replayed
-    key = request_key(request.path, request.payload, request.stop_on)
+    key = request_key(keyed_path(request), request.payload, request.stop_on)
     try:
         return Caching(cache_file(setting.value), mode.value, key, request.path)
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
+
+
+def keyed_path(request: Request) -> str:
+    """The API path a cache key covers: the same request to an OpenAI-compatible server is
+    another request than to Ollama (its answer is another model's, served another way)."""
+    protocol = request.client.protocol
+    return request.path if protocol is OLLAMA else f"{protocol.name}:{request.path}"
 
 
 def look_up(caching: Caching, request: Request) -> OllamaResult | None:

@@ -98,6 +98,26 @@ def test_key_is_the_content_never_host_timeouts_or_keep_alive() -> None:
     assert KeyMaker("/api/generate", {**body, "prompt": "other"}, None).key("p") == base
 
 
+def test_the_same_request_to_an_openai_server_has_a_key_of_its_own(tmp_path: Path) -> None:
+    """An answer recorded from Ollama is never replayed for an OpenAI-compatible server
+    (and back): the key covers which API the request went to; the host does not."""
+    import asyncio
+
+    from ollama_nb._request import Ask, build
+
+    def key(host: str, api: str) -> str:
+        ask = Ask(prompt="p", model="m", host=host, api=api, cache=str(tmp_path / "a.jsonl"))
+        prepared = asyncio.run(build(ask, configured={}))
+        assert prepared.caching is not None
+        return prepared.caching.key
+
+    ollama = key("http://127.0.0.1:9", "ollama")
+    assert key("http://10.0.0.1:9", "ollama") == ollama  # the host is not part of it
+    openai = key("http://127.0.0.1:9/v1", "auto")
+    assert openai != ollama
+    assert key("http://127.0.0.1:9", "openai") == openai
+
+
 def test_an_entry_holds_no_image_bytes_host_or_context() -> None:
     image = "aGVsbG8gd29ybGQ=" * 100
     body = {"model": "m", "prompt": "p", "images": [image]}
