@@ -298,7 +298,7 @@ LIVE_CSS = (
     # The answer where the record will have it: flush left (no widget margin), and tables
     # at the left as in an output area (the open block is not one: Jupyter centres them).
     ".ollama-nb-live-answer > .jupyter-widgets, .ollama-nb-live-thinking > .jupyter-widgets"
-    " {margin-left: 0; margin-right: 0}"
+    " {margin: 0}"
     ".ollama-nb-open table {margin-left: 0; margin-right: 0}"
     ".ollama-nb-stop.jupyter-button {width: auto; height: 22px; line-height: 20px;"
     " padding: 0 8px; margin: 0 6px 0 4px; flex: none; background: transparent;"
@@ -315,7 +315,10 @@ LIVE_CSS = (
     ".ollama-nb-thinking-box .jupyter-widget-Collapse-header,"
     " .ollama-nb-thinking-box .p-Collapse-header"
     " {padding: 0; border: none; background: none; color: var(--jp-ui-font-color2, #666);"
-    " font-size: var(--jp-ui-font-size1, 13px); line-height: 24px; height: 24px}"
+    " font-size: var(--jp-ui-font-size1, 13px); line-height: 24px; height: 24px;"
+    " font-weight: normal; font-family: var(--jp-ui-font-family, sans-serif)}"
+    ".ollama-nb-thinking-box .jupyter-widget-Collapse-header > i,"
+    " .ollama-nb-thinking-box .p-Collapse-header > i {display: none}"
     ".ollama-nb-thinking-box .jupyter-widget-Collapse-contents,"
     " .ollama-nb-thinking-box .p-Collapse-contents"
     " {padding: 0; border: none; background: none}"

@@ -113,6 +113,7 @@ def test_single_answer_streams_and_ends_in_place(
     stop = cell(page, 1).locator(STOP)
     stop.wait_for(state="visible", timeout=20_000)
     assert stop.inner_text().strip() == "Stop"
+    first_line = poll("the first line", lambda: box(page, 1, ANSWER_LIVE + " p"), 20, page)
 
     # Stop: compact, outlined, and in one place while the counters grow.
     places = set()
@@ -162,6 +163,7 @@ def test_single_answer_streams_and_ends_in_place(
     assert line is not None
     assert abs(line["y"] - live_line["y"]) <= 2, (live_line, line)
     assert abs(line["x"] - live_line["x"]) <= 1, (live_line, line)
+    assert abs(line["y"] - first_line["y"]) <= 2, (first_line, line)  # in the open block
     model_final = page.evaluate(
         """() => {
         const status = document.querySelectorAll('.jp-Notebook .jp-Cell')[1]
@@ -210,3 +212,43 @@ def test_single_answer_streams_and_ends_in_place(
     # Maths typeset, money as written.
     assert cell(page, 1).locator(ANSWER + " mjx-container").count() >= 1
     assert "costs $5 and $10." in cell_output_text(page, 1)
+
+
+THINKING = ".ollama-nb-thinking-box"
+# The thinking box's title line: the Accordion's header live, the <details>' summary after.
+THINKING_TITLE = (
+    f"{THINKING} .jupyter-widget-Collapse-header, {THINKING} .p-Collapse-header,"
+    f" {THINKING} > summary"
+)
+TITLE_LOOK = ["font-size", "font-weight", "color", "background-color", "border-top-width"]
+
+
+def test_thinking_looks_the_same_live_and_final(
+    open_notebook: Callable[..., Page], server: StandInServer, front_end: str
+) -> None:
+    """Point 3: the collapsed thinking line, live (Accordion) and final (<details>)."""
+    server.configure(
+        thinking="Let me see: " + "a thought, " * 40, reply="The answer. " * 60, token_interval=0.04
+    )
+    magic = "%%ollama stand-in-think --think\nIs 391 prime?"
+    page = open_with(open_notebook, front_end, server, [LOAD, magic])
+    run_cell(page, magic, 1)
+    poll("the answer to stream", lambda: box(page, 1, ANSWER_LIVE + " p"), 30, page)
+    live = box(page, 1, THINKING_TITLE)
+    live_look = style(page, 1, THINKING_TITLE, TITLE_LOOK)
+    live_line = box(page, 1, ANSWER_LIVE + " p")
+    shot(page, front_end, "3-thinking-live")
+    wait_cell_finished(page, 1, timeout=60)
+    poll("the record", lambda: box(page, 1, STATUS), 10, page)
+    final = box(page, 1, THINKING_TITLE)
+    final_look = style(page, 1, THINKING_TITLE, TITLE_LOOK)
+    line = box(page, 1, ANSWER + " p")
+    shot(page, front_end, "4-thinking-final")
+    assert live is not None and final is not None and live_line is not None and line is not None
+    assert abs(live["y"] - final["y"]) <= 2 and abs(live["height"] - final["height"]) <= 2
+    assert abs(live["x"] - final["x"]) <= 2
+    assert live_look == final_look
+    assert abs(line["y"] - live_line["y"]) <= 2, (live_line, line)
+    # Opened, it shows the thinking the same way too.
+    cell(page, 1).locator(THINKING_TITLE).first.click()
+    shot(page, front_end, "5-thinking-open")
