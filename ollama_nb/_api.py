@@ -77,7 +77,7 @@ def generate(
     ask = _ask(**locals())
     kernel = _kernel(display)
     control = StopControl()
-    view = _live_view(kernel, control, HINT_SYNC) if kernel is not None else NullView()
+    view = _live_view(kernel, control, HINT_SYNC, prompt) if kernel is not None else NullView()
 
     async def work(queued: Any) -> OllamaResult:
         prepared = await build(ask, configured=configured_in_shell())
@@ -116,7 +116,7 @@ async def agenerate(
     if kernel is None:
         return await run(prepared, NullView(), control, _keep_for_stats, INTERRUPTED)
     async with clicks_reach_running_cell() as stop_hint:
-        view = _live_view(kernel, control, stop_hint)
+        view = _live_view(kernel, control, stop_hint, prompt)
         return await run(prepared, view, control, _keep_for_stats, INTERRUPTED)
 
 
@@ -369,10 +369,11 @@ def _kernel(display: bool) -> Any | None:
     return current_kernel()
 
 
-def _live_view(kernel: Any, control: StopControl, stop_hint: str | None) -> Any:
+def _live_view(kernel: Any, control: StopControl, stop_hint: str | None, prompt: str) -> Any:
     from ._view import WidgetView
 
-    return WidgetView(CellOutput(kernel), control, stop_hint)
+    # The prompt heads the view and the record: a loop of calls tells its records apart.
+    return WidgetView(CellOutput(kernel), control, stop_hint, prompt)
 
 
 def _keep_batch_for_stats(batch: OllamaBatch) -> None:

@@ -161,10 +161,14 @@ def status_line(
     return " · ".join(parts)
 
 
-def record_html(answer: Answer) -> str:
+def record_html(answer: Answer, label: str = "") -> str:
     """The record: the status line on top, where the live view's header was (so that the
-    answer does not move when it ends), then the images sent, thinking, the answer."""
-    pieces = [f'<div class="ollama-nb-record">{record_css()}', status_html(answer.status)]
+    answer does not move when it ends), then the images sent, thinking, the answer (none
+    when nothing arrived: an error's box then follows the status line).
+    `label` (a `prompt_label`) starts the status line: the Python API's records say what
+    they answer, so that a loop of calls can be told apart."""
+    status = status_html(answer.status, label)
+    pieces = [f'<div class="ollama-nb-record">{record_css()}', status]
     images = getattr(answer, "images", None)  # thumbnails of the images sent (_images)
     if images:
         pieces.append(thumbnails_html(images))
@@ -173,15 +177,34 @@ def record_html(answer: Answer) -> str:
             f'<details class="{THINKING_CLASS}"><summary>Thinking</summary>'
             f'<div class="ollama-nb-thinking">{markdown_html(answer.thinking)}</div></details>'
         )
-    pieces.append(f'<div class="ollama-nb-answer">{markdown_html(answer.text)}</div>')
+    if answer.text or not getattr(answer, "error", None):
+        pieces.append(f'<div class="ollama-nb-answer">{markdown_html(answer.text)}</div>')
     pieces.append("</div>")
     return "".join(pieces)
 
 
-def status_html(status: str) -> str:
+def status_html(status: str, label: str = "") -> str:
     """One muted line, as tall as the live view's header row it takes the place of."""
-    escaped = html.escape(status)
+    escaped = label_html(label) + html.escape(status)
     return f'<div class="ollama-nb-status {NO_MATH}" style="{STATUS_STYLE}">{escaped}</div>'
+
+
+PROMPT_CHARS = 48  # a prompt shown in a status line is cut to this many characters
+PROMPT_STYLE = "color: var(--jp-ui-font-color1, #333)"
+
+
+def prompt_label(prompt: str) -> str:
+    """A prompt on one line, shortened, in quotes: `“What is 2 + 2?”`."""
+    flat = " ".join(prompt.split())
+    short = flat if len(flat) <= PROMPT_CHARS else flat[: PROMPT_CHARS - 1] + "…"
+    return f"“{short}”"
+
+
+def label_html(label: str) -> str:
+    """`label` set apart at the head of a status line or live header, then a separator."""
+    if not label:
+        return ""
+    return f'<span class="ollama-nb-prompt" style="{PROMPT_STYLE}">{html.escape(label)}</span> · '
 
 
 # The live view's header row and the record's status line: one height, one font, so that

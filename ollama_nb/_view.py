@@ -31,7 +31,15 @@ import ipywidgets as widgets
 from ._highlight import CODE_CSS
 from ._kernel import CellOutput
 from ._pull import PullProgress
-from ._render import THINKING_CLASS, THINKING_CSS, LiveMarkdown, format_seconds
+from ._render import (
+    THINKING_CLASS,
+    THINKING_CSS,
+    LiveMarkdown,
+    format_seconds,
+    label_html,
+    prompt_label,
+    record_html,
+)
 from ._result import OllamaResult
 from ._stream import StopControl, Transcript
 from ._tables import human_bytes
@@ -58,8 +66,16 @@ def unrecorded_widgets(start: Callable[[Any, Any], None]) -> Callable[[Any, Any]
 class WidgetView:
     """Header (model · elapsed · tokens · Stop), collapsed thinking, streaming answer."""
 
-    def __init__(self, output: CellOutput, control: StopControl, stop_hint: str | None) -> None:
-        """`stop_hint` set means a click cannot reach this cell: the button is disabled."""
+    def __init__(
+        self,
+        output: CellOutput,
+        control: StopControl,
+        stop_hint: str | None,
+        prompt: str | None = None,
+    ) -> None:
+        """`stop_hint` set means a click cannot reach this cell: the button is disabled.
+        `prompt` set (the Python API's calls) heads the header and the status line."""
+        self._label = prompt_label(prompt) if prompt else ""
         self._out = output
         self._control = control
         self._stop_hint = stop_hint
@@ -70,7 +86,9 @@ class WidgetView:
     @unrecorded_widgets
     def start(self, model: str) -> None:
         layout, text_style = shared("layout"), shared("html-style")
-        self._model = widgets.HTML(value=html.escape(model), layout=layout, style=text_style)
+        self._model = widgets.HTML(
+            value=label_html(self._label) + html.escape(model), layout=layout, style=text_style
+        )
         label_style = shared("label-style")
         self._elapsed = widgets.Label(
             value=format_seconds(0.0),
@@ -185,6 +203,8 @@ class WidgetView:
         self._transcript = None
         self._capture(None)
         data, metadata = result.record_bundle()
+        if self._label:
+            data = {**data, "text/html": record_html(result, self._label)}
         live = widget_display_id(self._root)
         self._out.update(live, {})
         self._out.display(data, metadata)

@@ -252,3 +252,56 @@ def test_thinking_looks_the_same_live_and_final(
     # Opened, it shows the thinking the same way too.
     cell(page, 1).locator(THINKING_TITLE).first.click()
     shot(page, front_end, "5-thinking-open")
+
+
+ERROR_BOX = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+
+
+def test_errors_say_it_once_and_a_loop_tells_its_records_apart(
+    open_notebook: Callable[..., Page], server: StandInServer, front_end: str
+) -> None:
+    """Point 5: an error cell shows one status line and one error box, not saying the same
+    twice; an image refused shows its status too; a loop of `generate` calls shows each
+    record's prompt."""
+    setup = f"{LOAD}\nimport ollama_nb\nfrom ollama_nb.testing import make_png\npicture = make_png(64, 48)"
+    cells = [
+        setup,
+        "%%ollama no-such-model\nHi.",
+        "%%ollama stand-in --image picture\nWhat is this?",
+        "%%ollama stand-in-vision --image picture\nWhat is this?",
+        "for question in ['What is 2 + 2?', 'And what is the capital of France, in one word?']:\n"
+        "    ollama_nb.generate(question, 'stand-in', options={'num_predict': 8})",
+    ]
+    page = open_with(open_notebook, front_end, server, cells)
+    for index in range(1, len(cells)):
+        run_cell(page, cells[index], index)
+        wait_cell_finished(page, index, timeout=60)
+    shot(page, front_end, "6-errors")
+
+    # Model not found: one status line, then one error box, nothing in between.
+    assert cell(page, 1).locator(STATUS).count() == 1
+    assert cell(page, 1).locator(ERROR_BOX).count() == 1
+    assert cell(page, 1).locator(ANSWER).count() == 0
+    status = cell(page, 1).locator(STATUS).inner_text()
+    assert status.startswith("no-such-model · error · "), status
+    error = cell(page, 1).locator(ERROR_BOX).inner_text()
+    assert error.startswith("OllamaModelNotFoundError: ") and len(error.splitlines()) == 1
+    status_box, error_box = box(page, 1, STATUS), box(page, 1, ERROR_BOX)
+    assert status_box is not None and error_box is not None
+    assert 0 <= error_box["y"] - (status_box["y"] + status_box["height"]) <= 12
+    # An image sent to a model that sees none: one error box (refused before sending).
+    assert cell(page, 2).locator(ERROR_BOX).count() == 1
+    # An image: its thumbnail under the status line, the answer below it.
+    thumbnail = box(page, 3, ".ollama-nb-images img")
+    assert thumbnail is not None and 0 < thumbnail["height"] <= 160
+    status_box = box(page, 3, STATUS)
+    assert status_box is not None and thumbnail["y"] >= status_box["y"] + status_box["height"]
+
+    # A loop of generate calls: each record starts with its prompt, shortened.
+    statuses = cell(page, 4).locator(STATUS).all_inner_texts()
+    assert [s.split(" · ")[:3] for s in statuses] == [
+        ["“What is 2 + 2?”", "stand-in", "length"],
+        ["“And what is the capital of France, in one word?”", "stand-in", "length"],
+    ], statuses
+    cell(page, 4).scroll_into_view_if_needed()
+    shot(page, front_end, "7-loop")
