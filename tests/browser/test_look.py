@@ -260,10 +260,12 @@ ERROR_BOX = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stder
 def test_errors_say_it_once_and_a_loop_tells_its_records_apart(
     open_notebook: Callable[..., Page], server: StandInServer, front_end: str
 ) -> None:
-    """Point 5: an error cell shows one status line and one error box, not saying the same
-    twice; an image refused shows its status too; a loop of `generate` calls shows each
-    record's prompt."""
-    setup = f"{LOAD}\nimport ollama_nb\nfrom ollama_nb.testing import make_png\npicture = make_png(64, 48)"
+    """Point 5: an error cell shows one status line right above one error box; an image
+    shows under the status line; a loop of `generate` calls shows each record's prompt."""
+    setup = (
+        f"{LOAD}\nimport ollama_nb\nfrom ollama_nb.testing import make_png\n"
+        "picture = make_png(64, 48)"
+    )
     cells = [
         setup,
         "%%ollama no-such-model\nHi.",
@@ -305,3 +307,41 @@ def test_errors_say_it_once_and_a_loop_tells_its_records_apart(
     ], statuses
     cell(page, 4).scroll_into_view_if_needed()
     shot(page, front_end, "7-loop")
+
+
+BATCH_ROW = ".ollama-nb-batch-answers tr"
+
+
+def test_batch_running_and_finished(
+    open_notebook: Callable[..., Page], server: StandInServer, front_end: str
+) -> None:
+    """Points 2 and 5 for a batch: the progress row's Stop is the compact one; the record's
+    summary (on top, where the progress row was) is a sentence, and a failed row stands
+    apart from the finished ones."""
+    server.configure(reply="A short answer, said word by word, to be seen.", token_interval=0.05)
+    setup = f"{LOAD}\nitems = [{{'name': n}} for n in 'abcdefg']\nitems[2] = {{}}"
+    magic = "%%ollama stand-in --each items\nSay {item[name]}."
+    page = open_with(open_notebook, front_end, server, [setup, magic])
+    run_cell(page, magic, 1)
+    stop = cell(page, 1).locator(STOP)
+    stop.wait_for(state="visible", timeout=20_000)
+    poll("a batch answer to end", lambda: "1 / 7" in cell_output_text(page, 1), 20, page)
+    header = box(page, 1, HEADER)
+    stop_box = box(page, 1, STOP)
+    shot(page, front_end, "8-batch-running")
+    assert stop_box is not None and stop_box["width"] <= 80 and stop_box["height"] <= 26
+    wait_cell_finished(page, 1, timeout=60)
+    status = poll("the record", lambda: box(page, 1, STATUS), 10, page)
+    shot(page, front_end, "9-batch-finished")
+    assert header is not None and abs(status["y"] - header["y"]) <= 2
+    summary = cell(page, 1).locator(STATUS).inner_text()
+    assert summary.startswith("stand-in · 7 answers: 6 finished, 1 failed · "), summary
+    rows = page.evaluate(
+        """(selector) => [...document.querySelectorAll('.jp-Notebook .jp-Cell')[1]
+            .querySelectorAll(selector)].map((row) => [row.cells[1]?.textContent ?? '',
+            getComputedStyle(row).backgroundColor])""",
+        BATCH_ROW,
+    )
+    failed = {color for reason, color in rows if reason == "error"}
+    finished = {color for reason, color in rows if reason == "stop"}
+    assert len(failed) == 1 and failed.isdisjoint(finished), rows
