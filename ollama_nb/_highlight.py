@@ -120,11 +120,36 @@ def highlight(code: str, language: str, _attrs: str = "") -> str:
     name = language.split()[0].lower() if language.strip() else ""
     lexer = _lexer(name) if name else None
     css = f' class="language-{html.escape(name)}"' if name else ""
-    body = html.escape(code) if lexer is None else "".join(_spans(lexer, code))
+    if lexer is None:
+        body = html.escape(code)
+    else:
+        # The live view renders the block still streaming at each refresh: its complete
+        # lines are coloured once per new line (cached), the line being written is plain.
+        lines, partial = _split_last_line(code)
+        body = _coloured(lexer, lines) + html.escape(partial, quote=False)
     return (
         f'<pre class="{CODE_CLASS}" style="{PRE_STYLE}">'
         f'<code{css} style="{CODE_STYLE}">{body}</code></pre>'
     )
+
+
+CACHED_CHARS = 8 * 1024  # longer code (a record's) is coloured once anyway: not kept
+
+
+def _split_last_line(code: str) -> tuple[str, str]:
+    cut = code.rfind("\n") + 1
+    return code[:cut], code[cut:]
+
+
+def _coloured(lexer: Any, code: str) -> str:
+    if len(code) > CACHED_CHARS:
+        return "".join(_spans(lexer, code))
+    return _coloured_cached(lexer, code)
+
+
+@functools.lru_cache(maxsize=8)
+def _coloured_cached(lexer: Any, code: str) -> str:
+    return "".join(_spans(lexer, code))
 
 
 def _spans(lexer: Any, code: str) -> list[str]:
