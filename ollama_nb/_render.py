@@ -29,7 +29,7 @@ from mdit_py_plugins.dollarmath import dollarmath_plugin
 from mdit_py_plugins.texmath import texmath_plugin
 from mdit_py_plugins.texmath.index import make_inline_func
 
-from ._highlight import CODE_CSS, highlight
+from ._highlight import CODE_CLASS, CODE_CSS, highlight
 
 PLAIN_LIMIT = 64 * 1024  # a record's text/plain copy beyond this shows its head only
 PLAIN_HEAD = 4 * 1024
@@ -167,8 +167,7 @@ def record_html(answer: Answer, label: str = "") -> str:
     when nothing arrived: an error's box then follows the status line).
     `label` (a `prompt_label`) starts the status line: the Python API's records say what
     they answer, so that a loop of calls can be told apart."""
-    status = status_html(answer.status, label)
-    pieces = [f'<div class="ollama-nb-record">{record_css()}', status]
+    pieces = ['<div class="ollama-nb-record">', status_html(answer.status, label)]
     images = getattr(answer, "images", None)  # thumbnails of the images sent (_images)
     if images:
         pieces.append(thumbnails_html(images))
@@ -180,7 +179,10 @@ def record_html(answer: Answer, label: str = "") -> str:
     if answer.text or not getattr(answer, "error", None):
         pieces.append(f'<div class="ollama-nb-answer">{markdown_html(answer.text)}</div>')
     pieces.append("</div>")
-    return "".join(pieces)
+    record = "".join(pieces)
+    if answer.thinking or CODE_CLASS in record:  # the stylesheet only where it is used
+        return record.replace(">", f">{record_css()}", 1)
+    return record
 
 
 def status_html(status: str, label: str = "") -> str:

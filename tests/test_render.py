@@ -191,3 +191,20 @@ def test_render_does_not_import_result() -> None:
 )
 def test_terminal_safe(raw: str, shown: str) -> None:
     assert terminal_safe(raw) == shown
+
+
+def test_record_has_its_status_on_top_and_code_coloured_as_jupyter_colours_it() -> None:
+    text = "Say:\n\n```python\nx = 1  # one\n```"
+    result = OllamaResult(model="m", text=text, done_reason="stop")
+    html = record_html(result)
+    # The status line first, where the live view's header was; then the answer.
+    assert html.index("ollama-nb-status") < html.index("ollama-nb-answer")
+    # Pygments' classes, coloured by JupyterLab's editor variables (stylesheet sent once).
+    assert '<span class="c"># one\n</span>' in html and html.count("<style>") == 1
+    assert ".ollama-nb-code .c {color: var(--jp-mirror-editor-comment-color, #408080)" in html
+    plain = record_html(OllamaResult(model="m", text="No code.", done_reason="stop"))
+    assert "<style>" not in plain
+    # Table cells aligned as Jupyter's Markdown aligns them (not right as in HTML outputs).
+    table = record_html(OllamaResult(model="m", text="| a | b |\n|---|--:|\n| 1 | 2 |"))
+    assert '<td style="text-align: left">1</td>' in table
+    assert '<td style="text-align:right">2</td>' in table
