@@ -94,7 +94,10 @@ class WidgetBatchView:
         from ._view import header_row, shared, show_widget, stop_button
 
         self._progress = widgets.HTML(
-            value=self._html(stats), layout=shared("layout"), style=shared("html-style")
+            value=self._html(stats),
+            layout=shared("layout"),
+            style=shared("html-style"),
+            _dom_classes=("ollama-nb-progress",),  # a fixed width: Stop keeps its place
         )
         self._stop = stop_button(
             self._stop_hint, "Stop the batch: answers so far are kept, no more start"

@@ -315,6 +315,7 @@ LIVE_CSS = (
     " {display: flex; justify-content: space-between}"
     ".ollama-nb-header > .ollama-nb-elapsed {min-width: 5.2em}"
     ".ollama-nb-header > .ollama-nb-count {min-width: 7.4em}"
+    ".ollama-nb-header > .ollama-nb-progress {min-width: min(50em, 100% - 7em)}"
     # The answer where the record will have it: flush left (no widget margin), and tables
     # at the left as in an output area (the open block is not one: Jupyter centres them).
     ".ollama-nb-live-answer > .jupyter-widgets, .ollama-nb-live-thinking > .jupyter-widgets"
