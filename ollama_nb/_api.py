@@ -100,7 +100,7 @@ def generate(
     ask = _ask(**locals())
     kernel = _kernel(display)
     control = StopControl()
-    view = _live_view(kernel, control, HINT_SYNC) if kernel is not None else NullView()
+    view = _live_view(kernel, control, HINT_SYNC, prompt) if kernel is not None else NullView()
     call = Call(INTERRUPTED, CANCELLED)
     target = next_input(display) if code else None
 
@@ -154,7 +154,7 @@ async def agenerate(
         if kernel is None:
             return await run(prepared, NullView(), control, keep, INTERRUPTED, target)
         async with clicks_reach_running_cell() as stop_hint:
-            view = _live_view(kernel, control, stop_hint)
+            view = _live_view(kernel, control, stop_hint, prompt)
             return await run(prepared, view, control, keep, INTERRUPTED, target)
 
 
@@ -521,10 +521,11 @@ def _kernel(display: bool) -> Any | None:
     return current_kernel()
 
 
-def _live_view(kernel: Any, control: StopControl, stop_hint: str | None) -> Any:
+def _live_view(kernel: Any, control: StopControl, stop_hint: str | None, prompt: str) -> Any:
     from ._view import WidgetView
 
-    return WidgetView(CellOutput(kernel), control, stop_hint)
+    # The prompt heads the view and the record: a loop of calls tells its records apart.
+    return WidgetView(CellOutput(kernel), control, stop_hint, prompt)
 
 
 def _keep_batch_for_stats(batch: OllamaBatch) -> None:

@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ._render import format_seconds
+from ._render import STATUS_STYLE, format_seconds
 
 if TYPE_CHECKING:
     from ._batch_result import OllamaBatch
@@ -99,10 +99,13 @@ class WidgetBatchView:
     def _start(self, stats: BatchStats) -> None:
         import ipywidgets as widgets
 
-        from ._view import shared, show_widget, stop_button
+        from ._view import header_row, shared, show_widget, stop_button
 
         self._progress = widgets.HTML(
-            value=self._html(stats), layout=shared("layout"), style=shared("html-style")
+            value=self._html(stats),
+            layout=shared("layout"),
+            style=shared("html-style"),
+            _dom_classes=("ollama-nb-progress",),  # a fixed width: Stop keeps its place
         )
         self._stop = stop_button(
             self._stop_hint, "Stop the batch: answers so far are kept, no more start"
@@ -115,7 +118,7 @@ class WidgetBatchView:
                     value=self._stop_hint, layout=shared("layout"), style=shared("label-style")
                 )
             )
-        self._root = widgets.HBox(parts, layout=shared("row"))
+        self._root = header_row([*parts, shared("css")])
         show_widget(self._out, self._root)
 
     def _on_stop(self, _button: Any) -> None:
@@ -125,8 +128,9 @@ class WidgetBatchView:
     def _html(self, stats: BatchStats) -> str:
         model = html.escape(stats.model)
         return (
-            f"<b>{model}</b> <progress max='{stats.total}' value='{stats.done}'"
-            f" style='width: 14em; vertical-align: middle'></progress> {html.escape(stats.line())}"
+            f"{model} · <progress max='{stats.total}' value='{stats.done}'"
+            f" style='width: 12em; height: 0.8em; vertical-align: middle'></progress>"
+            f" {html.escape(stats.line())}"
         )
 
     def update(self, stats: BatchStats) -> None:
@@ -200,10 +204,32 @@ def live_batch_view(kernel: Any, control: StopControl, stop_hint: str | None) ->
 # -- the record ------------------------------------------------------------------------
 
 
+# How each outcome reads in the summary ("8 answers: 6 finished, 2 failed").
+OUTCOME_WORDS = {
+    "stop": "finished",
+    "length": "cut at the length limit",
+    "error": "failed",
+    "timeout": "timed out",
+    "stopped": "stopped",
+    "interrupted": "interrupted",
+    "skipped": "not started",
+}
+
+
+def outcome_phrase(counts: dict[str, int], total: int) -> str:
+    """`8 answers, all finished`, `1 answer, failed`, `8 answers: 6 finished, 2 failed`."""
+    if not total:
+        return "no prompts"
+    answers = f"{total} answer{'' if total == 1 else 's'}"
+    words = {reason: OUTCOME_WORDS.get(reason, reason) for reason in counts}
+    if len(counts) == 1:
+        (reason,) = counts
+        return f"{answers}, {'' if total == 1 else 'all '}{words[reason]}"
+    return f"{answers}: " + ", ".join(f"{n} {words[reason]}" for reason, n in counts.items())
+
+
 def summary_line(batch: OllamaBatch) -> str:
-    counts = batch.counts()
-    outcome = ", ".join(f"{n} {reason}" for reason, n in counts.items()) or "nothing"
-    parts = [batch.model, f"{prompts(len(batch))}: {outcome}"]
+    parts = [batch.model, outcome_phrase(batch.counts(), len(batch))]
     if batch.replayed:
         parts.append(f"{batch.replayed} replayed (not sent)")
     rate = batch.tokens_per_second
@@ -256,19 +282,34 @@ def record_text(batch: OllamaBatch) -> str:
     return "\n".join(lines)
 
 
+# A failed row (error, timeout) stands apart: the background Jupyter gives error output.
+FAILED_ROW = "background: var(--jp-rendermime-error-background, #fdd)"
+CELL = "padding: 2px 8px; vertical-align: top; line-height: 1.4"
+
+
 def record_html(batch: OllamaBatch) -> str:
+    """The summary line on top, where the live progress row was; then the answers shown."""
     rows = []
     for position in shown_positions(len(batch)):
         if position is None:
             more = len(batch) - 2 * SHOWN_EACH_END
-            rows.append(f"<tr><td colspan='3' style='text-align: left'>… {more} more</td></tr>")
+            rows.append(
+                f"<tr><td colspan='3' style='text-align: left; {CELL}'>… {more} more</td></tr>"
+            )
             continue
         reason, text = _answer(batch, position)
+        row = f" style='{FAILED_ROW}'" if reason in FAILED else ""
         rows.append(
-            f"<tr><td>{position}</td><td>{html.escape(reason)}</td>"
-            f"<td style='text-align: left'>{html.escape(text)}</td></tr>"
+            f"<tr class='ollama-nb-{html.escape(reason)}'{row}>"
+            f"<td style='text-align: right; {CELL}'>{position}</td>"
+            f"<td style='text-align: left; {CELL}'>{html.escape(reason)}</td>"
+            f"<td style='text-align: left; {CELL}'>{html.escape(text)}</td></tr>"
         )
-    table = f"<table class='ollama-nb-batch-answers'>{''.join(rows)}</table>" if rows else ""
+    table = (
+        f"<table class='ollama-nb-batch-answers' style='margin: 0'>{''.join(rows)}</table>"
+        if rows
+        else ""
+    )
     status = html.escape(summary_line(batch))
     style = "color: var(--jp-ui-font-color2, #666); font-size: 0.85em; margin-top: 0.4em"
     halted = _halted(batch)
@@ -278,7 +319,7 @@ def record_html(batch: OllamaBatch) -> str:
         else ""
     )
     return (
-        f"<div class='ollama-nb-batch'>{table}"
-        f"<div class='ollama-nb-status' style='{style}'>{status}</div>"
-        f"{note}</div>"
+        f"<div class='ollama-nb-batch'>"
+        f"<div class='ollama-nb-status' style='{STATUS_STYLE}'>{status}</div>{note}{table}"
+        "</div>"
     )

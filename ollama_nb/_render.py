@@ -36,9 +36,16 @@ from mdit_py_plugins.dollarmath import dollarmath_plugin
 from mdit_py_plugins.texmath import texmath_plugin
 from mdit_py_plugins.texmath.index import make_inline_func
 
+from ._highlight import CODE_CLASS, CODE_CSS, highlight
+
 PLAIN_LIMIT = 64 * 1024  # a record's text/plain copy beyond this shows its head only
 PLAIN_HEAD = 4 * 1024
-STATUS_STYLE = "color: var(--jp-ui-font-color2, #666); font-size: 0.85em; margin-top: 0.4em"
+STATUS_STYLE = (
+    "color: var(--jp-ui-font-color2, #666); font-size: var(--jp-ui-font-size1, 13px);"
+    " font-family: var(--jp-ui-font-family, sans-serif); line-height: 24px; height: 24px;"
+    " margin: 0 0 4px 0; white-space: nowrap; overflow: hidden; text-overflow: ellipsis;"
+    " font-variant-numeric: tabular-nums"
+)
 # MathJax 3.2+/4 and MathJax 2 / 3.0 class names: text is skipped, maths is typeset.
 NO_MATH = "mathjax_ignore tex2jax_ignore"
 MATH = "mathjax_process tex2jax_process"
@@ -185,10 +192,24 @@ def _inside_link(tokens: Sequence[Token], idx: int) -> bool:
     return depth > 0
 
 
+def _code_block(_renderer: Any, tokens: Sequence[Token], idx: int, *_: Any) -> str:
+    return highlight(tokens[idx].content, "") + "\n"
+
+
+def _table_cell(renderer: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+    # As Jupyter's Markdown aligns them: as the table says, else left (an HTML output's
+    # cells are right-aligned by JupyterLab's stylesheet; an inline style wins over it).
+    token = tokens[idx]
+    if not token.attrGet("style"):
+        token.attrSet("style", "text-align: left")
+    return renderer.renderToken(tokens, idx, options, env)  # type: ignore[no-any-return]
+
+
 @functools.lru_cache(maxsize=1)
 def _markdown() -> MarkdownIt:
     # "html": False turns raw HTML into text; markdown-it also refuses javascript: links.
-    md = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
+    md = MarkdownIt("commonmark", {"html": False, "highlight": highlight})
+    md.enable(["table", "strikethrough"])
     # Pandoc's rules: no space inside the dollars, no digit right after the closing one.
     md.use(dollarmath_plugin, allow_space=False, allow_digits=False, double_inline=True)
     md.use(texmath_plugin, delimiters="brackets")  # \(…\), and \[…\] as a block
@@ -201,6 +222,9 @@ def _markdown() -> MarkdownIt:
         md.add_render_rule(name, _math_block)
     md.inline.ruler.before("autolink", "img_tag", _img_tag)
     md.add_render_rule("image", _image_as_link)
+    md.add_render_rule("code_block", _code_block)  # indented code looks like fenced code
+    for name in ("th_open", "td_open"):
+        md.add_render_rule(name, _table_cell)
     md.block.tokenize = functools.partial(_tokenize_within_depth, md.block.tokenize)  # type: ignore[method-assign]
     return md
 
@@ -257,10 +281,15 @@ def replayed_note(recorded_at: str | None, model: str) -> str:
     return f" · replayed (recorded {recorded_at or 'earlier'} with {model})"
 
 
-def record_html(answer: Answer) -> str:
-    pieces = ['<div class="ollama-nb-record">']
+def record_html(answer: Answer, label: str = "") -> str:
+    """The record: the status line on top, where the live view's header was (so that the
+    answer does not move when it ends), then the images sent, thinking, the answer (none
+    when nothing arrived: an error's box then follows the status line).
+    `label` (a `prompt_label`) starts the status line: the Python API's records say what
+    they answer, so that a loop of calls can be told apart."""
+    pieces = ['<div class="ollama-nb-record">', status_html(answer.status, label)]
     attached = context_line(answer)
-    if attached:
+    if attached:  # what --context attached: named in the header, under the status line
         pieces.append(
             f'<div class="ollama-nb-context {NO_MATH}" style="{STATUS_STYLE}">'
             f"{html.escape(attached)}</div>"
@@ -270,14 +299,11 @@ def record_html(answer: Answer) -> str:
         pieces.append(thumbnails_html(images))
     if answer.thinking:
         pieces.append(
-            "<details><summary>Thinking</summary>"
+            f'<details class="{THINKING_CLASS}"><summary>Thinking</summary>'
             f'<div class="ollama-nb-thinking">{markdown_html(answer.thinking)}</div></details>'
         )
-    pieces.append(f'<div class="ollama-nb-answer">{markdown_html(answer.text)}</div>')
-    pieces.append(
-        f'<div class="ollama-nb-status {NO_MATH}" style="{STATUS_STYLE}">'
-        f"{html.escape(answer.status)}</div>"
-    )
+    if answer.text or not getattr(answer, "error", None):
+        pieces.append(f'<div class="ollama-nb-answer">{markdown_html(answer.text)}</div>')
     code_note = getattr(answer, "code_note", "")  # --code: where the code went (_code)
     if code_note:
         pieces.append(
@@ -285,7 +311,65 @@ def record_html(answer: Answer) -> str:
             f"{html.escape(code_note)}</div>"
         )
     pieces.append("</div>")
-    return "".join(pieces)
+    record = "".join(pieces)
+    if answer.thinking or CODE_CLASS in record:  # the stylesheet only where it is used
+        return record.replace(">", f">{record_css()}", 1)
+    return record
+
+
+def status_html(status: str, label: str = "") -> str:
+    """One muted line, as tall as the live view's header row it takes the place of."""
+    escaped = label_html(label) + html.escape(status)
+    return f'<div class="ollama-nb-status {NO_MATH}" style="{STATUS_STYLE}">{escaped}</div>'
+
+
+PROMPT_CHARS = 48  # a prompt shown in a status line is cut to this many characters
+PROMPT_STYLE = "color: var(--jp-ui-font-color1, #333)"
+
+
+def prompt_label(prompt: str) -> str:
+    """A prompt on one line, shortened, in quotes: `“What is 2 + 2?”`."""
+    flat = " ".join(prompt.split())
+    short = flat if len(flat) <= PROMPT_CHARS else flat[: PROMPT_CHARS - 1] + "…"
+    return f"“{short}”"
+
+
+def label_html(label: str) -> str:
+    """`label` set apart at the head of a status line or live header, then a separator."""
+    if not label:
+        return ""
+    return f'<span class="ollama-nb-prompt" style="{PROMPT_STYLE}">{html.escape(label)}</span> · '
+
+
+# The live view's header row and the record's status line: one height, one font, so that
+# nothing below them moves when one replaces the other.
+ROW_HEIGHT = "24px"
+THINKING_CLASS = "ollama-nb-thinking-box"
+# Thinking, collapsed, live (an ipywidgets Accordion, styled by `_view`) and in the record
+# (a <details>): a muted "Thinking" line, and when open the text set off by a rule.
+THINKING_CSS = (
+    f".{THINKING_CLASS} > summary {{cursor: pointer; color: var(--jp-ui-font-color2, #666);"
+    f" font-size: var(--jp-ui-font-size1, 13px); line-height: {ROW_HEIGHT};"
+    " font-family: var(--jp-ui-font-family, sans-serif); list-style: none}"
+    f".{THINKING_CLASS} > summary::-webkit-details-marker {{display: none}}"
+    # One disclosure mark for both (the Accordion's own icon is hidden by `_view`).
+    f".{THINKING_CLASS} > summary::before,"
+    f" .{THINKING_CLASS} .jupyter-widget-Collapse-header::before,"
+    f" .{THINKING_CLASS} .p-Collapse-header::before"
+    " {content: '\\25B8'; display: inline-block; width: 1.1em}"
+    f".{THINKING_CLASS}[open] > summary::before,"
+    f" .{THINKING_CLASS} .jupyter-widget-Collapse-open .jupyter-widget-Collapse-header::before,"
+    f" .{THINKING_CLASS} .p-Collapse-open .p-Collapse-header::before {{content: '\\25BE'}}"
+    ".ollama-nb-thinking, .ollama-nb-live-thinking"
+    " {border-left: 2px solid var(--jp-border-color2, #e0e0e0);"
+    " padding-left: 10px; margin: 2px 0 8px 3px; color: var(--jp-ui-font-color2, #666)}"
+)
+
+
+def record_css() -> str:
+    """The record's stylesheet: code colours, thinking. Where it is dropped (GitHub), code
+    is uncoloured and thinking a plain <details>; the rest is styled inline."""
+    return f"<style>{CODE_CSS}{THINKING_CSS}</style>"
 
 
 def thumbnails_html(images: Sequence[bytes]) -> str:

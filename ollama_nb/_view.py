@@ -33,9 +33,18 @@ from typing import Any, TextIO
 
 import ipywidgets as widgets
 
+from ._highlight import CODE_CSS
 from ._kernel import CellOutput
 from ._pull import PullProgress
-from ._render import LiveMarkdown, format_seconds
+from ._render import (
+    THINKING_CLASS,
+    THINKING_CSS,
+    LiveMarkdown,
+    format_seconds,
+    label_html,
+    prompt_label,
+    record_html,
+)
 from ._result import OllamaResult
 from ._stream import StopControl, Transcript
 from ._tables import human_bytes
@@ -63,8 +72,16 @@ def unrecorded_widgets(method: Callable[[Any, Any], None]) -> Callable[[Any, Any
 class WidgetView:
     """Header (model · elapsed · tokens · Stop), collapsed thinking, streaming answer."""
 
-    def __init__(self, output: CellOutput, control: StopControl, stop_hint: str | None) -> None:
-        """`stop_hint` set means a click cannot reach this cell: the button is disabled."""
+    def __init__(
+        self,
+        output: CellOutput,
+        control: StopControl,
+        stop_hint: str | None,
+        prompt: str | None = None,
+    ) -> None:
+        """`stop_hint` set means a click cannot reach this cell: the button is disabled.
+        `prompt` set (the Python API's calls) heads the header and the status line."""
+        self._label = prompt_label(prompt) if prompt else ""
         self._out = output
         self._control = control
         self._stop_hint = stop_hint
@@ -80,20 +97,28 @@ class WidgetView:
     def start(self, model: str) -> None:
         layout, text_style = shared("layout"), shared("html-style")
         self._model = widgets.HTML(
-            value=f"<b>{html.escape(model)}</b>", layout=layout, style=text_style
+            value=label_html(self._label) + html.escape(model), layout=layout, style=text_style
         )
         label_style = shared("label-style")
-        self._elapsed = widgets.Label(value=format_seconds(0.0), layout=layout, style=label_style)
-        self._count = widgets.Label(value=_tokens(0), layout=layout, style=label_style)
+        self._elapsed = widgets.Label(
+            value=format_seconds(0.0),
+            layout=layout,
+            style=label_style,
+            _dom_classes=("ollama-nb-elapsed",),
+        )
+        self._count = widgets.Label(
+            value=_tokens(0), layout=layout, style=label_style, _dom_classes=("ollama-nb-count",)
+        )
         self._stop = stop_button(self._stop_hint, "Stop generating; the text so far is kept")
         self._stop.on_click(self._on_stop)
         header: list[widgets.Widget] = [self._model, self._elapsed, self._count, self._stop]
         if self._stop_hint:
             header.append(widgets.Label(value=self._stop_hint, layout=layout, style=label_style))
+        header.append(shared("css"))
         self._thinking: _LivePart | None = None  # made when thinking first arrives
         self._answer = _LivePart("ollama-nb-live-answer", layout, text_style)
         self._root = widgets.VBox(
-            [widgets.HBox(header, layout=shared("row")), self._answer.box],
+            [header_row(header), self._answer.box],
             layout=layout,
             _view_count=0,  # ask front ends to report when they draw the view
         )
@@ -108,7 +133,10 @@ class WidgetView:
                     "ollama-nb-live-thinking", shared("layout"), shared("html-style")
                 )
                 box = widgets.Accordion(
-                    children=[self._thinking.box], selected_index=None, layout=shared("layout")
+                    children=[self._thinking.box],
+                    selected_index=None,
+                    layout=shared("layout"),
+                    _dom_classes=(THINKING_CLASS,),
                 )
                 box.set_title(0, "Thinking")
             *before, answer = self._root.children
@@ -199,6 +227,8 @@ class WidgetView:
         self._transcript = None
         self._capture(None)
         data, metadata = result.record_bundle()
+        if self._label:
+            data = {**data, "text/html": record_html(result, self._label)}
         live = widget_display_id(self._root)
         self._out.update(live, {})
         self._out.display(data, metadata)
@@ -265,11 +295,16 @@ def stop_button(hint: str | None, tooltip: str) -> widgets.Button:
         layout=shared("layout"),
         style=shared("button-style"),
         description="Stop",
-        button_style="danger",
-        icon="stop",
+        icon="stop",  # ■, drawn outlined and compact by `LIVE_CSS`
+        _dom_classes=("ollama-nb-stop",),
         disabled=hint is not None,
         tooltip=hint or tooltip,
     )
+
+
+def header_row(children: list[widgets.Widget]) -> widgets.HBox:
+    """A live view's header: one muted line as tall as the record's status line."""
+    return widgets.HBox(children, layout=shared("row"), _dom_classes=("ollama-nb-header",))
 
 
 def show_widget(output: CellOutput, root: widgets.Widget) -> None:
@@ -283,7 +318,8 @@ def show_widget(output: CellOutput, root: widgets.Widget) -> None:
 
 def _close_tree(widget: widgets.Widget) -> None:
     for child in getattr(widget, "children", ()):
-        _close_tree(child)
+        if not is_shared(child):  # the stylesheet, which later views show too
+            _close_tree(child)
     # `layout` and `style` are widgets of their own, each with a comm: close them too,
     # but for the shared ones, which later views use.
     for part in ("layout", "style"):
@@ -305,12 +341,72 @@ def _style_of(kind: type[widgets.Widget]) -> widgets.Widget:
     return kind.class_traits()["style"].klass()  # type: ignore[no-any-return]
 
 
+# The live views' stylesheet: a calm header (muted text, `·` between its parts as in the
+# status line, counters in tabular figures of a fixed width, so that Stop does not move),
+# a compact outlined Stop that turns red on hover, thinking that looks like the record's
+# <details>, and code colours; 24px: `_render.ROW_HEIGHT`. Classes of ipywidgets 8
+# (JupyterLab 4, Notebook 7) and 7.
+LIVE_CSS = (
+    ".ollama-nb-header {height: 24px; margin: 0 0 4px 0; align-items: center;"
+    " overflow: hidden; font-size: var(--jp-ui-font-size1, 13px)}"
+    ".ollama-nb-header > .widget-html, .ollama-nb-header > .widget-label {height: 24px;"
+    " line-height: 24px; margin: 0; color: var(--jp-ui-font-color2, #666);"
+    " font-size: var(--jp-ui-font-size1, 13px); font-variant-numeric: tabular-nums;"
+    " white-space: nowrap; flex: none; width: auto}"
+    ".ollama-nb-header > .widget-html .widget-html-content {height: 24px;"
+    " line-height: 24px; font-size: inherit; color: inherit}"
+    ".ollama-nb-header > .widget-label::before {content: '\\00b7'; padding: 0 0.4em}"
+    # A counter's slot: its separator on the left, its value on the right.
+    ".ollama-nb-header > .ollama-nb-elapsed, .ollama-nb-header > .ollama-nb-count"
+    " {display: flex; justify-content: space-between}"
+    ".ollama-nb-header > .ollama-nb-elapsed {min-width: 5.2em}"
+    ".ollama-nb-header > .ollama-nb-count {min-width: 7.4em}"
+    ".ollama-nb-header > .ollama-nb-progress {min-width: min(50em, 100% - 7em)}"
+    # The answer where the record will have it: flush left (no widget margin), and tables
+    # at the left as in an output area (the open block is not one: Jupyter centres them).
+    ".ollama-nb-live-answer > .jupyter-widgets, .ollama-nb-live-thinking > .jupyter-widgets"
+    " {margin: 0}"
+    ".ollama-nb-open table {margin-left: 0; margin-right: 0}"
+    ".ollama-nb-stop.jupyter-button {width: auto; height: 22px; line-height: 20px;"
+    " padding: 0 8px; margin: 0 6px 0 4px; flex: none; background: transparent;"
+    " color: var(--jp-ui-font-color1, #333);"
+    " border: 1px solid var(--jp-border-color1, #bdbdbd);"
+    " border-radius: 3px; box-shadow: none; font-size: var(--jp-ui-font-size1, 13px)}"
+    ".ollama-nb-stop.jupyter-button:hover:enabled {color: var(--jp-error-color1, #d32f2f);"
+    " border-color: var(--jp-error-color1, #d32f2f); background: transparent;"
+    " box-shadow: none}"
+    ".ollama-nb-stop.jupyter-button i.fa {font-size: 0.75em; margin-right: 4px}"
+    ".ollama-nb-stop.jupyter-button:disabled {opacity: 0.5}"
+    ".ollama-nb-thinking-box.widget-accordion, .ollama-nb-thinking-box .jupyter-widget-Collapse,"
+    " .ollama-nb-thinking-box .p-Collapse {margin: 0; border: none; background: none}"
+    ".ollama-nb-thinking-box .jupyter-widget-Collapse-header,"
+    " .ollama-nb-thinking-box .p-Collapse-header"
+    " {padding: 0; border: none; background: none; color: var(--jp-ui-font-color2, #666);"
+    " font-size: var(--jp-ui-font-size1, 13px); line-height: 24px; height: 24px;"
+    " font-weight: normal; font-family: var(--jp-ui-font-family, sans-serif)}"
+    ".ollama-nb-thinking-box .jupyter-widget-Collapse-header > i,"
+    " .ollama-nb-thinking-box .p-Collapse-header > i {display: none}"
+    ".ollama-nb-thinking-box .jupyter-widget-Collapse-contents,"
+    " .ollama-nb-thinking-box .p-Collapse-contents"
+    " {padding: 0; border: none; background: none}"
+)
+
+
+def _stylesheet() -> widgets.Widget:
+    # An HTML widget that holds a <style>, shown (hidden) in each live view: a <style>
+    # applies wherever it is in the page, and one shared model costs a view nothing.
+    style = f"<style>{LIVE_CSS}{CODE_CSS}{THINKING_CSS}</style>"
+    return widgets.HTML(value=style, layout=shared("hidden"), style=shared("html-style"))
+
+
 _MAKE_SHARED: dict[str, Callable[[], widgets.Widget]] = {
     "layout": widgets.Layout,
     "row": lambda: widgets.Layout(align_items="center"),  # a header's items on one line
     "html-style": lambda: _style_of(widgets.HTML),
     "label-style": lambda: _style_of(widgets.Label),
     "button-style": lambda: _style_of(widgets.Button),
+    "hidden": lambda: widgets.Layout(display="none"),
+    "css": _stylesheet,
 }
 
 

@@ -628,3 +628,17 @@ def test_answers_of_any_length_read_back() -> None:
     batch = OllamaBatch(results, model="m", elapsed=1.0)
     assert batch._columns.kept == {}
     assert batch.texts == texts and [r.prompt for r in batch] == [t[::-1] for t in texts]
+
+
+def test_summary_reads_as_a_sentence() -> None:
+    from ollama_nb._batch_view import outcome_phrase
+
+    assert outcome_phrase({"stop": 8}, 8) == "8 answers, all finished"
+    assert outcome_phrase({"error": 1}, 1) == "1 answer, failed"
+    assert outcome_phrase({"stop": 6, "error": 1, "timeout": 1}, 8) == (
+        "8 answers: 6 finished, 1 failed, 1 timed out"
+    )
+    assert outcome_phrase({"skipped": 27, "stopped": 3}, 30) == (
+        "30 answers: 27 not started, 3 stopped"
+    )
+    assert outcome_phrase({}, 0) == "no prompts"

@@ -29,7 +29,7 @@ def test_each_over_a_list_leaves_one_record_with_metadata(
     assert len(widgets) == 1 and set(widgets[0]) == {WIDGET_MIME}  # one view, no text/plain
     (record,) = cell.records()
     text = record["text/plain"]
-    assert text.startswith("stand-in · 8 prompts: 8 stop · ")
+    assert text.startswith("stand-in · 8 answers, all finished · ")
     assert "[0] stop: [stand-in]" in text and "[7] stop:" in text and "… 2 more" in text
     meta = next(m.content["metadata"] for m in cell.messages if m.type == "display_data"
                 and WIDGET_MIME not in m.content["data"])  # fmt: skip
@@ -123,7 +123,7 @@ def test_stop_closes_every_response_in_flight_and_starts_nothing_more(
     assert counts == {"skipped": 27, "stopped": 3}
     assert all(kernel.value("[bool(r.text) for r in _ollama[:3]]"))  # partial text kept
     (record,) = cell.records()
-    assert "27 skipped" in record["text/plain"] and "3 stopped" in record["text/plain"]
+    assert "27 not started" in record["text/plain"] and "3 stopped" in record["text/plain"]
 
 
 def test_interrupt_closes_them_too_and_reraises(

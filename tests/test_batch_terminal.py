@@ -12,7 +12,7 @@ from ollama_nb.testing import StandInServer
 def test_batch_in_the_terminal(ipython: pexpect.spawn, server: StandInServer) -> None:
     ipython.sendline("items = ['a', 'b', 'c']")
     run(ipython, "stand-in --each items --parallel 2", "Say {item}.")
-    ipython.expect(r"stand-in · 3 prompts: 3 stop · ")
+    ipython.expect(r"stand-in · 3 answers, all finished · ")
     ipython.expect(r"\[2\] stop: \[stand-in\]")
     ipython.sendline("print(type(_ollama).__name__, [r.prompt for r in _ollama])")
     ipython.expect(r"OllamaBatch \['Say a\.', 'Say b\.', 'Say c\.'\]")

@@ -85,7 +85,7 @@ def test_capture_above_a_batch_captures_its_record(
     assert len(server.requests) == 3
     assert cell.displays() == [] and cell.stream_text() == ""  # all of it captured
     (record,) = kernel.value("[o.data for o in captured.outputs]")
-    assert set(record) == {"text/html", "text/plain"} and "3 prompts" in record["text/plain"]
+    assert set(record) == {"text/html", "text/plain"} and "3 answers" in record["text/plain"]
     assert kernel.value("_ollama.counts()") == {"stop": 3}
 
 

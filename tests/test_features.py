@@ -78,7 +78,8 @@ def test_think_streams_thinking_apart(kernel: KernelDriver, server: StandInServe
     assert any("Let me see" in state.get("value", "") for state in states)
     (record,) = [d for d in cell.records() if "text/plain" in d]
     html = record["text/html"]
-    assert html.index("<details><summary>Thinking</summary>") < html.index("No, 391")
+    assert html.index("<summary>Thinking</summary>") < html.index("No, 391")
+    assert html.index("<details") < html.index("<summary>")
 
 
 def test_think_on_a_model_that_cannot(kernel: KernelDriver, server: StandInServer) -> None:

@@ -64,7 +64,12 @@ def test_code_is_never_maths_and_keeps_its_angle_brackets() -> None:
     html = markdown_html("Use `$x$` or\n\n```sh\necho $HOME <in> \\(x\\) $y$\n```\n")
     assert maths(html) == []
     assert "<code>$x$</code>" in html
-    assert "echo $HOME &lt;in&gt; \\(x\\) $y$" in html
+    assert "echo $HOME &lt;in&gt; \\(x\\) $y$" in without_spans(html)
+
+
+def without_spans(html: str) -> str:
+    """The HTML without the highlighter's colour spans (their text kept, still escaped)."""
+    return re.sub(r"</?span[^>]*>", "", html)
 
 
 def test_raw_html_stays_inert() -> None:
@@ -211,12 +216,12 @@ def feed(text: str, step: int) -> tuple[list[str], list[str]]:
 def test_live_view_sends_finished_blocks_once() -> None:
     text = "# Title\n\nFirst para $5.\n\n- a\n- b\n\n```py\nx = 1\n\ny = 2\n```\n\nLast one"
     finished, opened = feed(text, 3)
-    joined = "".join(finished)
+    joined = without_spans("".join(finished))
     for piece in ("<h1>Title</h1>", "First para $5.", "<li>a</li>", "x = 1\n\ny = 2"):
         assert joined.count(piece) == 1, (piece, joined)
     assert "Last one" in opened[-1] and "Last one" not in joined
     # Each finished piece renders as it would on its own: one <ul>, one code block.
-    assert joined.count("<ul>") == 1 and joined.count("<pre>") == 1
+    assert joined.count("<ul>") == 1 and len(re.findall("<pre[ >]", joined)) == 1
 
 
 def test_live_view_cost_stays_linear_for_one_huge_paragraph() -> None:
@@ -234,7 +239,9 @@ def test_a_long_code_block_is_cut_at_line_ends_and_reopened() -> None:
     finished, opened = feed(f"```python\n{code}```\n\nafter", 500)
     pieces = [*finished, opened[-1]]
     blocks = re.findall(
-        r'<pre><code class="language-python">(.*?)</code></pre>', "".join(pieces), re.S
+        r'<pre[^>]*><code class="language-python"[^>]*>(.*?)</code></pre>',
+        without_spans("".join(pieces)),
+        re.S,
     )
     assert len(blocks) > 1
     assert "".join(blocks) == code
@@ -293,3 +300,20 @@ def test_render_does_not_import_result() -> None:
 )
 def test_terminal_safe(raw: str, shown: str) -> None:
     assert terminal_safe(raw) == shown
+
+
+def test_record_has_its_status_on_top_and_code_coloured_as_jupyter_colours_it() -> None:
+    text = "Say:\n\n```python\nx = 1  # one\n```"
+    result = OllamaResult(model="m", text=text, done_reason="stop")
+    html = record_html(result)
+    # The status line first, where the live view's header was; then the answer.
+    assert html.index("ollama-nb-status") < html.index("ollama-nb-answer")
+    # Pygments' classes, coloured by JupyterLab's editor variables (stylesheet sent once).
+    assert '<span class="c"># one\n</span>' in html and html.count("<style>") == 1
+    assert ".ollama-nb-code .c {color: var(--jp-mirror-editor-comment-color, #408080)" in html
+    plain = record_html(OllamaResult(model="m", text="No code.", done_reason="stop"))
+    assert "<style>" not in plain
+    # Table cells aligned as Jupyter's Markdown aligns them (not right as in HTML outputs).
+    table = record_html(OllamaResult(model="m", text="| a | b |\n|---|--:|\n| 1 | 2 |"))
+    assert '<td style="text-align: left">1</td>' in table
+    assert '<td style="text-align:right">2</td>' in table
