@@ -290,10 +290,7 @@ def record_html(answer: Answer, label: str = "") -> str:
     pieces = ['<div class="ollama-nb-record">', status_html(answer.status, label)]
     attached = context_line(answer)
     if attached:  # what --context attached: named in the header, under the status line
-        pieces.append(
-            f'<div class="ollama-nb-context {NO_MATH}" style="{STATUS_STYLE}">'
-            f"{html.escape(attached)}</div>"
-        )
+        pieces.append(context_html(attached))
     images = getattr(answer, "images", None)  # thumbnails of the images sent (_images)
     if images:
         pieces.append(thumbnails_html(images))
@@ -410,6 +407,12 @@ def record_text(answer: Answer) -> str:
     if code_note:
         parts[-1] += f"\n{code_note}"
     return "\n\n".join(parts)
+
+
+def context_html(line: str) -> str:
+    """The `context: …` line, the same in the live view and the record."""
+    escaped = html.escape(line)
+    return f'<div class="ollama-nb-context {NO_MATH}" style="{STATUS_STYLE}">{escaped}</div>'
 
 
 def context_line(answer: Answer) -> str:

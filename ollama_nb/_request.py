@@ -50,6 +50,7 @@ from ._exceptions import (
 from ._next_cell import NextInput, WithCode
 from ._prompt import PromptVariableError, fill_prompt
 from ._protocol import OLLAMA, protocol_for
+from ._render import context_line
 from ._result import OllamaResult
 from ._stream import Request, StopControl, Transcript, View, drive
 
@@ -425,25 +426,31 @@ async def _no_model(client: OllamaClient, hint: str) -> str:
     raise InvalidRequest(f"no model given: {hint}{have}")
 
 
-class _WithThumbnails:
-    """Passes view calls on; hands the images' thumbnails to the result before the record
-    is drawn, so the record shows them above the answer."""
+class _WithAttachments:
+    """Passes view calls on; shows what the request carries besides its prompt (the
+    `--context` line, the images' thumbnails) under the live header, as the record does,
+    and hands the thumbnails to the result before the record is drawn."""
 
-    def __init__(self, view: View, thumbnails: list[bytes]) -> None:
+    def __init__(self, view: View, thumbnails: list[bytes], context: str) -> None:
         self._view = view
         self._thumbnails = thumbnails
+        self._context = context
 
     def start(self, model: str) -> None:
-        show = getattr(self._view, "show_thumbnails", None)
         self._view.start(model)
-        if show is not None:
-            show(self._thumbnails)
+        show_context = getattr(self._view, "show_context", None)
+        if self._context and show_context is not None:
+            show_context(self._context)
+        show_thumbnails = getattr(self._view, "show_thumbnails", None)
+        if self._thumbnails and show_thumbnails is not None:
+            show_thumbnails(self._thumbnails)
 
     def update(self, transcript: Transcript) -> None:
         self._view.update(transcript)
 
     def finish(self, result: OllamaResult) -> None:
-        result.images = list(self._thumbnails)
+        if self._thumbnails:
+            result.images = list(self._thumbnails)
         self._view.finish(result)
 
 
@@ -458,8 +465,9 @@ async def run(
     """Drive the request; the result goes to `on_result` on every path. An interrupt is
     re-raised as one line (`RequestInterrupted`, saying `interrupted` if given), an error
     as itself. With code asked for, the answer's code goes to `next_input` (if any)."""
-    if prepared.images:
-        view = _WithThumbnails(view, prepared.thumbnails)
+    attached = context_line(prepared.request)
+    if prepared.images or attached:
+        view = _WithAttachments(view, prepared.thumbnails, attached)
     if prepared.code:
         view = WithCode(view, next_input)
 

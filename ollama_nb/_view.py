@@ -116,6 +116,7 @@ class WidgetView:
             header.append(widgets.Label(value=self._stop_hint, layout=layout, style=label_style))
         header.append(shared("css"))
         self._thinking: _LivePart | None = None  # made when thinking first arrives
+        self._context: widgets.Widget | None = None  # made by show_context
         self._answer = _LivePart("ollama-nb-live-answer", layout, text_style)
         self._root = widgets.VBox(
             [header_row(header), self._answer.box],
@@ -164,8 +165,23 @@ class WidgetView:
             shown = widgets.HTML(
                 value=thumbnails_html(images), layout=shared("layout"), style=shared("html-style")
             )
+        self._below_header(shown, after=self._context)
+
+    def show_context(self, line: str) -> None:
+        """Hook for `_request`: what --context attached, under the header (as in the record,
+        so that nothing moves when the record replaces the view)."""
+        from ._render import context_html
+
+        with self._out.comms_unrecorded():
+            self._context = widgets.HTML(
+                value=context_html(line), layout=shared("layout"), style=shared("html-style")
+            )
+        self._below_header(self._context)
+
+    def _below_header(self, widget: widgets.Widget, after: widgets.Widget | None = None) -> None:
         header, *rest = self._root.children
-        self._root.children = (header, shown, *rest)
+        at = rest.index(after) + 1 if after in rest else 0
+        self._root.children = (header, *rest[:at], widget, *rest[at:])
 
     def _on_stop(self, _button: widgets.Button) -> None:
         self._stop.disabled = True

@@ -384,6 +384,9 @@ def test_context_describes_a_dataframe_before_the_prompt(
     header = "context: sales (DataFrame 3×4), regions (dict of 2)"
     assert data["text/plain"].startswith(header) and header in data["text/html"]
     assert meta["context"] == ["sales", "regions"]
+    # The live view shows the same line under its header, so the record moves nothing.
+    live = [m.content["data"]["state"].get("value", "") for m in cell.comm_opens()]
+    assert any("ollama-nb-context" in str(v) and header in str(v) for v in live)
 
 
 def test_context_names_in_one_option_and_usage_errors(
