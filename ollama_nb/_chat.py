@@ -27,6 +27,10 @@ class Turn:
     done_reason: str
     model: str
     images: tuple[str, ...] = ()  # base64, as sent: later turns replay them without re-encoding
+    # --tools: the assistant turns that called tools and the tool messages that answered,
+    # replayed between the prompt and the answer; `calls` as the history shows them.
+    steps: tuple[dict[str, Any], ...] = ()
+    calls: tuple[str, ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -52,6 +56,7 @@ class Conversation:
         for turn in self.turns:
             if turn.complete:
                 messages.append(_user(turn.prompt, turn.images))
+                messages.extend(turn.steps)
                 messages.append({"role": "assistant", "content": turn.answer})
         messages.append(_user(prompt, images or ()))
         return messages
@@ -71,6 +76,8 @@ class Conversation:
                 turn.answer = result.text
                 turn.done_reason = result.done_reason or ("error" if result.error else "done")
                 turn.model = result.model or turn.model
+                turn.steps = tuple(result.tool_messages)
+                turn.calls = tuple(f"{c.shown()} {c.outcome()}" for c in result.tool_calls)
                 return
 
     def reset(self) -> None:
@@ -82,7 +89,7 @@ class Conversation:
                 str(i),
                 t.model,
                 t.prompt,
-                t.answer,
+                "\n".join([*(f"[tool] {c}" for c in t.calls), t.answer]),
                 "sent" if t.complete else f"{t.done_reason}: not sent",
             ]
             for i, t in enumerate(self.turns, 1)

@@ -48,6 +48,8 @@ from ._exceptions import (
 from ._prompt import PromptVariableError, fill_prompt
 from ._result import OllamaResult
 from ._stream import Request, StopControl, Transcript, View, drive
+from ._tools import DEFAULT_MAX_STEPS, Tool, ToolError
+from ._tools import describe_all as describe_callables
 
 if TYPE_CHECKING:
     from ._chat import Conversation
@@ -198,6 +200,11 @@ class Ask:
     context_chars: int | None = None  # None: %config OllamaMagics.context_chars, else 4000
     cache: str | os.PathLike[str] | bool | None = None  # False: bypass the cache file
     cache_mode: str | None = None  # "use", "replay" or "refresh"
+    # --tools / tools=: the notebook callables the model may call (`_tools`); then the
+    # request goes to /api/chat and runs the tool loop (`_tool_loop`).
+    tools: Sequence[Any] = ()
+    max_steps: int | None = None  # rounds of calls at most (default 8)
+    confirm: Callable[[Any], Any] | None = None  # --confirm: asks Run / Skip per call
 
     def given(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in DEFAULTS}
@@ -260,19 +267,27 @@ async def build(
         check_json_value(ask.options, "-o")
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
+    tools = describe_tools(ask.tools, ask.max_steps) if ask.tools else None
     images = encode_images(ask.images, ask.image_names) if ask.images else []
     client = make_client(settings)
     model = settings["model"].value or await _no_model(client, no_model_hint)
     if images:
         await refuse_blind_model(client, model)
+    if tools is not None:
+        await refuse_toolless_model(client, model)
     system = settings["system"].value
     encoded = [image.data for image in images]
     payload: dict[str, Any] = {"model": model, "stream": True}
+    chat = ask.chat or tools is not None
     if ask.chat:
         if conversation is None:
             raise InvalidRequest("chat needs a conversation")
         # Last: `ask` reserves the turn's place in the conversation.
         payload["messages"] = conversation.ask(prompt, system, model, encoded)
+    elif tools is not None:
+        from ._chat import Conversation
+
+        payload["messages"] = Conversation().messages(prompt, system, encoded)
     else:
         payload["prompt"] = prompt
         if system:
@@ -287,9 +302,11 @@ async def build(
         payload["format"] = ask.format
     if keep_alive is not None:
         payload["keep_alive"] = keep_alive
+    if tools is not None:
+        payload["tools"] = [tool.spec() for tool in tools.values()]
     request = Request(
         client=client,
-        path="/api/chat" if ask.chat else "/api/generate",
+        path="/api/chat" if chat else "/api/generate",
         payload=payload,
         model=model,
         prompt=prompt,
@@ -297,6 +314,9 @@ async def build(
         stop_on=ask.stop_on,
         want_json=ask.format is not None,
         context=attached,
+        tools=tools,
+        max_steps=DEFAULT_MAX_STEPS if ask.max_steps is None else ask.max_steps,
+        confirm=ask.confirm,
     )
     caching = plan_caching(settings, request)
     prepared = Prepared(request, settings, ask.chat, images, caching)
@@ -374,6 +394,28 @@ def encode_images(values: Sequence[Any], names: Sequence[str] = ()) -> list[Enco
     ]
 
 
+def describe_tools(funcs: Sequence[Any], max_steps: int | None) -> dict[str, Tool]:
+    """The tools by name; InvalidRequest (one line, naming the callable) when one cannot
+    be described."""
+    if isinstance(funcs, (str, bytes)) or callable(funcs):
+        funcs = [funcs]
+    if max_steps is not None and (
+        isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1
+    ):
+        raise InvalidRequest(f"max_steps takes a whole number >= 1, not {max_steps!r}")
+    try:
+        return describe_callables(list(funcs))
+    except ToolError as exc:
+        raise InvalidRequest(f"{exc}; nothing was sent") from None
+
+
+async def refuse_toolless_model(client: OllamaClient, model: str) -> None:
+    """Where /api/show lists capabilities without `tools`, refuse before sending."""
+    from ._capabilities import refuse_incapable
+
+    await refuse_incapable(client, model, "tools", "use tools", "qwen3 or llama3.1")
+
+
 async def refuse_blind_model(client: OllamaClient, model: str) -> None:
     """Where /api/show lists capabilities without `vision`, refuse before sending."""
     from ._images import refuse_blind_model as refuse
@@ -432,6 +474,8 @@ async def run(
     def handle(result: OllamaResult) -> None:
         if prepared.images:
             explain_blind_model(result, prepared.request.model)
+        if prepared.request.tools is not None:
+            explain_toolless_model(result, prepared.request.model)
         on_result(result)
 
     if prepared.replayed is not None:  # the static record at once: no live view, no request
@@ -451,6 +495,19 @@ async def run(
     if prepared.caching is not None:
         prepared.caching.record(result)
     return result
+
+
+def explain_toolless_model(result: OllamaResult, model: str) -> None:
+    """The server's 400 for tools sent to a model that cannot use them, in one line."""
+    error = result.error
+    if (
+        isinstance(error, OllamaResponseError)
+        and error.status_code == 400
+        and "does not support tools" in error.message
+    ):
+        message = f"model {model!r} cannot use tools ({error.message})"
+        error.message = message
+        error.args = (message,)
 
 
 def explain_blind_model(result: OllamaResult, model: str) -> None:

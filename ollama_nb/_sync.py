@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from ._exceptions import RequestInterrupted
 from ._result import OllamaResult
 from ._stream import Transcript, View
+from ._tools import interrupt_running_tool
 
 T = TypeVar("T")
 _DONE = object()
@@ -73,6 +74,7 @@ def run_in_thread(make: Callable[[View], Coroutine[Any, Any, T]], view: View) ->
 
     def cancel() -> None:
         state["cancel"] = True
+        interrupt_running_tool()  # a tool blocking the worker's loop never sees task.cancel
         loop, task = state.get("loop"), state.get("task")
         if loop is not None and task is not None:
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: done anyway
