@@ -292,10 +292,11 @@ def _entries(lines: list[str], i: int, described: dict[str, str], numpy: bool) -
         if indent < base or _section(line, lines[i + 1] if i + 1 < len(lines) else None):
             break
         if indent == base:
-            head, _, rest = line.strip().partition(" : " if numpy else ":")
-            if numpy and not _:
-                head, rest = line.strip(), ""
-            name = head.split("(")[0].split(":")[0].strip().lstrip("*")
+            if numpy:  # `name : type`; the description is on the indented lines below
+                head, rest = line.strip().split(" : ")[0].split(":")[0], ""
+            else:  # `name (type): description`
+                head, _, rest = line.strip().partition(":")
+            name = head.split("(")[0].strip().lstrip("*")
             if name:
                 described[name] = rest.strip()
         elif name:

@@ -11,8 +11,8 @@ Built-in (listed newest first, as ``/api/tags`` lists models):
 A pulled model's capabilities follow its name: ``embed`` or ``minilm`` in it makes an
 embedding model, ``think`` a thinking one, ``vision`` or ``llava`` a vision one, ``tools``
 one that calls tools, anything else completion only. The stand-in's "registry" has every
-valid name except those whose model part starts with ``no-such``: pulling one of those fails after the manifest step,
-as pulling an unknown model does.
+valid name except those whose model part starts with ``no-such``: pulling one of those
+fails after the manifest step, as pulling an unknown model does.
 
 No I/O here. The state is shared between the server's event loop (requests) and the
 test thread (``reset()``), so every method takes the lock.
