@@ -109,7 +109,7 @@ def test_types_methods_partials_and_untyped_parameters() -> None:
             """The price of some items."""
             return 2.0 * count
 
-    def scaled(x, factor: float, tags: dict[str, int], opt: Optional[list[str]] = None, *a):  # noqa: ANN001, ANN202, UP045
+    def scaled(x, factor: float, tags: dict[str, int], opt: Optional[list[str]] = None, *a):  # noqa: UP045
         """Scale x."""
         return x * factor
 
@@ -196,7 +196,9 @@ def test_calls_are_checked_against_the_schema() -> None:
 
     assert problem({"city": "Oslo"}) is None
     assert problem('{"city": "Oslo", "days": 3}') is None  # a JSON string is read
-    assert problem({"city": "Oslo"}, "forecast") == "unknown tool 'forecast'; the tools are: weather"
+    assert (
+        problem({"city": "Oslo"}, "forecast") == "unknown tool 'forecast'; the tools are: weather"
+    )
     assert problem({}) == "missing required argument: city"
     assert problem({"city": "Oslo", "when": 1}) == "unexpected argument: when"
     assert problem({"city": 3}) == "argument city: expected string, got number 3"
@@ -283,7 +285,9 @@ def test_calls_run_in_order_and_results_go_back(tools_server: StandInServer) -> 
     assert assistant["role"] == "assistant" and assistant["thinking"] == "first add"
     assert assistant["content"] == ""
     assert [c["function"]["arguments"] for c in assistant["tool_calls"]] == [{"a": 1, "b": 2}] * 2
-    assert [(m["role"], m["tool_name"], m["content"]) for m in answers] == [("tool", "add", "3")] * 2
+    assert [(m["role"], m["tool_name"], m["content"]) for m in answers] == [
+        ("tool", "add", "3")
+    ] * 2
     assert [m["tool_call_id"] for m in answers] == [c["id"] for c in assistant["tool_calls"]]
 
 
@@ -319,7 +323,10 @@ def test_a_model_that_never_stops_ends_at_max_steps(tools_server: StandInServer)
     result = ask(tools_server, "Keep adding.\ncall forever: add(a=1, b=1)", max_steps=3)
     assert result.done_reason == "max_steps" and result.error is None
     assert len(calls_made) == 3
-    assert result.tool_calls[-1].error == "not run: the model asked for more rounds than --max-steps allows"
+    assert (
+        result.tool_calls[-1].error
+        == "not run: the model asked for more rounds than --max-steps allows"
+    )
     assert "max_steps" in result.status
     default = ask(tools_server, "call forever: add(a=1, b=1)")
     assert default.done_reason == "max_steps" and len(calls_made) == 3 + 8
