@@ -468,6 +468,8 @@ async def run(
     """Drive the request; the result goes to `on_result` on every path. An interrupt is
     re-raised as one line (`RequestInterrupted`, saying `interrupted` if given), an error
     as itself."""
+    if prepared.request.tools is not None:  # tools run on the thread that owns the cell
+        prepared.request.on_caller = getattr(view, "run_on_caller", None)
     if prepared.images:
         view = _WithThumbnails(view, prepared.thumbnails)
 

@@ -29,7 +29,7 @@ from typing import Any, Literal, Protocol
 from ._client import OllamaClient
 from ._exceptions import OllamaError, OllamaResponseError, OllamaTimeoutError
 from ._result import OllamaResult, settings_of
-from ._tools import DEFAULT_MAX_STEPS, Tool, ToolCall, ToolInterrupted, read_calls
+from ._tools import DEFAULT_MAX_STEPS, OnCaller, Tool, ToolCall, ToolInterrupted, read_calls
 
 TICK_HZ = 10
 SETTLE_SECONDS = 5.0  # closing a response is local work; never wait on it longer than this
@@ -146,6 +146,7 @@ class Request:
     tools: Mapping[str, Tool] | None = None
     max_steps: int = DEFAULT_MAX_STEPS
     confirm: Callable[[ToolCall], Awaitable[bool]] | None = None  # --confirm: Run / Skip
+    on_caller: OnCaller | None = None  # runs a tool on the cell's thread (`_sync`)
 
     @property
     def is_chat(self) -> bool:

@@ -22,7 +22,6 @@ from typing import Any, TypeVar
 from ._exceptions import RequestInterrupted
 from ._result import OllamaResult
 from ._stream import Transcript, View
-from ._tools import interrupt_running_tool
 
 T = TypeVar("T")
 _DONE = object()
@@ -44,6 +43,20 @@ class QueuedView:
 
     def finish(self, result: OllamaResult) -> None:
         self._calls.put(("finish", result))
+
+    async def run_on_caller(self, func: Callable[[], T]) -> T:
+        """Run `func` (a tool) on the calling thread, which owns the cell: the notebook's
+        state, its main-thread-only libraries, and an Interrupt that reaches the tool."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[T] = loop.create_future()
+
+        def run() -> None:
+            value = func()  # tools' own exceptions are values here (`_tools.run_call`)
+            with contextlib.suppress(RuntimeError):  # the worker's loop closed meanwhile
+                loop.call_soon_threadsafe(lambda: done.done() or done.set_result(value))
+
+        self._calls.put(("run", run))
+        return await done
 
 
 def run_in_thread(make: Callable[[View], Coroutine[Any, Any, T]], view: View) -> T:
@@ -74,7 +87,6 @@ def run_in_thread(make: Callable[[View], Coroutine[Any, Any, T]], view: View) ->
 
     def cancel() -> None:
         state["cancel"] = True
-        interrupt_running_tool()  # a tool blocking the worker's loop never sees task.cancel
         loop, task = state.get("loop"), state.get("task")
         if loop is not None and task is not None:
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: done anyway
@@ -91,6 +103,9 @@ def run_in_thread(make: Callable[[View], Coroutine[Any, Any, T]], view: View) ->
             if item is _DONE:
                 break
             method, argument = item
+            if method == "run":  # a tool, asked for by `QueuedView.run_on_caller`
+                argument()
+                continue
             getattr(view, method)(argument)
         worker.join()
     if state.get("cancel"):

@@ -95,7 +95,7 @@ async def _one_call(
     transcript.calls_changed()
     refresh()  # shown before a function that may block the loop starts
     try:
-        await run_call(call, tools)
+        await run_call(call, tools, request.on_caller)
     finally:
         transcript.calls_changed()
     refresh()

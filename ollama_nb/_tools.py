@@ -17,7 +17,6 @@ covers exactly the types INTERFACE.md lists and emits only fields that Ollama's
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import enum
 import functools
 import inspect
@@ -28,7 +27,7 @@ import threading
 import time
 import types
 import typing
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -413,10 +412,17 @@ def _json_type(value: Any) -> str:
     return type(value).__name__
 
 
-async def run_call(call: ToolCall, tools: Mapping[str, Tool]) -> None:
-    """Check and run one call in this thread, filling its result or error. Raises
-    ToolInterrupted when Interrupt (■) arrives while the function runs; anything the
-    function raises becomes the call's error (`ExcType: message`)."""
+OnCaller = Callable[[Callable[[], Any]], Awaitable[Any]]
+
+
+async def run_call(
+    call: ToolCall, tools: Mapping[str, Tool], on_caller: OnCaller | None = None
+) -> None:
+    """Check and run one call, filling its result or error. Raises ToolInterrupted when
+    Interrupt (■) arrives while the function runs; anything the function raises becomes
+    the call's error (`ExcType: message`). `on_caller` runs the function on the thread
+    that owns the cell (the synchronous path drives the request from a worker thread);
+    None: here."""
     problem = check_call(call, tools)
     if problem is not None:
         call.error, call.state = problem, "failed"
@@ -426,23 +432,32 @@ async def run_call(call: ToolCall, tools: Mapping[str, Tool]) -> None:
     for name, kind in tool.enums.items():
         if arguments.get(name) is not None:
             arguments[name] = kind(arguments[name])
+
+    def invoke() -> tuple[str, Any]:
+        try:
+            with _interrupt_raises_here():
+                return "value", tool.func(**arguments)
+        except KeyboardInterrupt:
+            return "interrupted", None
+        except Exception as exc:
+            return "raised", exc
+
     call.state = "running"
     started = time.monotonic()
-    try:
-        with _interrupt_raises_here():
-            value = tool.func(**arguments)
-        if inspect.isawaitable(value):
+    outcome, value = await on_caller(invoke) if on_caller is not None else invoke()
+    if outcome == "value" and inspect.isawaitable(value):  # an async def tool
+        try:
             value = await value
-    except KeyboardInterrupt:
-        call.elapsed = time.monotonic() - started
-        call.error, call.state = "interrupted", "failed"
-        raise ToolInterrupted(call.name) from None
-    except Exception as exc:
-        call.elapsed = time.monotonic() - started
-        call.error, call.state = error_text(exc), "failed"
-        return
+        except Exception as exc:
+            outcome, value = "raised", exc
     call.elapsed = time.monotonic() - started
-    call.result, call.state = encode_result(value), "done"
+    if outcome == "interrupted":
+        call.error, call.state = "interrupted", "failed"
+        raise ToolInterrupted(call.name)
+    if outcome == "raised":
+        call.error, call.state = error_text(value), "failed"
+    else:
+        call.result, call.state = encode_result(value), "done"
 
 
 def error_text(exc: BaseException) -> str:
@@ -482,34 +497,18 @@ def call_text(name: str, arguments: Mapping[str, Any], limit: int = SHOWN_CHARS)
 
 # -- Interrupt inside a running tool ---------------------------------------------------
 
-# The thread running a tool, for `interrupt_running_tool` (the synchronous path, whose
-# request and tools run on a worker thread while the main thread takes SIGINT).
-_running: dict[str, int] = {}
-
 
 @contextlib.contextmanager
 def _interrupt_raises_here() -> Iterator[None]:
-    """While a tool runs, SIGINT raises KeyboardInterrupt in it. ipykernel turns SIGINT
-    into the cancellation of an async cell, which a function that blocks the loop would
-    only see once it returned."""
-    thread = threading.get_ident()
-    _running["thread"] = thread
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.getsignal(signal.SIGINT) if main else None
-    if main:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    """While a tool runs on the main thread, SIGINT raises KeyboardInterrupt in it.
+    ipykernel turns SIGINT into the cancellation of an async cell, which a function that
+    blocks the loop would only see once it returned."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
-        _running.pop("thread", None)
-        if main:
-            signal.signal(signal.SIGINT, previous)
-
-
-def interrupt_running_tool() -> None:
-    """Raise KeyboardInterrupt in the worker thread's running tool, if one runs."""
-    thread = _running.get("thread")
-    if thread is not None and thread != threading.main_thread().ident:
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(
-            ctypes.c_ulong(thread), ctypes.py_object(KeyboardInterrupt)
-        )
+        signal.signal(signal.SIGINT, previous)

@@ -167,3 +167,35 @@ def test_confirm_run_and_skip(
     assert kernel.value("[c.skipped for c in _ollama.tool_calls]") == [False, True]
     answer = kernel.value("_ollama.text")
     assert answer == "[stand-in] tool results: add → 3; add → the user declined to run this call"
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "ollama_nb.generate('call: slow(seconds=60)', 'stand-in-tools', tools=[slow])",
+        "%autoawait off\n%%ollama stand-in-tools --tools slow\ncall: slow(seconds=60)",
+    ],
+    ids=["generate", "autoawait-off"],
+)
+def test_interrupt_ends_a_tool_running_on_the_worker_thread(
+    code: str, kernel: KernelDriver, server: StandInServer
+) -> None:
+    """Synchronous cells run the request (and so the tools) on a worker thread: Interrupt
+    still raises inside the tool."""
+    define(kernel)
+    kernel.ok("import ollama_nb")
+    flag = pathlib.Path(kernel.value("str(started)"))
+    if code.startswith("%autoawait"):
+        kernel.ok("%autoawait off")
+        code = code.split("\n", 1)[1]
+    try:
+        cell = kernel.submit(code)
+        kernel.wait_for(flag.exists, 15, "the tool to start")
+        sent = kernel.interrupt()
+        kernel.finish(cell, timeout=15)
+    finally:
+        kernel.ok("%autoawait on")
+    assert cell.reply.at - sent < 5, "the tool's 60 s"
+    assert cell.error()["ename"] == "RequestInterrupted", cell.error_text()
+    assert len(cell.error()["traceback"]) == 1
+    kernel.ok("print('kernel goes on')")
