@@ -99,10 +99,26 @@ def test_interrupt_ends_a_running_tool_and_the_loop(
     kernel: KernelDriver = request.getfixturevalue(kernel_name)
     define(kernel)
     flag = pathlib.Path(kernel.value("str(started)"))
+    server.configure(first_chunk_delay=0.5)  # time to draw the view before the call
     cell = kernel.submit(
         "%%ollama stand-in-tools --tools slow,add\ncall: slow(seconds=60)\ncall: add(a=1, b=1)"
     )
+    root = kernel.wait_for(lambda: cell.widget(_view_count=0), 10, "the live view")
+    kernel.show_view(root.content["comm_id"])
     kernel.wait_for(flag.exists, 15, "the tool to start")
+    # The view shows the call as it runs, and says what ends it.
+    shown = kernel.wait_for(
+        lambda: [
+            m.content["data"]["state"]["value"]
+            for m in kernel.messages
+            if m.type == "comm_msg"
+            and m.at >= cell.sent_at
+            and "slow(seconds=60)" in str(m.content["data"].get("state", {}).get("value", ""))
+        ],
+        10,
+        "the running call in the view",
+    )
+    assert "slow(seconds=60)</code> running; Interrupt (■) ends it" in shown[-1]
     sent = kernel.interrupt()
     kernel.finish(cell, timeout=15)
     assert cell.reply.at - sent < 5  # not the tool's 60 s
@@ -141,7 +157,7 @@ def test_stop_between_rounds_runs_no_further_call(
     assert server.requests[-1].wait_closed(5)
 
 
-@pytest.mark.parametrize("kernel_name", ["kernel", "k6_kernel"])
+@pytest.mark.parametrize("kernel_name", KERNELS)
 def test_confirm_run_and_skip(
     kernel_name: str, request: pytest.FixtureRequest, server: StandInServer
 ) -> None:
