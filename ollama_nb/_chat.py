@@ -44,6 +44,17 @@ def _user(prompt: str, images: tuple[str, ...] | list[str]) -> dict[str, Any]:
     return message
 
 
+def _final_answer(result: OllamaResult) -> str:
+    """The answer without the text of rounds that called tools (`_tool_loop` joins each
+    round's text with a blank line): those rounds are replayed as they were sent."""
+    earlier = "".join(
+        m["content"] + "\n\n"
+        for m in result.tool_messages
+        if m.get("role") == "assistant" and m.get("content")
+    )
+    return result.text[len(earlier) :] if result.text.startswith(earlier) else result.text
+
+
 @dataclass
 class Conversation:
     turns: list[Turn] = field(default_factory=list)
@@ -73,7 +84,7 @@ class Conversation:
         """Fill the oldest turn in flight with this prompt; none (a reset since): drop it."""
         for turn in self.turns:
             if turn.done_reason == IN_FLIGHT and turn.prompt == prompt:
-                turn.answer = result.text
+                turn.answer = _final_answer(result)
                 turn.done_reason = result.done_reason or ("error" if result.error else "done")
                 turn.model = result.model or turn.model
                 turn.steps = tuple(result.tool_messages)

@@ -4,6 +4,7 @@ plain Python (the kernel side is tests/test_tools_kernel.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import functools
 import json
@@ -369,3 +370,50 @@ def test_total_timeout_caps_the_whole_loop(tools_server: StandInServer) -> None:
     assert result_error is not None and result_error.kind == "total"
     assert 1 <= len(calls_made) < 10
     json.dumps(str(result_error))
+
+
+def test_the_read_timeout_bounds_each_response(tools_server: StandInServer) -> None:
+    # Round 1 is one call and the final line; the answer of round 2 stalls after 3 lines.
+    tools_server.configure(stall_after=3)
+    with pytest.raises(ollama_nb.OllamaTimeoutError) as info:
+        ask(tools_server, "call: add(a=1, b=2)", read_timeout=0.5)
+    assert info.value.kind == "read"
+    assert calls_made == [("add", (1, 2))]
+    assert info.value.partial_text == "[stand-in] tool results: "  # what arrived is kept
+
+
+def test_an_async_tool_is_awaited(tools_server: StandInServer) -> None:
+    async def later(x: int) -> int:
+        """Double, later."""
+        return 2 * x
+
+    result = asyncio.run(
+        ollama_nb.agenerate(
+            "call: later(x=21)", "stand-in-tools", host=tools_server.url, display=False, tools=later
+        )
+    )
+    assert result.text == "[stand-in] tool results: later → 42"
+
+
+def test_chat_replays_tool_rounds_once() -> None:
+    """--chat: the rounds that called tools go back as they were sent, and the answer
+    without their text (the result's text holds every round's, a blank line apart)."""
+    from ollama_nb._chat import Conversation
+    from ollama_nb._result import OllamaResult
+
+    steps = [
+        {"role": "assistant", "content": "Let me add.", "tool_calls": [{"function": {}}]},
+        {"role": "tool", "content": "3", "tool_name": "add"},
+    ]
+    conversation = Conversation()
+    conversation.ask("1+2?", None, "m")
+    result = OllamaResult("m", text="Let me add.\n\nIt is 3.", done_reason="stop")
+    result.tool_messages = steps
+    result.tool_calls = [ToolCall("add", {"a": 1, "b": 2}, result="3")]
+    conversation.record("1+2?", result)
+    assert conversation.messages("And 2+2?", None) == [
+        {"role": "user", "content": "1+2?"},
+        *steps,
+        {"role": "assistant", "content": "It is 3."},
+        {"role": "user", "content": "And 2+2?"},
+    ]
