@@ -135,7 +135,7 @@ def test_interrupt_ends_a_running_tool_and_the_loop(
     kernel.ok("print('kernel goes on')")
 
 
-@pytest.mark.parametrize("kernel_name", ["kernel", "k6_kernel"])
+@pytest.mark.parametrize("kernel_name", KERNELS)
 def test_stop_between_rounds_runs_no_further_call(
     kernel_name: str, request: pytest.FixtureRequest, server: StandInServer
 ) -> None:
