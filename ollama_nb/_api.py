@@ -85,7 +85,7 @@ def generate(
     cache: str | os.PathLike[str] | bool | None = None,
     variables: Mapping[str, Any] | None = None,
     tools: Sequence[Callable[..., Any]] | None = None,
-    max_steps: int | None = None,
+    max_steps: int = 8,
     confirm: bool = False,
 ) -> OllamaResult:
     """Ask `model` to answer `prompt`; the result as `%%ollama` would store it in `_ollama`.
@@ -145,7 +145,7 @@ async def agenerate(
     cache: str | os.PathLike[str] | bool | None = None,
     variables: Mapping[str, Any] | None = None,
     tools: Sequence[Callable[..., Any]] | None = None,
-    max_steps: int | None = None,
+    max_steps: int = 8,
     confirm: bool = False,
 ) -> OllamaResult:
     """`generate` as a coroutine: `await ollama_nb.agenerate(...)` in an async cell has a

@@ -159,7 +159,7 @@ def describe(func: Any) -> Tool:
             enums[parameter.name] = hint
         elif _optional_enum(hint) is not None:
             enums[parameter.name] = _optional_enum(hint)  # type: ignore[assignment]
-        if parameter.name in described:
+        if parameter.name in described and "description" not in schema:
             schema = {**schema, "description": described[parameter.name]}
         properties[parameter.name] = schema
         if parameter.default is parameter.empty:
@@ -197,6 +197,11 @@ def type_schema(hint: Any) -> dict[str, Any]:
     """The JSON schema of a type hint; ToolError for one it cannot describe."""
     if hint is Any or hint is object:
         return {}
+    if typing.get_origin(hint) is typing.Annotated:  # Annotated[int, "a description"]
+        base, *extra = typing.get_args(hint)
+        schema = type_schema(base)
+        notes = [e for e in extra if isinstance(e, str)]
+        return {**schema, "description": " ".join(notes)} if notes else schema
     if hint in _SIMPLE:
         return {"type": _SIMPLE[hint]}
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
@@ -221,7 +226,7 @@ def type_schema(hint: Any) -> dict[str, Any]:
         return schema
     if hint is dict or origin in (dict, Mapping, typing.Mapping):
         return {"type": "object"}
-    if typing.is_typeddict(hint) if hasattr(typing, "is_typeddict") else False:
+    if typing.is_typeddict(hint):
         hints = typing.get_type_hints(hint)
         return {
             "type": "object",

@@ -8,7 +8,7 @@ import asyncio
 import enum
 import functools
 import json
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import ollama
 import pytest
@@ -417,3 +417,27 @@ def test_chat_replays_tool_rounds_once() -> None:
         {"role": "assistant", "content": "It is 3."},
         {"role": "user", "content": "And 2+2?"},
     ]
+
+
+def test_annotated_hints_describe_their_parameter() -> None:
+    def scale(x: Annotated[float, "The value to scale."], by: Annotated[int, "Factor."] = 2):
+        """Scale."""
+        return x * by
+
+    props = describe(scale).parameters["properties"]
+    assert props == {
+        "x": {"type": "number", "description": "The value to scale."},
+        "by": {"type": "integer", "description": "Factor."},
+    }
+
+
+def test_a_result_with_tool_calls_pickles_and_copies(tools_server: StandInServer) -> None:
+    import copy
+    import pickle
+
+    result = ask(tools_server, "call: add(a=1, b=2)")
+    for again in (pickle.loads(pickle.dumps(result)), copy.deepcopy(result)):
+        assert [(c.name, c.arguments, c.result) for c in again.tool_calls] == [
+            ("add", {"a": 1, "b": 2}, "3")
+        ]
+        assert again.tool_messages == result.tool_messages
