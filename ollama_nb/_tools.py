@@ -159,6 +159,8 @@ def describe(func: Any) -> Tool:
             enums[parameter.name] = hint
         elif _optional_enum(hint) is not None:
             enums[parameter.name] = _optional_enum(hint)  # type: ignore[assignment]
+        if parameter.default is None and isinstance(schema.get("type"), str):
+            schema = {**schema, "type": [schema["type"], "null"]}  # `x: str = None`
         if parameter.name in described and "description" not in schema:
             schema = {**schema, "description": described[parameter.name]}
         properties[parameter.name] = schema
@@ -479,7 +481,10 @@ def encode_result(value: Any) -> str:
     try:
         text = json.dumps(value, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError):
-        text = str(value)
+        try:
+            text = str(value)
+        except Exception as exc:  # a result that cannot even be shown: say so instead
+            text = f"<a {type(value).__name__} that str() cannot show: {error_text(exc)}>"
     return cut(text)
 
 

@@ -441,3 +441,19 @@ def test_a_result_with_tool_calls_pickles_and_copies(tools_server: StandInServer
             ("add", {"a": 1, "b": 2}, "3")
         ]
         assert again.tool_messages == result.tool_messages
+
+
+def test_odd_results_and_none_defaults() -> None:
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    assert encode_result(Unprintable()) == (
+        "<a Unprintable that str() cannot show: RuntimeError: no>"
+    )
+
+    def greet(name: str = None) -> str:  # type: ignore[assignment]  # noqa: RUF013
+        """Greet."""
+        return f"hi {name}"
+
+    assert describe(greet).parameters["properties"]["name"] == {"type": ["string", "null"]}
