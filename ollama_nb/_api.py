@@ -31,7 +31,13 @@ from ._checks import compile_pattern
 from ._client import OllamaClient
 from ._config import check_retries, check_seconds, parse_host
 from ._exceptions import OllamaResponseError, RequestInterrupted
-from ._kernel import CellOutput, clicks_reach_running_cell, current_kernel
+from ._kernel import (
+    HINT_KERNEL,
+    CellOutput,
+    click_delivery,
+    clicks_reach_running_cell,
+    current_kernel,
+)
 from ._next_cell import next_input
 from ._prompt import PromptVariableError, fields, fill_prompt
 from ._request import (
@@ -52,6 +58,7 @@ WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 INTERRUPTED = "the request was interrupted; the response was closed"
 CANCELLED = "the request was cancelled; the response was closed"
 HINT_SYNC = "Stop cannot reach a synchronous cell: use Interrupt (■), or await agenerate(...)"
+NO_CONFIRM = "confirm=True needs clicks to reach the running cell"
 BATCH_INTERRUPTED = "the batch was interrupted; its responses are closed"
 BATCH_CANCELLED = "the batch was cancelled; its responses are closed"
 BATCH_FIELDS = frozenset({"item", "index"})  # what map fills from each element
@@ -80,6 +87,9 @@ def generate(
     variables: Mapping[str, Any] | None = None,
     code: bool = False,
     api: str | None = None,
+    tools: Sequence[Callable[..., Any]] | None = None,
+    max_steps: int = 8,
+    confirm: bool = False,
 ) -> OllamaResult:
     """Ask `model` to answer `prompt`; the result as `%%ollama` would store it in `_ollama`.
 
@@ -96,7 +106,13 @@ def generate(
     cache file, a path uses that file (see `%ollama cache`).
     code=True asks for Python code: `.code` holds it and, in a notebook cell (display=True),
     it goes into a new cell below, as with `%%ollama --code`.
+
+    `tools`: functions the model may call (see README, "Letting the model call your
+    functions"); at most `max_steps` rounds of calls (default 8). `confirm=True` needs
+    clicks to reach the cell: use `await agenerate(...)`.
     """
+    if confirm:
+        raise InvalidRequest(f"{NO_CONFIRM}: a synchronous call; use await agenerate(...)")
     ask = _ask(**locals())
     kernel = _kernel(display)
     control = StopControl()
@@ -137,6 +153,9 @@ async def agenerate(
     variables: Mapping[str, Any] | None = None,
     code: bool = False,
     api: str | None = None,
+    tools: Sequence[Callable[..., Any]] | None = None,
+    max_steps: int = 8,
+    confirm: bool = False,
 ) -> OllamaResult:
     """`generate` as a coroutine: `await ollama_nb.agenerate(...)` in an async cell has a
     working Stop button, as `%%ollama` cells do.
@@ -148,6 +167,8 @@ async def agenerate(
     kernel = _kernel(display)
     control = StopControl()
     target = next_input(display) if code else None
+    if confirm and (kernel is None or click_delivery() == "none"):
+        raise InvalidRequest(f"{NO_CONFIRM}: no notebook view, or {HINT_KERNEL}")
     with Call(INTERRUPTED, CANCELLED) as call:
         keep = _keeping(call, _keep_for_stats)
         prepared = await build(ask, configured=configured_in_shell())
@@ -155,6 +176,8 @@ async def agenerate(
             return await run(prepared, NullView(), control, keep, INTERRUPTED, target)
         async with clicks_reach_running_cell() as stop_hint:
             view = _live_view(kernel, control, stop_hint, prompt)
+            if confirm:
+                prepared.request.confirm = view.confirm
             return await run(prepared, view, control, keep, INTERRUPTED, target)
 
 
@@ -380,6 +403,9 @@ def _ask(
     variables: Mapping[str, Any] | None = None,
     code: bool = False,
     api: str | None = None,
+    tools: Sequence[Callable[..., Any]] | None = None,
+    max_steps: int | None = None,
+    confirm: bool = False,
 ) -> Ask:
     if not isinstance(prompt, str):
         raise InvalidRequest(f"prompt must be a str, not {type(prompt).__name__}")
@@ -418,6 +444,12 @@ def _ask(
         api=api,
         **given,
         cache=cache,
+        tools=list(tools)
+        if tools is not None and not callable(tools)
+        else [tools]
+        if tools
+        else [],
+        max_steps=max_steps,
     )
 
 

@@ -27,6 +27,10 @@ class Turn:
     done_reason: str
     model: str
     images: tuple[str, ...] = ()  # base64, as sent: later turns replay them without re-encoding
+    # --tools: the assistant turns that called tools and the tool messages that answered,
+    # replayed between the prompt and the answer; `calls` as the history shows them.
+    steps: tuple[dict[str, Any], ...] = ()
+    calls: tuple[str, ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -38,6 +42,17 @@ def _user(prompt: str, images: tuple[str, ...] | list[str]) -> dict[str, Any]:
     if images:
         message["images"] = list(images)
     return message
+
+
+def _final_answer(result: OllamaResult) -> str:
+    """The answer without the text of rounds that called tools (`_tool_loop` joins each
+    round's text with a blank line): those rounds are replayed as they were sent."""
+    earlier = "".join(
+        m["content"] + "\n\n"
+        for m in result.tool_messages
+        if m.get("role") == "assistant" and m.get("content")
+    )
+    return result.text[len(earlier) :] if result.text.startswith(earlier) else result.text
 
 
 @dataclass
@@ -52,6 +67,7 @@ class Conversation:
         for turn in self.turns:
             if turn.complete:
                 messages.append(_user(turn.prompt, turn.images))
+                messages.extend(turn.steps)
                 messages.append({"role": "assistant", "content": turn.answer})
         messages.append(_user(prompt, images or ()))
         return messages
@@ -68,9 +84,11 @@ class Conversation:
         """Fill the oldest turn in flight with this prompt; none (a reset since): drop it."""
         for turn in self.turns:
             if turn.done_reason == IN_FLIGHT and turn.prompt == prompt:
-                turn.answer = result.text
+                turn.answer = _final_answer(result)
                 turn.done_reason = result.done_reason or ("error" if result.error else "done")
                 turn.model = result.model or turn.model
+                turn.steps = tuple(result.tool_messages)
+                turn.calls = tuple(f"{c.shown()} {c.outcome()}" for c in result.tool_calls)
                 return
 
     def reset(self) -> None:
@@ -82,7 +100,7 @@ class Conversation:
                 str(i),
                 t.model,
                 t.prompt,
-                t.answer,
+                "\n".join([*(f"[tool] {c}" for c in t.calls), t.answer]),
                 "sent" if t.complete else f"{t.done_reason}: not sent",
             ]
             for i, t in enumerate(self.turns, 1)

@@ -247,37 +247,12 @@ def _b64(data: bytes) -> str:
 async def refuse_blind_model(client: OllamaClient, model: str) -> None:
     """Where /api/show lists capabilities without `vision`, refuse before sending, naming
     the local models that can. If /api/show fails, the request itself will tell."""
-    from ._exceptions import OllamaError, OllamaResponseError
+    from ._capabilities import refuse_incapable
 
-    try:
-        show = await client.call("POST", "/api/show", {"model": model})
-    except OllamaError:
-        return
-    capabilities = show.get("capabilities") if isinstance(show, dict) else None
-    if not isinstance(capabilities, list) or "vision" in capabilities:
-        return
-    can = await vision_models(client)
-    others = (
-        f"models on {client.host} that can: {', '.join(can)}"
-        if can
-        else f"no model on {client.host} lists vision (pull one, e.g. llama3.2-vision)"
-    )
-    raise OllamaResponseError(
-        f"model {model!r} cannot take images (its capabilities: {', '.join(capabilities)});"
-        f" {others}",
-        400,
-    )
+    await refuse_incapable(client, model, "vision", "take images", "llama3.2-vision")
 
 
 async def vision_models(client: OllamaClient) -> list[str]:
-    from ._exceptions import OllamaError
+    from ._capabilities import models_with
 
-    try:
-        tags = await client.call("GET", "/api/tags")
-    except OllamaError:
-        return []
-    names = []
-    for entry in tags.get("models", []) if isinstance(tags, dict) else []:
-        if "vision" in (entry.get("capabilities") or []):
-            names.append(str(entry.get("name") or entry.get("model") or "?"))
-    return names
+    return await models_with(client, "vision")

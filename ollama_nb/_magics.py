@@ -39,7 +39,13 @@ from ._context import DEFAULT_CHARS as DEFAULT_CONTEXT_CHARS
 from ._errors import prompt_namespace, recorder_of
 from ._exceptions import OllamaResponseError, RequestInterrupted
 from ._fix import error_of, fix_prompt, variable_lines
-from ._kernel import CellOutput, clicks_reach_running_cell, current_kernel
+from ._kernel import (
+    HINT_KERNEL,
+    CellOutput,
+    click_delivery,
+    clicks_reach_running_cell,
+    current_kernel,
+)
 from ._listing import loaded_table, models_table
 from ._next_cell import target_of
 from ._openai import no_counterpart
@@ -65,6 +71,7 @@ from ._view import TextPullView, TextView, WidgetPullView, WidgetView
 
 HINT_SYNC = "Stop cannot reach a synchronous cell (%autoawait off): use Interrupt (■)"
 NOT_SENT = "interrupted before the prompt was sent; _ollama is unchanged"
+NO_CONFIRM = "--confirm needs clicks to reach the running cell, which they cannot here"
 # `%ollama` commands and how many words follow each (fix: [N] [MODEL] [options]: any).
 LINE_COMMANDS = {"models": 0, "ps": 0, "pull": 1, "stats": 0, "history": 0, "reset": 0,
                  "config": 0, "version": 0, "show": 1, "unload": 1, "cache": 0,
@@ -231,9 +238,12 @@ class OllamaMagics(Magics):
         in `_ollama` (and in NAME with --out).
         """
         control = StopControl()
-        if parse_line(self.ollama_cell, line).each is not None:  # a batch: see _cell_batch
+        parsed = parse_line(self.ollama_cell, line)
+        if parsed.each is not None:  # a batch: see _cell_batch
             run_cell_batch_in_thread(self, line, cell, _sync_view)
             return
+        if parsed.confirm:
+            raise UsageError(f"%%ollama: {NO_CONFIRM} (a synchronous cell)")
         view: View = _sync_view(WidgetView, TextView, control)
 
         async def request(queued: View) -> None:
@@ -242,6 +252,7 @@ class OllamaMagics(Magics):
                 raise UsageError(
                     "%%ollama: --background needs a notebook kernel with %autoawait on"
                 )
+
             await self._run(prepared, options, queued, control)
 
         run_in_thread(request, view)
@@ -249,9 +260,12 @@ class OllamaMagics(Magics):
     async def run_cell_async(self, line: str, cell: str) -> None:
         """What a `%%ollama` cell becomes in a kernel: the same request, awaited."""
         line = self._expand(line)
-        if parse_line(self.ollama_cell, line).each is not None:  # a batch: see _cell_batch
+        parsed = parse_line(self.ollama_cell, line)
+        if parsed.each is not None:  # a batch: see _cell_batch
             await run_cell_batch(self, line, cell)
             return
+        if parsed.confirm and click_delivery() == "none":
+            raise UsageError(f"%%ollama: {NO_CONFIRM} ({HINT_KERNEL})")
         request, options = await self._prepare(line, cell)
         output = CellOutput(current_kernel())
         control = StopControl()
@@ -259,7 +273,10 @@ class OllamaMagics(Magics):
             await self._start_background(request, options, control, output)
             return
         async with clicks_reach_running_cell() as stop_hint:
-            await self._run(request, options, WidgetView(output, control, stop_hint), control)
+            view = WidgetView(output, control, stop_hint)
+            if options.confirm:
+                request.request.confirm = view.confirm
+            await self._run(request, options, view, control)
 
     def _expand(self, line: str) -> str:
         """`$name` and `{expr}` in the line, as IPython expands them for any magic line
@@ -307,6 +324,8 @@ class OllamaMagics(Magics):
         runner (nbclient, nbval) never draws a view: there the cell ends with the answer,
         so that the saved file holds its record whatever cells follow."""
         view = WidgetView(output, control, stop_hint=None)
+        if options.confirm:
+            request.request.confirm = view.confirm
         cell = {"waits": True}
         task = asyncio.ensure_future(
             self._run_background(request, options, view, control, output, lambda: cell["waits"])

@@ -123,6 +123,26 @@ def declare(func: F) -> F:
             " DataFrame's shape, columns and first rows, an array's shape and statistics, a"
             " container's leading items, a function's signature and docstring, else repr().",
         ),
+        argument(
+            "--tools",
+            action="append",
+            default=[],
+            metavar="F,G",
+            help="Let the model call the notebook's functions F, G (repeatable): each call is"
+            " shown and run in this kernel, its result sent back, until the model answers.",
+        ),
+        argument(
+            "--max-steps",
+            type=int,
+            metavar="N",
+            help="With --tools: at most N rounds of calls (default 8), then the cell ends"
+            " with done_reason max_steps.",
+        ),
+        argument(
+            "--confirm",
+            action="store_true",
+            help="With --tools: show each call with Run and Skip buttons before it runs.",
+        ),
         argument("--out", metavar="NAME", help="Also store the result in variable NAME."),
         # Replay (OllamaMagics.cache / cache_mode): see ollama_nb._cache.
         argument(
@@ -188,6 +208,9 @@ class CellOptions:
     cache_mode: str | None = None  # "refresh" with --refresh
     code: bool = False
     api: str | None = None
+    tools: list[str] = field(default_factory=list)  # --tools NAME, in order
+    max_steps: int | None = None
+    confirm: bool = False
 
 
 def parse_line(magic: Callable[..., Any], line: str) -> CellOptions:
@@ -228,6 +251,9 @@ def parse_line(magic: Callable[..., Any], line: str) -> CellOptions:
             cache_mode=_refresh(args.refresh, args.no_cache),
             code=_code(args.code, args.each, args.background),
             api=args.api,
+            tools=_tool_names(args.tools, args.each),
+            max_steps=_max_steps(args.max_steps, args.tools),
+            confirm=_confirm(args.confirm, args.tools),
         )
     except ValueError as exc:
         raise UsageError(f"%%ollama: {exc}") from None
@@ -320,6 +346,58 @@ def _context_names(values: list[str], each: str | None) -> list[str]:
     return names
 
 
+def _tool_names(values: list[str], each: str | None) -> list[str]:
+    """`--tools f --tools g,h`: the names in order, each once."""
+    if values and each is not None:
+        raise ValueError("--tools goes with single requests, not with --each")
+    names: list[str] = []
+    for value in values:
+        for name in value.split(","):
+            name = name.strip()
+            if not name:
+                continue
+            if not all(part.isidentifier() for part in name.split(".")):
+                raise ValueError(f"--tools needs names of the notebook's functions, not {name!r}")
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def _max_steps(value: int | None, tools: list[str]) -> int | None:
+    if value is None:
+        return None
+    if not tools:
+        raise ValueError("--max-steps goes with --tools")
+    if value < 1:
+        raise ValueError(f"--max-steps takes a whole number >= 1, not {value}")
+    return value
+
+
+def _confirm(value: bool, tools: list[str]) -> bool:
+    if value and not tools:
+        raise ValueError("--confirm goes with --tools")
+    return value
+
+
+def resolve_tools(names: list[str], namespace: Mapping[str, Any]) -> list[Any]:
+    """`--tools NAME`s looked up in the notebook (`obj.method` too); an undefined one is a
+    usage error."""
+    found = []
+    for name in names:
+        head, *attributes = name.split(".")
+        if head not in namespace:
+            raise UsageError(
+                f"%%ollama: --tools {name}: no function {head!r} in the notebook; nothing was sent"
+            )
+        value = namespace[head]
+        for attribute in attributes:
+            if not hasattr(value, attribute):
+                raise UsageError(f"%%ollama: --tools {name}: no attribute {attribute!r}")
+            value = getattr(value, attribute)
+        found.append(value)
+    return found
+
+
 def resolve_context(names: list[str], namespace: Mapping[str, Any]) -> dict[str, Any]:
     """`--context NAME`s looked up in the notebook; an undefined one is a usage error."""
     for name in names:
@@ -378,4 +456,6 @@ def to_ask(options: CellOptions, prompt: str, namespace: Mapping[str, Any]) -> A
         cache_mode=options.cache_mode,
         code=options.code,
         api=options.api,
+        tools=resolve_tools(options.tools, namespace),
+        max_steps=options.max_steps,
     )

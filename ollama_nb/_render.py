@@ -294,6 +294,13 @@ def record_html(answer: Answer, label: str = "") -> str:
     images = getattr(answer, "images", None)  # thumbnails of the images sent (_images)
     if images:
         pieces.append(thumbnails_html(images))
+    calls = tool_call_lines(answer)
+    if calls:
+        items = "".join(f"<li><code>{html.escape(line)}</code></li>" for line in calls)
+        pieces.append(
+            f'<div class="ollama-nb-tools {NO_MATH}"><b>Tool calls</b>'
+            f'<ol style="margin: 0.2em 0 0.4em 0">{items}</ol></div>'
+        )
     if answer.thinking:
         pieces.append(
             f'<details class="{THINKING_CLASS}"><summary>Thinking</summary>'
@@ -398,6 +405,9 @@ def record_text(answer: Answer) -> str:
     images = getattr(answer, "images", None)
     if images:
         parts.append(f"[{len(images)} image{'' if len(images) == 1 else 's'} sent]")
+    calls = tool_call_lines(answer)
+    if calls:
+        parts.append("tool calls:\n" + "\n".join(f"  {i}. {c}" for i, c in enumerate(calls, 1)))
     if answer.thinking:
         parts.append(f"[thinking]\n{_head(answer.thinking)}\n[/thinking]")
     if answer.text:
@@ -413,6 +423,12 @@ def context_html(line: str) -> str:
     """The `context: …` line, the same in the live view and the record."""
     escaped = html.escape(line)
     return f'<div class="ollama-nb-context {NO_MATH}" style="{STATUS_STYLE}">{escaped}</div>'
+
+
+def tool_call_lines(answer: Answer) -> list[str]:
+    """`name(a=1) → result` for each tool call (`_tools.ToolCall`: `shown`, `outcome`)."""
+    calls = getattr(answer, "tool_calls", None) or []
+    return [f"{call.shown()} {call.outcome()}" for call in calls]
 
 
 def context_line(answer: Answer) -> str:

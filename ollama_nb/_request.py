@@ -53,6 +53,8 @@ from ._protocol import OLLAMA, protocol_for
 from ._render import context_line
 from ._result import OllamaResult
 from ._stream import Request, StopControl, Transcript, View, drive
+from ._tools import DEFAULT_MAX_STEPS, Tool, ToolError
+from ._tools import describe_all as describe_callables
 
 if TYPE_CHECKING:
     from ._chat import Conversation
@@ -213,6 +215,11 @@ class Ask:
     cache_mode: str | None = None  # "use", "replay" or "refresh"
     code: bool = False  # --code: ask for Python code (the code goes below: `run`)
     api: str | None = None
+    # --tools / tools=: the notebook callables the model may call (`_tools`); then the
+    # request goes to /api/chat and runs the tool loop (`_tool_loop`).
+    tools: Sequence[Any] = ()
+    max_steps: int | None = None  # rounds of calls at most (default 8)
+    confirm: Callable[[Any], Any] | None = None  # --confirm: asks Run / Skip per call
 
     def given(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in DEFAULTS}
@@ -276,6 +283,7 @@ async def build(
         check_json_value(ask.options, "-o")
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
+    tools = describe_tools(ask.tools, ask.max_steps) if ask.tools else None
     images = encode_images(ask.images, ask.image_names) if ask.images else []
     client = make_client(settings)
     if client.protocol is not OLLAMA and keep_alive is not None:
@@ -288,16 +296,23 @@ async def build(
     model = settings["model"].value or await _no_model(client, no_model_hint)
     if images:
         await refuse_blind_model(client, model)
+    if tools is not None:
+        await refuse_toolless_model(client, model)
     system = settings["system"].value
     if ask.code:
         system = with_code_instruction(system)
     encoded = [image.data for image in images]
     payload: dict[str, Any] = {"model": model, "stream": True}
+    chat = ask.chat or tools is not None
     if ask.chat:
         if conversation is None:
             raise InvalidRequest("chat needs a conversation")
         # Last: `ask` reserves the turn's place in the conversation.
         payload["messages"] = conversation.ask(prompt, system, model, encoded)
+    elif tools is not None:
+        from ._chat import Conversation
+
+        payload["messages"] = Conversation().messages(prompt, system, encoded)
     else:
         payload["prompt"] = prompt
         if system:
@@ -312,9 +327,11 @@ async def build(
         payload["format"] = ask.format
     if keep_alive is not None:
         payload["keep_alive"] = keep_alive
+    if tools is not None:
+        payload["tools"] = [tool.spec() for tool in tools.values()]
     request = Request(
         client=client,
-        path="/api/chat" if ask.chat else "/api/generate",
+        path="/api/chat" if chat else "/api/generate",
         payload=payload,
         model=model,
         prompt=prompt,
@@ -322,6 +339,9 @@ async def build(
         stop_on=ask.stop_on,
         want_json=ask.format is not None,
         context=attached,
+        tools=tools,
+        max_steps=DEFAULT_MAX_STEPS if ask.max_steps is None else ask.max_steps,
+        confirm=ask.confirm,
     )
     caching = plan_caching(settings, request)
     prepared = Prepared(request, settings, ask.chat, images, caching, code=ask.code)
@@ -406,6 +426,28 @@ def encode_images(values: Sequence[Any], names: Sequence[str] = ()) -> list[Enco
     ]
 
 
+def describe_tools(funcs: Sequence[Any], max_steps: int | None) -> dict[str, Tool]:
+    """The tools by name; InvalidRequest (one line, naming the callable) when one cannot
+    be described."""
+    if isinstance(funcs, (str, bytes)) or callable(funcs):
+        funcs = [funcs]
+    if max_steps is not None and (
+        isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1
+    ):
+        raise InvalidRequest(f"max_steps takes a whole number >= 1, not {max_steps!r}")
+    try:
+        return describe_callables(list(funcs))
+    except ToolError as exc:
+        raise InvalidRequest(f"{exc}; nothing was sent") from None
+
+
+async def refuse_toolless_model(client: OllamaClient, model: str) -> None:
+    """Where /api/show lists capabilities without `tools`, refuse before sending."""
+    from ._capabilities import refuse_incapable
+
+    await refuse_incapable(client, model, "tools", "use tools", "qwen3 or llama3.1")
+
+
 async def refuse_blind_model(client: OllamaClient, model: str) -> None:
     """Where /api/show lists capabilities without `vision`, refuse before sending."""
     from ._images import refuse_blind_model as refuse
@@ -465,6 +507,8 @@ async def run(
     """Drive the request; the result goes to `on_result` on every path. An interrupt is
     re-raised as one line (`RequestInterrupted`, saying `interrupted` if given), an error
     as itself. With code asked for, the answer's code goes to `next_input` (if any)."""
+    if prepared.request.tools is not None:  # tools run on the thread that owns the cell
+        prepared.request.on_caller = getattr(view, "run_on_caller", None)
     attached = context_line(prepared.request)
     if prepared.images or attached:
         view = _WithAttachments(view, prepared.thumbnails, attached)
@@ -474,6 +518,8 @@ async def run(
     def handle(result: OllamaResult) -> None:
         if prepared.images:
             explain_blind_model(result, prepared.request.model)
+        if prepared.request.tools is not None:
+            explain_toolless_model(result, prepared.request.model)
         on_result(result)
 
     if prepared.replayed is not None:  # the static record at once: no live view, no request
@@ -493,6 +539,19 @@ async def run(
     if prepared.caching is not None:
         prepared.caching.record(result)
     return result
+
+
+def explain_toolless_model(result: OllamaResult, model: str) -> None:
+    """The server's 400 for tools sent to a model that cannot use them, in one line."""
+    error = result.error
+    if (
+        isinstance(error, OllamaResponseError)
+        and error.status_code == 400
+        and "does not support tools" in error.message
+    ):
+        message = f"model {model!r} cannot use tools ({error.message})"
+        error.message = message
+        error.args = (message,)
 
 
 def explain_blind_model(result: OllamaResult, model: str) -> None:

@@ -51,6 +51,10 @@ class OllamaResult:
     # saying where it went or why nothing was inserted ("" without --code).
     code: str | None = None
     code_note: str = field(default="", repr=False)
+    # --tools: each call the model asked for (`_tools.ToolCall`), and the assistant and
+    # tool messages of the rounds run (what --chat keeps in the conversation).
+    tool_calls: list[Any] = field(default_factory=list)
+    tool_messages: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     @property
     def status(self) -> str:
@@ -88,6 +92,8 @@ class OllamaResult:
         }
         if self.context:
             made["context"] = list(self.context)
+        if self.tool_calls:
+            made["tool_calls"] = [call.name for call in self.tool_calls]
         if self.cached:
             made.update(replayed=True, recorded=self.recorded_at)
         return {METADATA_KEY: made}

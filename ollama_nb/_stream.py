@@ -22,13 +22,14 @@ import json
 import re
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from ._client import OllamaClient
 from ._exceptions import OllamaError, OllamaResponseError, OllamaTimeoutError
 from ._result import OllamaResult, settings_of
+from ._tools import DEFAULT_MAX_STEPS, OnCaller, Tool, ToolCall, ToolInterrupted, read_calls
 
 TICK_HZ = 10
 SETTLE_SECONDS = 5.0  # closing a response is local work; never wait on it longer than this
@@ -54,6 +55,24 @@ class Transcript:
     new_thinking: list[str] = field(default_factory=list, repr=False)
     # Set by the first text or thinking: the view shows it at once, not at the next tick.
     first_text: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    # Tools (`_tool_loop`): every call asked for, in order; the raw calls of the response
+    # being read; the assistant and tool messages of the rounds run so far.
+    calls: list[ToolCall] = field(default_factory=list)
+    round_calls: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    exchange: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    calls_version: int = 0  # bumped when a call is added or changes: views redraw them
+    max_steps_reached: bool = False
+
+    def calls_changed(self) -> None:
+        self.calls_version += 1
+
+    def add_calls(self, tool_calls: Any) -> None:
+        """Calls as they arrive in a chunk; shown at once, run by `_tool_loop`."""
+        raw = tool_calls if isinstance(tool_calls, list) else []
+        self.round_calls.extend(raw)
+        self.calls.extend(read_calls(raw))
+        self.calls_changed()
+        self.first_text.set()
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -123,6 +142,11 @@ class Request:
     stop_on: re.Pattern[str] | None = None
     want_json: bool = False
     context: dict[str, str] = field(default_factory=dict)  # --context: name -> summary
+    # Tools (`_tools`, `_tool_loop`): by name; None: a plain request.
+    tools: Mapping[str, Tool] | None = None
+    max_steps: int = DEFAULT_MAX_STEPS
+    confirm: Callable[[ToolCall], Awaitable[bool]] | None = None  # --confirm: Run / Skip
+    on_caller: OnCaller | None = None  # runs a tool on the cell's thread (`_sync`)
 
     @property
     def is_chat(self) -> bool:
@@ -180,6 +204,8 @@ async def _consume(request: Request, transcript: Transcript, control: StopContro
         async for chunk in chunks:
             text, thinking = chunk_text(chunk, request.is_chat)
             transcript.add(text, thinking)
+            if request.tools is not None and chunk["message"].get("tool_calls"):
+                transcript.add_calls(chunk["message"]["tool_calls"])
             if chunk.get("done"):
                 # /api/generate's "context" holds one token id per token of the whole
                 # exchange (deprecated by Ollama, never sent back here): as Python ints,
@@ -267,9 +293,16 @@ async def drive(
 
     reason: str | None = None
     error: BaseException | None = None
+    consume: Coroutine[Any, Any, None]
+    if request.tools is not None:
+        from ._tool_loop import converse
+
+        consume = converse(request, transcript, control, refresh, _consume)
+    else:
+        consume = _consume(request, transcript, control)
     try:
         outcome = await race(
-            _consume(request, transcript, control),
+            consume,
             refresh,
             control,
             request.total_timeout,
@@ -288,6 +321,10 @@ async def drive(
     except (asyncio.CancelledError, KeyboardInterrupt):
         reason = "interrupted"
         raise
+    except ToolInterrupted:
+        # Interrupt (■) inside a running tool: the loop ends as an interrupted request.
+        reason = "interrupted"
+        raise asyncio.CancelledError from None
     except Exception as exc:  # a bug: still record it as an error, not as a finished answer
         error = exc
     finally:
@@ -338,6 +375,9 @@ def build_result(
         settings=settings_of(request.payload),
         context=dict(request.context),
     )
+    if request.tools is not None:
+        result.tool_calls = list(transcript.calls)
+        result.tool_messages = list(transcript.exchange)
     result.eval_count = _int_or_none(final.get("eval_count"))
     result.prompt_eval_count = _int_or_none(final.get("prompt_eval_count"))
     eval_ns = _int_or_none(final.get("eval_duration"))
@@ -358,6 +398,8 @@ def build_result(
             result.done_reason = "error"
     elif reason is not None:
         result.done_reason = reason
+    elif transcript.max_steps_reached:
+        result.done_reason = "max_steps"
     else:
         # As the server sent it; None when it sent none (not silently "stop").
         sent = final.get("done_reason")

@@ -44,6 +44,20 @@ class QueuedView:
     def finish(self, result: OllamaResult) -> None:
         self._calls.put(("finish", result))
 
+    async def run_on_caller(self, func: Callable[[], T]) -> T:
+        """Run `func` (a tool) on the calling thread, which owns the cell: the notebook's
+        state, its main-thread-only libraries, and an Interrupt that reaches the tool."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[T] = loop.create_future()
+
+        def run() -> None:
+            value = func()  # tools' own exceptions are values here (`_tools.run_call`)
+            with contextlib.suppress(RuntimeError):  # the worker's loop closed meanwhile
+                loop.call_soon_threadsafe(lambda: done.done() or done.set_result(value))
+
+        self._calls.put(("run", run))
+        return await done
+
 
 def run_in_thread(make: Callable[[View], Coroutine[Any, Any, T]], view: View) -> T:
     """Run `make(queued_view)` to completion on a worker loop; replay view calls here.
@@ -89,6 +103,9 @@ def run_in_thread(make: Callable[[View], Coroutine[Any, Any, T]], view: View) ->
             if item is _DONE:
                 break
             method, argument = item
+            if method == "run":  # a tool, asked for by `QueuedView.run_on_caller`
+                argument()
+                continue
             getattr(view, method)(argument)
         worker.join()
     if state.get("cancel"):

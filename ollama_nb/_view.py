@@ -117,6 +117,8 @@ class WidgetView:
         header.append(shared("css"))
         self._thinking: _LivePart | None = None  # made when thinking first arrives
         self._context: widgets.Widget | None = None  # made by show_context
+        self._tools: widgets.HTML | None = None  # made when the first tool call arrives
+        self._tools_seen = 0  # the transcript's calls_version last shown
         self._answer = _LivePart("ollama-nb-live-answer", layout, text_style)
         self._root = widgets.VBox(
             [header_row(header), self._answer.box],
@@ -143,6 +145,15 @@ class WidgetView:
             *before, answer = self._root.children
             self._root.children = (*before, box, answer)
         return self._thinking
+
+    def _tools_part(self) -> widgets.HTML:
+        """The tool calls (each `name(args)`, then its outcome), above the answer."""
+        if self._tools is None:
+            with self._out.comms_unrecorded():
+                self._tools = widgets.HTML(layout=shared("layout"), style=shared("html-style"))
+            *before, answer = self._root.children
+            self._root.children = (*before, self._tools, answer)
+        return self._tools
 
     def _on_drawn(self, change: dict[str, Any]) -> None:
         """The front end drew the view: show the text that came meanwhile now, not at the
@@ -183,6 +194,34 @@ class WidgetView:
         at = rest.index(after) + 1 if after in rest else 0
         self._root.children = (header, *rest[:at], widget, *rest[at:])
 
+    async def confirm(self, call: Any) -> bool:
+        """--confirm: show the call with Run and Skip; whether Run was clicked. Stop (or an
+        interrupt) cancels the wait with the request."""
+        decided: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        with self._out.comms_unrecorded():
+            label = widgets.HTML(
+                value=f"Run <code>{html.escape(call.shown())}</code>?",
+                layout=shared("layout"),
+                style=shared("html-style"),
+            )
+            run = widgets.Button(description="Run", button_style="success", layout=shared("layout"))
+            skip = widgets.Button(description="Skip", layout=shared("layout"))
+            box = widgets.HBox([label, run, skip], layout=shared("row"))
+
+        def choose(value: bool) -> None:
+            if not decided.done():
+                decided.set_result(value)
+
+        run.on_click(lambda _b: choose(True))
+        skip.on_click(lambda _b: choose(False))
+        *before, answer = self._root.children
+        self._root.children = (*before, box, answer)
+        try:
+            return await decided
+        finally:
+            self._root.children = tuple(c for c in self._root.children if c is not box)
+            _close_tree(box)
+
     def _on_stop(self, _button: widgets.Button) -> None:
         self._stop.disabled = True
         self._control.stop()
@@ -204,6 +243,9 @@ class WidgetView:
         self._count.value = _tokens(transcript.chunks)
         if len(transcript.thinking) > (self._thinking.seen if self._thinking else 0):
             self._send(self._thinking_part(), transcript.thinking)
+        if transcript.calls_version != self._tools_seen:
+            self._tools_seen = transcript.calls_version
+            self._tools_part().value = tool_calls_html(transcript.calls)
         self._send(self._answer, transcript.answer)
 
     def _send(self, part: _LivePart, parts: list[str]) -> None:
@@ -253,6 +295,22 @@ class WidgetView:
             # read; this puts the record in place of the live view in the saved file.
             self._out.update_elsewhere(live, data, metadata)
         _close_tree(self._root)
+
+
+RUNNING_HINT = "running; Interrupt (■) ends it"
+
+
+def tool_calls_html(calls: list[Any]) -> str:
+    """The live list of tool calls: each `name(args)` and its outcome, or that it runs."""
+    items = []
+    for call in calls:
+        outcome = RUNNING_HINT if call.state == "running" else call.outcome()
+        if call.state == "asking":
+            outcome = "waiting for Run / Skip"
+        elif call.state == "pending" and call.result is None and call.error is None:
+            outcome = ""
+        items.append(f"<li><code>{html.escape(call.shown())}</code> {html.escape(outcome)}</li>")
+    return f'<ol class="ollama-nb-live-tools" style="margin: 0.2em 0">{"".join(items)}</ol>'
 
 
 def widget_display_id(root: widgets.Widget) -> str:
@@ -469,6 +527,7 @@ class TextView:
         self._stream = stream or sys.stdout
         self._parts = {"answer": 0, "thinking": 0}  # parts of each already written
         self._chars = 0  # answer characters already written
+        self._calls: dict[int, str] = {}  # tool call -> the last line written for it
 
     def start(self, model: str) -> None:
         self._write(f"[{model}]\n")
@@ -477,6 +536,14 @@ class TextView:
         thinking = self._take("thinking", transcript.thinking)
         if thinking:
             self._write(thinking)
+        for i, call in enumerate(transcript.calls):
+            outcome = "running; Ctrl-C ends it" if call.state == "running" else call.outcome()
+            if call.state == "pending":
+                outcome = ""
+            line = f"[tool] {call.shown()} {outcome}".rstrip()
+            if self._calls.get(i) != line:
+                self._calls[i] = line
+                self._write(line + "\n")
         answer = self._take("answer", transcript.answer)
         if answer:
             if self._parts["thinking"] and not self._chars:

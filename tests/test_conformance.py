@@ -100,6 +100,7 @@ def target() -> Iterator[Target]:
                 "stand-in-think": ["completion", "thinking"],
                 "stand-in-vision": ["completion", "vision"],
                 "stand-in-embed": ["embedding"],
+                "stand-in-tools": ["completion", "tools"],
             }
             yield Target(server.url, server, "stand-in", models, num_parallel=1)
         return
@@ -432,6 +433,74 @@ def test_images_for_a_model_without_vision(target: Target, http: httpx.Client) -
     assert response.status_code in (400, 500) and "image" in response.json()["error"]
     if not target.real:
         assert response.json() == {"error": "this model is missing data required for image input"}
+
+
+# -- tools (api.Tool, api.ToolCall; /api/chat streams each parsed call) ------------------------
+
+ADD_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "add",
+        "description": "Add two whole numbers.",
+        "parameters": {
+            "type": "object",
+            "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+            "required": ["a", "b"],
+        },
+    },
+}
+
+
+def test_tools_for_a_model_without_tools(target: Target, http: httpx.Client) -> None:
+    model = target.with_capability("completion", without="tools")
+    body = {"model": model, "messages": [{"role": "user", "content": "Add 2 and 3."}],
+            "tools": [ADD_TOOL]}  # fmt: skip
+    response = http.post("/api/chat", json=body)
+    assert response.status_code == 400
+    assert response.json()["error"].endswith(" does not support tools")
+
+
+def _tool_round(target: Target, http: httpx.Client) -> tuple[str, list[dict[str, Any]]]:
+    model = target.with_capability("tools")
+    prompt = "call: add(a=2, b=3)" if not target.real else "Use the add tool to add 2 and 3."
+    body = {"model": model, "messages": [{"role": "user", "content": prompt}],
+            "tools": [ADD_TOOL], "options": {"temperature": 0, "seed": 1}}  # fmt: skip
+    lines = lines_of(http.post("/api/chat", json=body))
+    calls = [c for chunk in lines for c in chunk["message"].get("tool_calls") or []]
+    if not calls:
+        pytest.skip(f"{model} answered without calling the tool")
+    for chunk in lines:
+        if chunk["message"].get("tool_calls"):
+            assert chunk["done"] is False and chunk["message"]["content"] == ""
+    assert lines[-1]["done"] is True and lines[-1]["done_reason"] == "stop"
+    return model, calls
+
+
+def test_tool_calls_stream_in_chunks_with_index_and_id(target: Target, http: httpx.Client) -> None:
+    _, calls = _tool_round(target, http)
+    for index, call in enumerate(calls):
+        function = call["function"]
+        assert function["name"] == "add" and function["index"] == index
+        assert isinstance(function["arguments"], dict)
+        if "id" in call:  # newer servers: call_ and 8 lowercase letters or digits
+            assert re.fullmatch(r"call_[a-z0-9]{8}", call["id"])
+    if not target.real:
+        assert calls[0]["function"]["arguments"] == {"a": 2, "b": 3}
+
+
+def test_tool_results_go_back_as_tool_messages(target: Target, http: httpx.Client) -> None:
+    model, calls = _tool_round(target, http)
+    messages = [
+        {"role": "user", "content": "call: add(a=2, b=3)"},
+        {"role": "assistant", "content": "", "tool_calls": calls},
+        {"role": "tool", "content": "5", "tool_name": "add", "tool_call_id": calls[0].get("id")},
+    ]
+    body = {"model": model, "messages": messages, "tools": [ADD_TOOL], "options": short(8)}
+    lines = lines_of(http.post("/api/chat", json=body))
+    assert lines[-1]["done"] is True
+    text = "".join(chunk["message"]["content"] for chunk in lines)
+    if not target.real:
+        assert text == "[stand-in] tool results: add → 5"
 
 
 # -- thinking ----------------------------------------------------------------------------------

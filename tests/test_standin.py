@@ -168,6 +168,7 @@ BUILT_IN = {
     "stand-in-think:latest": ["completion", "thinking"],
     "stand-in-vision:latest": ["completion", "vision"],
     "stand-in-embed:latest": ["embedding"],
+    "stand-in-tools:latest": ["completion", "tools"],
 }
 
 

@@ -59,3 +59,20 @@ def test_escape_sequences_in_the_answer_never_reach_the_terminal(
     # The text itself is kept, escapes and all.
     ipython.sendline(f"print(_ollama.text == {hostile!r})")
     ipython.expect("True")
+
+
+def test_tool_calls_show_as_lines_and_ctrl_c_ends_a_running_tool(
+    ipython: pexpect.spawn, server: StandInServer
+) -> None:
+    ipython.sendline("def add(a: int, b: int) -> int: return a + b")
+    ipython.sendline("")
+    ipython.sendline("import time")
+    ipython.sendline("def slow(s: float) -> str: time.sleep(s); return 'done'")
+    ipython.sendline("")
+    run(ipython, "stand-in-tools --tools add,slow", "call: add(a=1, b=2)\ncall: slow(s=60)")
+    ipython.expect(r"\[tool\] add\(a=1, b=2\) → 3")
+    ipython.expect(r"\[tool\] slow\(s=60\) running; Ctrl-C ends it")
+    ipython.sendintr()
+    ipython.expect("stand-in-tools · interrupted · ")
+    ipython.expect(r"KeyboardInterrupt: the request was interrupted", timeout=5)
+    assert "Traceback" not in ipython.before

@@ -52,6 +52,7 @@ from ._names import parse_name
 from ._sched import QueueFull, Runner, Scheduler
 from ._stream import MALFORMED_LINE, NdjsonStream, wait_forever
 from ._text import AnswerPlan, Prompt, plan_answer, prompt_token_count, token_ids, tokenize
+from ._tool_calls import plan_round, results_answer
 
 # Nominal cost of one prompt token: the stand-in evaluates no prompt, but clients divide
 # by prompt_eval_duration, so it must not be 0.
@@ -77,6 +78,8 @@ class Request:
     images: list[ReceivedImage]
     context: list[int]
     stream: bool
+    messages: tuple[dict[str, Any], ...] = ()  # chat: as sent (stand-in-tools reads them)
+    tools_offered: bool = False
 
 
 class Inference:
@@ -139,6 +142,17 @@ class Inference:
             return
         reply = _Reply(request, ex)
         plan = plan_answer(request.prompt, ex.knobs)
+        if request.tools_offered and request.model.has("tools"):
+            try:
+                tool_round = plan_round(request.messages)
+            except (ValueError, SyntaxError) as exc:
+                await ex.error(500, f"stand-in-tools cannot read its prompt: {exc}")
+                return
+            if tool_round is not None:
+                reply.tool_calls = tool_round.calls
+                plan = AnswerPlan(tool_round.thinking, (), "stop")
+            else:
+                plan = AnswerPlan((), tuple(tokenize(results_answer(request.messages))), "stop")
         reply.prompt_eval_count = prompt_token_count(request.prompt_texts)
         if not request.chat:
             spoken = tokenize(request.prompt.system + request.prompt.text) + list(plan.answer)
@@ -221,6 +235,8 @@ class Inference:
             images=images,
             context=[c for c in body.get("context") or [] if isinstance(c, int)],
             stream=body.get("stream") is not False,
+            messages=tuple(m for m in messages if isinstance(m, dict)),
+            tools_offered=bool(chat and body.get("tools")),
         )
 
     def _model(self, name: str, *, missing: tuple[int, str] | None) -> StandInModel:
@@ -332,6 +348,11 @@ async def _answer_streamed(ex: Exchange, reply: _Reply, plan: AnswerPlan) -> Non
             await asyncio.sleep(ex.knobs.token_interval)
         await stream.send(reply.chunk(token, thinking=thinking))
         reply.token_sent()
+    for index, call in enumerate(reply.tool_calls):  # each parsed call in a chunk of its own
+        if index or pieces:
+            await asyncio.sleep(ex.knobs.token_interval)
+        await stream.send(reply.tool_chunk(call))
+        reply.token_sent()
     await stream.send(reply.final(plan))
     await stream.finish()
 
@@ -376,6 +397,7 @@ class _Reply:
         self.context: list[int] = []
         self.first_token_at: float | None = None
         self.last_token_at: float | None = None
+        self.tool_calls: tuple[dict[str, Any], ...] = ()  # stand-in-tools: this round's calls
 
     def token_sent(self) -> None:
         self.last_token_at = time.monotonic()
@@ -400,6 +422,11 @@ class _Reply:
             chunk["thinking"] = thought
         return {**chunk, "done": False}
 
+    def tool_chunk(self, call: dict[str, Any]) -> dict[str, Any]:
+        """A chunk carrying one parsed call: empty content, as Ollama's parser sends it."""
+        message = {**self._message(""), "tool_calls": [call]}
+        return {**self._head(), "message": message, "done": False}
+
     def done_without_answer(self, reason: str) -> dict[str, Any]:
         """The one object of a load or unload: no metrics, as in Ollama."""
         key, value = ("message", self._message("")) if self.chat else ("response", "")
@@ -412,6 +439,8 @@ class _Reply:
         final = self._head()
         if self.chat:
             final["message"] = self._message(content, thinking)
+            if whole and self.tool_calls:
+                final["message"]["tool_calls"] = list(self.tool_calls)
         else:
             final["response"] = content
             if thinking:
@@ -419,7 +448,7 @@ class _Reply:
         final.update(done=True, done_reason=plan.done_reason)
         if not self.chat:
             final["context"] = self.context
-        final.update(self._metrics(plan.eval_count))
+        final.update(self._metrics(plan.eval_count + len(self.tool_calls)))
         return final
 
     def _metrics(self, eval_count: int) -> dict[str, int]:

@@ -6,12 +6,13 @@ Built-in (listed newest first, as ``/api/tags`` lists models):
 - ``stand-in-think``: completion, thinking
 - ``stand-in-vision``: completion, vision
 - ``stand-in-embed``: embedding
+- ``stand-in-tools``: completion, tools (calls tools from its prompt: ``_tool_calls``)
 
 A pulled model's capabilities follow its name: ``embed`` or ``minilm`` in it makes an
-embedding model, ``think`` a thinking one, ``vision`` or ``llava`` a vision one, anything
-else completion only. The stand-in's "registry" has every valid name except those whose
-model part starts with ``no-such``: pulling one of those fails after the manifest step,
-as pulling an unknown model does.
+embedding model, ``think`` a thinking one, ``vision`` or ``llava`` a vision one, ``tools``
+one that calls tools, anything else completion only. The stand-in's "registry" has every
+valid name except those whose model part starts with ``no-such``: pulling one of those
+fails after the manifest step, as pulling an unknown model does.
 
 No I/O here. The state is shared between the server's event loop (requests) and the
 test thread (``reset()``), so every method takes the lock.
@@ -35,6 +36,7 @@ BUILTIN_MODELS: Final = (
     ("stand-in-think", ("completion", "thinking")),
     ("stand-in-vision", ("completion", "vision")),
     ("stand-in-embed", ("embedding",)),
+    ("stand-in-tools", ("completion", "tools")),
 )
 UNKNOWN_PREFIX: Final = "no-such"  # models the stand-in's registry does not have
 # Ollama's message when the registry answers 404 for the manifest.
@@ -57,6 +59,8 @@ def capabilities_for(model: str) -> tuple[str, ...]:
         capabilities.append("thinking")
     if "vision" in base or "llava" in base:
         capabilities.append("vision")
+    if "tools" in base:
+        capabilities.append("tools")
     return tuple(capabilities)
 
 

@@ -466,3 +466,30 @@ def test_an_image_sent_shows_as_a_thumbnail_in_the_record(
     (record,) = [r for r in server.requests if r.path == "/api/generate"]
     assert [(i.width, i.height) for i in record.images] == [(640, 480)]
     screenshot(page, f"e2e-{front_end}-8-thumbnail")
+
+
+def test_a_tool_loop_with_confirm_and_its_record(
+    open_notebook: Callable[..., Page], server: StandInServer, front_end: str
+) -> None:
+    """--tools --confirm: the live view lists the call and asks; a real click on Run runs
+    it; the record lists the call and its result above the answer."""
+    setup = f"{LOAD}\ndef add(a: int, b: int) -> int:\n    return a + b"
+    magic = "%%ollama stand-in-tools --tools add --confirm\ncall: add(a=1, b=2)"
+    page = open_notebook(front_end, None, [setup, magic], env={"OLLAMA_HOST": server.url})
+    run_cell(page, setup, 0)
+    wait_cell_finished(page, 0, timeout=30)
+    run_cell(page, magic, CELL)
+    asking = wait_text(page, ".ollama-nb-live-tools", timeout=30)
+    assert "add(a=1, b=2)" in asking and "waiting for Run / Skip" in asking
+    run = cell(page, CELL).locator(WIDGET_BUTTON, has_text="Run")
+    poll("the Run button", lambda: run.count() == 1, 10, page)
+    screenshot(page, f"e2e-{front_end}-9-confirm")
+    run.click()
+    status = wait_record(page, timeout=30)
+    assert "stand-in-tools · stop ·" in status
+    tools = text_of(page, ".ollama-nb-tools")
+    assert "Tool calls" in tools and "add(a=1, b=2) → 3" in tools
+    assert text_of(page, ANSWER) == "[stand-in] tool results: add → 3"
+    record = cell(page, CELL).locator(RECORD).inner_text()
+    assert record.index("add(a=1, b=2) → 3") < record.index("[stand-in] tool results")
+    screenshot(page, f"e2e-{front_end}-10-tools-record")
