@@ -32,11 +32,14 @@ def cached(kernel: KernelDriver, tmp_path: Path) -> Iterator[Path]:
     kernel.ok(FORGET)
 
 
-# Back to "not configured", so that $OLLAMA_NB_CACHE* decide again for the next test.
+# Back to "not configured", so that $OLLAMA_NB_CACHE* decide again for the next test; also
+# out of IPython's own config, which `%config` fills and a reloaded extension reads again.
 FORGET = (
     "from ollama_nb._magics import active\n"
     "active().cache, active().cache_mode = None, 'use'\n"
-    "active()._configured -= {'cache', 'cache_mode'}"
+    "active()._configured -= {'cache', 'cache_mode'}\n"
+    "for _name in ('cache', 'cache_mode'):\n"
+    "    get_ipython().config.OllamaMagics.pop(_name, None)"
 )
 
 
