@@ -109,18 +109,16 @@ def test_the_standin_streams_arguments_in_fragments(server: StandInServer) -> No
     }
     response = httpx.post(f"{v1(server)}/chat/completions", json=body, timeout=10)
     events = [
-        json.loads(line[6:])
-        for line in response.text.splitlines()
-        if line.startswith("data: {")
+        json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: {")
     ]
     deltas = [d for e in events for c in e["choices"] for d in c["delta"].get("tool_calls", [])]
-    pieces = [d["function"]["arguments"] for d in deltas if d["index"] == 1 and d["function"].get(
-        "arguments")]  # fmt: skip
+    mul = [d["function"].get("arguments") for d in deltas if d["index"] == 1]
+    pieces = [piece for piece in mul if piece]  # the first fragment has the name, no arguments
     assert len(pieces) > 1 and json.loads("".join(pieces)) == {"a": 30, "b": 40}
     assert [c["finish_reason"] for e in events for c in e["choices"]][-1] == "tool_calls"
     decoder = EventChunks(chat=True)
     chunks = decoder.feed(response.content) + decoder.end()
-    (calls,) = [c["message"]["tool_calls"] for c in chunks if c.get("message", {}).get("tool_calls")]
+    (calls,) = [c["message"]["tool_calls"] for c in chunks if "tool_calls" in c.get("message", {})]
     assert [(c["function"]["name"], c["function"]["arguments"]) for c in calls] == [
         ("add", {"a": 1, "b": 2}),
         ("mul", {"a": 30, "b": 40}),
@@ -168,15 +166,24 @@ def _event(delta: dict[str, Any], finish: str | None = None) -> str:
     return "data: " + json.dumps({"model": "m", "choices": [choice]}) + "\n\n"
 
 
+def _fragment(index: int, arguments: str, **first: str) -> str:
+    """A `delta.tool_calls` event: `first` (id, name) only in a call's first fragment."""
+    function = {"arguments": arguments}
+    if "name" in first:
+        function["name"] = first["name"]
+    entry: dict[str, Any] = {"index": index, "function": function}
+    if "id" in first:
+        entry["id"] = first["id"]
+    return _event({"tool_calls": [entry]})
+
+
 FRAGMENTS = (
     _event({"role": "assistant", "content": "Let me see. "})
-    + _event({"tool_calls": [{"index": 0, "id": "call_a", "type": "function",
-                              "function": {"name": "add", "arguments": ""}}]})  # fmt: skip
-    + _event({"tool_calls": [{"index": 0, "function": {"arguments": '{"a": 1, '}}]})
-    + _event({"tool_calls": [{"index": 1, "type": "function",
-                              "function": {"name": "mul", "arguments": '{"x": '}}]})  # fmt: skip
-    + _event({"tool_calls": [{"index": 0, "function": {"arguments": '"b": "Grüße"}'}}]})
-    + _event({"tool_calls": [{"index": 1, "function": {"arguments": "3"}}]})
+    + _fragment(0, "", id="call_a", name="add")
+    + _fragment(0, '{"a": 1, ')
+    + _fragment(1, '{"x": ', name="mul")
+    + _fragment(0, '"b": "Grüße"}')
+    + _fragment(1, "3")
     + _event({}, "tool_calls")
     + 'data: {"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3}}\n\n'
     + "data: [DONE]\n\n"
