@@ -7,6 +7,9 @@ Ollama-shaped chunks: text and thinking (`reasoning_content` or `reasoning` delt
 they come, then one final `done` chunk at `[DONE]` with the usage
 (`prompt_eval_count`, `eval_count`), `finish_reason` as `done_reason`, and llama.cpp's
 timings where sent. Errors in OpenAI's JSON shape become the package's one-line errors.
+Tools: `tools` go as they are; `delta.tool_calls` fragments are joined into one chunk
+with Ollama's `message.tool_calls` when the choice finishes; the calls and the `tool`
+messages sent back take OpenAI's shape (arguments a JSON string, paired by id).
 """
 
 from __future__ import annotations

@@ -13,6 +13,10 @@ the `finish_reason` in a chunk of its own, then with `stream_options.include_usa
 chunk with empty `choices` and the `usage`, then `data: [DONE]`. Errors are
 `{"error": {"message", "type", "param", "code"}}`; an unknown model is a 404 with
 `code: "model_not_found"`. Thinking is streamed as `reasoning` deltas (Ollama's name).
+Tool calls (``stand-in-tools``) are streamed as OpenAI streams them: a delta with the
+call's `index`, `id` and name, then its arguments string in several pieces, and
+`finish_reason: "tool_calls"`; the calls and `tool` messages that come back are
+translated to Ollama's shape (a tool message's `tool_name` from its `tool_call_id`).
 """
 
 from __future__ import annotations
