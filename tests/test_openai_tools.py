@@ -225,3 +225,23 @@ def test_a_bad_tool_call_delta_is_one_readable_error() -> None:
     with pytest.raises(OllamaResponseError, match="tool_calls") as caught:
         EventChunks(chat=True).feed(_event({"tool_calls": {"index": 0}}).encode())
     assert "\n" not in str(caught.value)
+
+
+def test_chat_keeps_the_tool_turns_in_openais_shape(
+    kernel: KernelDriver, server: StandInServer
+) -> None:
+    kernel.ok(DEFINE)
+    kernel.ok("%ollama reset")
+    try:
+        line = f"%%ollama stand-in-tools --host {v1(server)} --tools add --chat\n"
+        kernel.ok(line + "call: add(a=2, b=3)")
+        kernel.ok(line + "And now?")
+        messages = server.last.body["messages"]
+        assert [m["role"] for m in messages] == ["user", "assistant", "tool", "assistant", "user"]
+        (call,) = messages[1]["tool_calls"]
+        assert call["function"] == {"name": "add", "arguments": '{"a": 2, "b": 3}'}
+        assert messages[2] == {"role": "tool", "tool_call_id": call["id"], "content": "5"}
+        assert messages[3]["content"] == "[stand-in] tool results: add → 5"
+        assert kernel.value("_ollama.text") == "[stand-in] tool results: none"
+    finally:
+        kernel.ok("%ollama reset")
