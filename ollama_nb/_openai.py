@@ -7,6 +7,9 @@ Ollama-shaped chunks: text and thinking (`reasoning_content` or `reasoning` delt
 they come, then one final `done` chunk at `[DONE]` with the usage
 (`prompt_eval_count`, `eval_count`), `finish_reason` as `done_reason`, and llama.cpp's
 timings where sent. Errors in OpenAI's JSON shape become the package's one-line errors.
+Tools: `tools` go as they are; `delta.tool_calls` fragments are joined into one chunk
+with Ollama's `message.tool_calls` when the choice finishes; the calls and the `tool`
+messages sent back take OpenAI's shape (arguments a JSON string, paired by id).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import secrets
 import time
 from typing import Any, Final
 
@@ -110,7 +114,7 @@ def path_of(path: str) -> str:
 def chat_body(payload: dict[str, Any]) -> dict[str, Any]:
     """The `/chat/completions` body for an Ollama generate or chat payload."""
     if "messages" in payload:
-        messages = [_message(m) for m in payload["messages"] if isinstance(m, dict)]
+        messages = tool_turns([_message(m) for m in payload["messages"] if isinstance(m, dict)])
     else:
         messages = []
         if payload.get("system"):
@@ -118,6 +122,8 @@ def chat_body(payload: dict[str, Any]) -> dict[str, Any]:
         user = {"role": "user", "content": payload.get("prompt") or ""}
         messages.append(_message({**user, "images": payload.get("images") or []}))
     body: dict[str, Any] = {"model": payload.get("model"), "messages": messages}
+    if payload.get("tools"):  # Ollama's tool objects are OpenAI's
+        body["tools"] = payload["tools"]
     stream = payload.get("stream", True)
     body["stream"] = bool(stream)
     if stream:
@@ -148,12 +154,53 @@ def _schema_name(title: str) -> str:
 def _message(message: dict[str, Any]) -> dict[str, Any]:
     role = message.get("role") or "user"
     content = message.get("content") or ""
+    if role == "tool":  # `tool_call_id` filled in by `tool_turns` where missing
+        return {"role": "tool", "tool_call_id": message.get("tool_call_id"), "content": content}
+    calls = message.get("tool_calls")
+    if role == "assistant" and isinstance(calls, list) and calls:
+        return {"role": "assistant", "content": content or None,
+                "tool_calls": [_tool_call(c) for c in calls]}  # fmt: skip
     images = message.get("images") or []
     if not images:
         return {"role": role, "content": content}
     parts: list[dict[str, Any]] = [{"type": "text", "text": content}] if content else []
     parts += [{"type": "image_url", "image_url": {"url": data_url(i)}} for i in images]
     return {"role": role, "content": parts}
+
+
+def _tool_call(call: Any) -> dict[str, Any]:
+    """An Ollama tool call (arguments an object) as OpenAI's (arguments a JSON string)."""
+    function = call.get("function") if isinstance(call, dict) else None
+    function = function if isinstance(function, dict) else {}
+    arguments = function.get("arguments")
+    if not isinstance(arguments, str):
+        arguments = json.dumps(arguments if arguments is not None else {}, ensure_ascii=False)
+    call_id = call.get("id") if isinstance(call, dict) else None
+    return {"id": call_id if isinstance(call_id, str) and call_id else None, "type": "function",
+            "function": {"name": function.get("name") or "", "arguments": arguments}}  # fmt: skip
+
+
+def tool_turns(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every call with an id and every tool message with its call's: OpenAI pairs them by
+    id, which Ollama's calls may lack (a tool message without one takes the next call's
+    of the assistant turn before it, in order)."""
+    pending: list[str] = []
+    for message in messages:
+        if message["role"] == "assistant" and message.get("tool_calls"):
+            for call in message["tool_calls"]:
+                call["id"] = call["id"] or new_call_id()
+            pending = [call["id"] for call in message["tool_calls"]]
+        elif message["role"] == "tool":
+            given = message["tool_call_id"]
+            if isinstance(given, str) and given in pending:
+                pending.remove(given)
+            elif not given:
+                message["tool_call_id"] = pending.pop(0) if pending else new_call_id()
+    return messages
+
+
+def new_call_id() -> str:
+    return f"call_{secrets.token_hex(6)}"
 
 
 def data_url(encoded: str) -> str:
@@ -200,6 +247,7 @@ class EventChunks:
         self._usage: dict[str, Any] = {}
         self._timings: dict[str, Any] = {}
         self._done = False
+        self._calls: dict[int, dict[str, Any]] = {}  # tool calls being assembled, by index
         self._first_at: float | None = None  # arrival of the first and the last text
         self._last_at = 0.0
 
@@ -216,6 +264,7 @@ class EventChunks:
         if not self._done and self._finish is not None:
             # Some servers end the body after the finish_reason without `[DONE]`.
             self._done = True
+            self._flush_calls(chunks)
             chunks.append(self._final())
         return chunks
 
@@ -224,6 +273,7 @@ class EventChunks:
             return
         if data[:1] != b"{" and data.strip() == b"[DONE]":
             self._done = True
+            self._flush_calls(chunks)
             chunks.append(self._final())
             return
         value = _parse_event(data)
@@ -262,9 +312,48 @@ class EventChunks:
                 self._last_at = time.monotonic()
                 if self._first_at is None:
                     self._first_at = self._last_at
+            if delta.get("tool_calls") is not None:
+                self._add_fragments(delta["tool_calls"], data)
             finish = choice.get("finish_reason")
             if isinstance(finish, str) and finish:
                 self._finish = finish
+                self._flush_calls(chunks)
+
+    def _add_fragments(self, fragments: Any, data: bytes) -> None:
+        """`delta.tool_calls`: the first fragment of a call has its `id` and name, the
+        next ones append to its arguments (a JSON string cut anywhere)."""
+        if type(fragments) is not list or not all(type(f) is dict for f in fragments):
+            raise OllamaResponseError(
+                f"the server sent an event whose 'tool_calls' is not a list of objects: "
+                f"{_preview(data)}"
+            )
+        for fragment in fragments:
+            index = fragment.get("index")
+            if type(index) is not int:  # not numbered: a new call, or the last one's rest
+                fresh = fragment.get("id") or not self._calls
+                index = len(self._calls) if fresh else max(self._calls)
+            call = self._calls.setdefault(index, {"id": None, "name": "", "arguments": []})
+            if isinstance(fragment.get("id"), str) and fragment["id"]:
+                call["id"] = call["id"] or fragment["id"]
+            function = fragment.get("function")
+            if not isinstance(function, dict):
+                continue
+            if isinstance(function.get("name"), str) and not call["name"]:
+                call["name"] = function["name"]
+            arguments = function.get("arguments")
+            if isinstance(arguments, str):
+                call["arguments"].append(arguments)
+            elif isinstance(arguments, dict):  # sent whole, as an object
+                call["arguments"] = [json.dumps(arguments)]
+
+    def _flush_calls(self, chunks: list[dict[str, Any]]) -> None:
+        """The assembled calls, as Ollama's /api/chat sends them, in one chunk."""
+        if not self._calls:
+            return
+        calls = [_assembled(self._calls[i]) for i in sorted(self._calls)]
+        self._calls = {}
+        if self._chat:
+            chunks.append({"message": {"role": "assistant", "content": "", "tool_calls": calls}})
 
     def _chunk(self, text: str, thinking: str) -> dict[str, Any]:
         if self._chat:
@@ -272,7 +361,10 @@ class EventChunks:
         return {"response": text, "thinking": thinking}
 
     def _final(self) -> dict[str, Any]:
-        final: dict[str, Any] = {"done": True, "done_reason": self._finish}
+        # `tool_calls` is OpenAI's reason for an answer that asks for calls: Ollama's is
+        # "stop" (the loop goes on; a reason is shown only where something cut the answer).
+        reason = "stop" if self._finish in ("tool_calls", "function_call") else self._finish
+        final: dict[str, Any] = {"done": True, "done_reason": reason}
         if self._model:
             final["model"] = self._model
         for ours, theirs in (("prompt_eval_count", "prompt_tokens"),
@@ -296,6 +388,21 @@ class EventChunks:
             if span > 0:  # else it all came in one read: no rate to tell
                 final["eval_duration"] = round(span * 1e9 * count / max(1, count - 1))
         return final
+
+
+def _assembled(call: dict[str, Any]) -> dict[str, Any]:
+    """A call as Ollama's: arguments an object where they read as one, else the string
+    (`_tools.read_calls` makes that the call's error, sent back to the model)."""
+    text = "".join(call["arguments"])
+    arguments: Any = text
+    try:
+        value = json.loads(text) if text.strip() else {}
+    except ValueError:
+        value = None
+    if isinstance(value, dict):
+        arguments = value
+    return {"id": call["id"] or new_call_id(),
+            "function": {"name": call["name"], "arguments": arguments}}  # fmt: skip
 
 
 def _parse_event(data: bytes) -> dict[str, Any]:

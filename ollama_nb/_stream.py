@@ -204,8 +204,10 @@ async def _consume(request: Request, transcript: Transcript, control: StopContro
         async for chunk in chunks:
             text, thinking = chunk_text(chunk, request.is_chat)
             transcript.add(text, thinking)
-            if request.tools is not None and chunk["message"].get("tool_calls"):
-                transcript.add_calls(chunk["message"]["tool_calls"])
+            # An OpenAI-compatible server's final chunk has no message (`_openai`).
+            calls = (chunk.get("message") or {}).get("tool_calls")
+            if request.tools is not None and calls:
+                transcript.add_calls(calls)
             if chunk.get("done"):
                 # /api/generate's "context" holds one token id per token of the whole
                 # exchange (deprecated by Ollama, never sent back here): as Python ints,

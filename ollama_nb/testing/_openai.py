@@ -13,6 +13,10 @@ the `finish_reason` in a chunk of its own, then with `stream_options.include_usa
 chunk with empty `choices` and the `usage`, then `data: [DONE]`. Errors are
 `{"error": {"message", "type", "param", "code"}}`; an unknown model is a 404 with
 `code: "model_not_found"`. Thinking is streamed as `reasoning` deltas (Ollama's name).
+Tool calls (``stand-in-tools``) are streamed as OpenAI streams them: a delta with the
+call's `index`, `id` and name, then its arguments string in several pieces, and
+`finish_reason: "tool_calls"`; the calls and `tool` messages that come back are
+translated to Ollama's shape (a tool message's `tool_name` from its `tool_call_id`).
 """
 
 from __future__ import annotations
@@ -66,10 +70,12 @@ def to_ollama(path: str, body: Any) -> dict[str, Any]:
         options["stop"] = [stop] if isinstance(stop, str) else stop
     request: dict[str, Any] = {
         "model": body.get("model"),
-        "messages": [_message(m) for m in messages],
+        "messages": _tool_names([_message(m) for m in messages]),
         "stream": body.get("stream") is True,
         "options": options,
     }
+    if body.get("tools"):  # OpenAI's tool objects are Ollama's
+        request["tools"] = body["tools"]
     fmt = _format(body.get("response_format"))
     if fmt is not None:
         request["format"] = fmt
@@ -112,7 +118,35 @@ def _message(message: Any) -> dict[str, Any]:
     result: dict[str, Any] = {"role": message.get("role") or "user", "content": text or ""}
     if images:
         result["images"] = images
+    if message.get("tool_calls"):
+        result["tool_calls"] = [_tool_call(c) for c in message["tool_calls"]]
+    if isinstance(message.get("tool_call_id"), str):
+        result["tool_call_id"] = message["tool_call_id"]
     return result
+
+
+def _tool_call(call: Any) -> dict[str, Any]:
+    """OpenAI's call (arguments a JSON string) as Ollama's (`api.ToolCall`, an object)."""
+    function = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(function, dict) or not isinstance(function.get("arguments"), str):
+        raise FieldError(400, "invalid tool call: 'function.arguments' must be a string")
+    try:
+        arguments = json.loads(function["arguments"])
+    except ValueError:
+        raise FieldError(400, "invalid tool call arguments: not JSON") from None
+    return {"id": call.get("id"),
+            "function": {"name": function.get("name"), "arguments": arguments}}  # fmt: skip
+
+
+def _tool_names(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A tool message's `tool_name`, from the call its `tool_call_id` answers."""
+    names: dict[Any, Any] = {}
+    for message in messages:
+        for call in message.get("tool_calls") or []:
+            names[call["id"]] = call["function"]["name"]
+        if message["role"] == "tool" and "tool_call_id" in message:
+            message["tool_name"] = names.get(message["tool_call_id"])
+    return messages
 
 
 def _image(value: Any) -> str:
@@ -167,6 +201,7 @@ class OpenAIResponder:
         self._id = f"chatcmpl-{int(time.time() * 1000) % 1_000_000}"
         self._created = int(time.time())
         self._role_sent = False
+        self._calls_sent = 0  # tool calls streamed: their indexes, and finish_reason
         inner.stream_type = SSE_TYPE
 
     @property
@@ -191,7 +226,9 @@ class OpenAIResponder:
             event = error_body(500, str(value["error"]))
             await self._inner.write_line(b"data: " + encode_json(event) + b"\n", split=split)
             return
-        events = [self._chunk(value)]
+        calls = (value.get("message") or {}).get("tool_calls")
+        events = self._call_events(calls) if calls and not value.get("done") else []
+        events = events or [self._chunk(value)]
         if value.get("done"):
             events[0]["choices"][0]["delta"] = {}
             if self._usage:
@@ -223,8 +260,34 @@ class OpenAIResponder:
         if message.get("thinking"):
             delta["reasoning"] = message["thinking"]
         finish = _finish(value) if value.get("done") else None
+        if finish == "stop" and self._calls_sent:
+            finish = "tool_calls"
         return {**self._head(), "choices": [{"index": 0, "delta": delta,
                                              "finish_reason": finish}]}  # fmt: skip
+
+    def _call_events(self, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Tool calls as OpenAI streams them: a delta with the id and the name, then the
+        arguments in pieces (clients must join them)."""
+        events = []
+        for call in calls:
+            index = self._calls_sent
+            self._calls_sent += 1
+            function = call.get("function") or {}
+            first = {"index": index, "id": call.get("id"), "type": "function",
+                     "function": {"name": function.get("name"), "arguments": ""}}  # fmt: skip
+            delta: dict[str, Any] = {"tool_calls": [first]}
+            if not self._role_sent:
+                delta = {"role": "assistant", "content": None, **delta}
+                self._role_sent = True
+            events.append(delta)
+            text = _arguments(function.get("arguments"))
+            step = max(1, -(-len(text) // 3))
+            for start in range(0, len(text), step):
+                piece = {"index": index, "function": {"arguments": text[start : start + step]}}
+                events.append({"tool_calls": [piece]})
+        head = self._head()
+        return [{**head, "choices": [{"index": 0, "delta": d, "finish_reason": None}]}
+                for d in events]  # fmt: skip
 
     def _whole(self, status: int, value: Any) -> Any:
         """A one-document answer: errors, the models, embeddings, an unstreamed chat."""
@@ -243,9 +306,23 @@ class OpenAIResponder:
         answer: dict[str, Any] = {"role": "assistant", "content": message.get("content") or ""}
         if message.get("thinking"):
             answer["reasoning"] = message["thinking"]
+        finish = _finish(value)
+        if message.get("tool_calls"):
+            answer["tool_calls"] = [
+                {"id": c.get("id"), "type": "function",
+                 "function": {"name": (c.get("function") or {}).get("name"),
+                              "arguments": _arguments((c.get("function") or {}).get("arguments"))}}
+                for c in message["tool_calls"]
+            ]  # fmt: skip
+            finish = "tool_calls" if finish == "stop" else finish
         return {**self._head("chat.completion"),
-                "choices": [{"index": 0, "message": answer, "finish_reason": _finish(value)}],
+                "choices": [{"index": 0, "message": answer, "finish_reason": finish}],
                 "usage": _usage(value)}  # fmt: skip
+
+
+def _arguments(value: Any) -> str:
+    """A call's arguments as OpenAI sends them: a JSON string (a string stays as it is)."""
+    return value if isinstance(value, str) else json.dumps(value if value is not None else {})
 
 
 def _finish(value: Mapping[str, Any]) -> str:

@@ -7,6 +7,8 @@ The last user message steers it, one instruction per line:
   literals, written as keyword arguments.
 - ``call as string: f(x=1)`` — the same, with the arguments sent as a JSON string (as
   some models' templates produce) instead of an object.
+- ``call malformed: f(x=1)`` — the same, the arguments a JSON string cut short (not JSON):
+  what a model's broken output looks like.
 - ``call forever: f(x=1)`` — this round again and again: a model that never stops.
 - ``think: TEXT`` — thinking streamed before each round's calls.
 
@@ -55,7 +57,7 @@ def plan_round(messages: Sequence[Mapping[str, Any]]) -> ToolRound | None:
         head = head.strip().lower()
         if not sep:
             continue
-        if head in ("call", "call as string"):
+        if head in ("call", "call as string", "call malformed"):
             rounds.append((head, rest))
         elif head == "call forever":
             forever = (head, rest)
@@ -68,7 +70,7 @@ def plan_round(messages: Sequence[Mapping[str, Any]]) -> ToolRound | None:
     else:
         return None
     calls = tuple(
-        _tool_call(name, arguments, i, kind == "call as string", f"{done}/{i}/{prompt}")
+        _tool_call(name, arguments, i, kind, f"{done}/{i}/{prompt}")
         for i, (name, arguments) in enumerate(parse_calls(text))
     )
     return ToolRound(tuple(tokenize(thinking)), calls)
@@ -90,10 +92,14 @@ def parse_calls(text: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _tool_call(
-    name: str, arguments: dict[str, Any], index: int, as_string: bool, seed: str
+    name: str, arguments: dict[str, Any], index: int, kind: str, seed: str
 ) -> dict[str, Any]:
     digest = hashlib.sha256(seed.encode()).hexdigest()[:8]
-    sent: Any = json.dumps(arguments) if as_string else arguments
+    sent: Any = arguments
+    if kind == "call as string":
+        sent = json.dumps(arguments)
+    elif kind == "call malformed":
+        sent = json.dumps(arguments)[:-1]
     return {"id": f"call_{digest}", "function": {"index": index, "name": name, "arguments": sent}}
 
 
