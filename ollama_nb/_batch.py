@@ -584,6 +584,8 @@ async def prepare_batch(
         ask = dataclasses.replace(ask, prompt=first_prompt)
     extra = {"no_model_hint": no_model_hint} if no_model_hint else {}
     prepared = await build(ask, configured=configured, namespace=None, lookup=False, **extra)
+    if prepared.refusal is not None:  # the model cannot take what every element sends
+        raise prepared.refusal
     payload = prepared.request.payload
     caching = prepared.caching
     keys = KeyMaker(keyed_path(prepared.request), payload, ask.stop_on) if caching else None

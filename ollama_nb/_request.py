@@ -52,7 +52,7 @@ from ._prompt import PromptVariableError, fill_prompt
 from ._protocol import OLLAMA, protocol_for
 from ._render import context_line
 from ._result import OllamaResult
-from ._stream import Request, StopControl, Transcript, View, drive
+from ._stream import Request, StopControl, Transcript, View, build_result, drive
 from ._tools import DEFAULT_MAX_STEPS, Tool, ToolError
 from ._tools import describe_all as describe_callables
 
@@ -236,6 +236,9 @@ class Prepared:
     caching: Caching | None = None  # the cache file this request reads and records to
     replayed: OllamaResult | None = None  # found in the cache file: shown, not sent
     code: bool = False
+    # Refused before sending (a model without vision or tools): `run` shows the record of
+    # the request that was not sent, then raises this.
+    refusal: OllamaError | None = None
 
     @property
     def thumbnails(self) -> list[bytes]:
@@ -294,10 +297,14 @@ async def build(
             )
         keep_alive = None  # a %config / default meant for Ollama: not this server's
     model = settings["model"].value or await _no_model(client, no_model_hint)
-    if images:
-        await refuse_blind_model(client, model)
-    if tools is not None:
-        await refuse_toolless_model(client, model)
+    refusal: OllamaResponseError | None = None  # the model lacks what the request needs
+    try:
+        if images:
+            await refuse_blind_model(client, model)
+        if tools is not None:
+            await refuse_toolless_model(client, model)
+    except OllamaResponseError as exc:
+        refusal = exc
     system = settings["system"].value
     if ask.code:
         system = with_code_instruction(system)
@@ -307,8 +314,13 @@ async def build(
     if ask.chat:
         if conversation is None:
             raise InvalidRequest("chat needs a conversation")
-        # Last: `ask` reserves the turn's place in the conversation.
-        payload["messages"] = conversation.ask(prompt, system, model, encoded)
+        # Last: `ask` reserves the turn's place in the conversation (a refused request,
+        # which is never sent, takes none).
+        payload["messages"] = (
+            conversation.messages(prompt, system, encoded)
+            if refusal
+            else conversation.ask(prompt, system, model, encoded)
+        )
     elif tools is not None:
         from ._chat import Conversation
 
@@ -345,7 +357,8 @@ async def build(
     )
     caching = plan_caching(settings, request)
     prepared = Prepared(request, settings, ask.chat, images, caching, code=ask.code)
-    if caching is not None and lookup and caching.mode != "refresh":
+    prepared.refusal = refusal
+    if refusal is None and caching is not None and lookup and caching.mode != "refresh":
         try:
             prepared.replayed = look_up(caching, request)
         except OllamaCacheMissError:
@@ -522,6 +535,13 @@ async def run(
             explain_toolless_model(result, prepared.request.model)
         on_result(result)
 
+    if prepared.refusal is not None:  # never sent: its record says so, with its status line
+        refused = build_result(prepared.request, Transcript(), None, prepared.refusal)
+        view.start(prepared.request.model)
+        view.finish(refused)
+        on_result(refused)
+        del view
+        raise prepared.refusal
     if prepared.replayed is not None:  # the static record at once: no live view, no request
         view.finish(prepared.replayed)
         handle(prepared.replayed)

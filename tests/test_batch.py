@@ -177,7 +177,7 @@ def test_one_element_is_one_prompt(server: StandInServer) -> None:
     out = io.StringIO()
     batch = run(job(server.url, ["a"], "{item}"), TextBatchView(out))
     assert out.getvalue().startswith("[stand-in] 1 prompt\n")
-    assert "stand-in · 1 prompt: 1 stop" in batch._repr_mimebundle_()["text/plain"]
+    assert "stand-in · 1 answer, finished · " in batch._repr_mimebundle_()["text/plain"]
     assert "2 prompts: 2 stop" in repr(run(job(server.url, ["a", "b"], "{item}")))
 
 

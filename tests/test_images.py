@@ -324,6 +324,13 @@ def test_a_model_without_vision_is_refused_in_one_line(
     line = assert_one_line_error(cell, "OllamaResponseError", "cannot take images")
     assert "stand-in-vision" in line  # names the local models that can
     assert all(r.path != "/api/generate" for r in server.requests)
+    # Like any failed request: a record with its status line (and the image it would have
+    # sent), and the result in _ollama; the message is said once, in the error.
+    (record,) = cell.records()
+    status = r"\[1 image sent\]\n\nstand-in · error · 0 tokens · \d+\.\d s"
+    assert re.fullmatch(status, record["text/plain"]), record["text/plain"]
+    assert "<img" in record["text/html"]
+    assert images_kernel.value("_ollama.done_reason") == "error"
 
 
 def test_the_servers_400_for_images_says_the_model_cannot_take_them(

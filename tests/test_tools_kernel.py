@@ -83,6 +83,8 @@ def test_usage_errors(kernel: KernelDriver, server: StandInServer) -> None:
     cell = kernel.run("%%ollama stand-in --tools add\nHi")
     line = assert_one_line_error(cell, "OllamaResponseError", "cannot use tools")
     assert "stand-in-tools:latest" in line
+    (record,) = cell.records()  # the status line of the request that was not sent
+    assert record["text/plain"].startswith("stand-in · error · 0 tokens")
     kernel.ok("%autoawait off")
     try:
         cell = kernel.run("%%ollama stand-in-tools --tools add --confirm\nHi")
