@@ -65,6 +65,17 @@ GOALS = (
          "reported", None, "x"),
     Goal("saved_bytes_ratio_jupyter_ai_100k", "same, jupyter-ai text/markdown, 100k tokens",
          "reported", None, "x"),
+    *(
+        Goal(f"engine_{what}_ratio_vs_openai_{kind}",
+             f"real engine (llama.cpp), {label}: %%ollama / openai client, {kind} cell",
+             goal, met, "x")
+        for what, label, goal, met in (
+            ("wall", "cell wall time", "< 1.00x (ahead)", lambda v: v < 1.0),
+            ("first_text", "first visible text", "< 1.00x (ahead)", lambda v: v < 1.0),
+            ("iopub", "IOPub bytes", "reported", None),
+        )
+        for kind in ("sync", "async")
+    ),
 )  # fmt: skip
 
 
@@ -156,6 +167,16 @@ def _user_details(results: dict[str, Any]) -> list[str]:
                 f"first text ms {_mp(row['first_text_ms'][name])}, IOPub B "
                 f"{_mp(row['iopub_bytes'][name])}, kernel CPU s {_mp(row['kernel_cpu_s'][name])}"
             )
+    row = results.get("engine", {})
+    if "wall_s" in row:
+        for name in ("openai_sync", "openai_async", "ollama_nb"):
+            lines.append(
+                f"real engine, {row['tokens']} tokens ({row['answer_chars']:,} chars), {name}:"
+                f" wall s {_mp(row['wall_s'][name])}, first text ms"
+                f" {_mp(row['first_text_ms'][name])}, IOPub B {_mp(row['iopub_bytes'][name])}"
+            )
+    elif row:
+        lines.append(f"real engine row skipped: {row['skipped']}")
     r = results.get("responsiveness")
     if r:
         lines.append(
