@@ -139,7 +139,7 @@ def _cell(kernel: BenchKernel, proxy: FirstByteProxy, name: str) -> tuple[CellRu
     driver.value("globals().pop('_ollama', None) is None")
     starts = len(proxy.response_starts)
     cpu = kernel.cpu_seconds()
-    cell = driver.submit(ENGINE_CELLS[name].format(url=proxy.url))
+    cell = driver.submit(ENGINE_CELLS[name].replace("{url}", proxy.url))
     if name == "ollama_nb":  # a front end that draws the view as soon as it arrives
 
         def root_or_reply() -> Any:
