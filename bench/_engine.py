@@ -16,6 +16,7 @@ clock as the kernel driver's messages); every contender goes through it alike.
 
 from __future__ import annotations
 
+import os
 import socket
 import tempfile
 import threading
@@ -122,8 +123,16 @@ class FirstByteProxy:
             s.close()
 
 
-def engine_unavailable(python: Path = ENGINE_PYTHON) -> str | None:
+def engine_python() -> Path:
+    """The engine's python: tests/run's $OLLAMA_NB_ENGINE_PYTHON, else .venv-engine's."""
+    return Path(os.environ.get("OLLAMA_NB_ENGINE_PYTHON") or ENGINE_PYTHON)
+
+
+def engine_unavailable() -> str | None:
     """Why the engine row cannot run here, or None."""
+    if os.environ.get("OLLAMA_NB_ENGINE_ERROR"):  # tests/run did not set the engine up
+        return os.environ["OLLAMA_NB_ENGINE_ERROR"]
+    python = engine_python()
     if not python.exists():
         return f"no {python} (tests/run builds it when it runs tests/test_engine.py)"
     try:
@@ -167,7 +176,7 @@ def _text(kernel: BenchKernel, cell: Cell, run: CellRun) -> str:
 def engine_row(python_k7: str, runs: int, warmup: int = 1) -> dict[str, Any]:
     """Start the engine, then rounds of (a), (b), (c) in a rotated order in one kernel."""
     with tempfile.TemporaryDirectory(prefix="ollama-nb-engine-") as tmp:
-        engine = EngineServer(str(ENGINE_PYTHON), Path(tmp))
+        engine = EngineServer(str(engine_python()), Path(tmp))
         proxy = FirstByteProxy(engine.port)
         try:
             with BenchKernel(python_k7, proxy.url) as kernel:

@@ -275,6 +275,14 @@ for _size in ("2k", "20k"):
             " alone (a button, a label and their box, opened and closed: >= ~5 KB) outweigh"
             " all a print loop adds to the text (~2 KB at 2k tokens, ~5 KB at 20k)."
         )
+for _kind in ("sync", "async"):
+    WHY_MISSED[f"engine_wall_ratio_vs_openai_{_kind}"] = (
+        "The engine streams this 256-token answer in ~0.16 s, and the cell's fixed cost"
+        " (~31 ms for a 1-token cell: the live view's widgets opened and closed, the"
+        " record, and a new connection per request) is about the whole gap; the openai"
+        " clients were made in an earlier cell and keep their connection between cells."
+        " The engine sets the pace of what follows, so nothing per chunk can win it back."
+    )
 
 
 def readme(results: dict[str, Any]) -> str:
