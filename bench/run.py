@@ -252,7 +252,7 @@ def measure_engine(plan: Plan, python_k7: str) -> dict[str, Any]:
         return {"skipped": why}
     return timed(
         "%%ollama vs openai, real engine",
-        lambda: engine_row(python_k7, plan.alt_runs, plan.warmup),
+        lambda: engine_row(python_k7, plan.engine_runs, plan.warmup),
     )
 
 
@@ -321,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # and smaller answers for memory (~210 KB) and the saved notebook (1k, 10k tokens).
     quick = Plan(
         1, 1, 3, 1, 1, alt_runs=1, resp_cells=10, warmup=0, memory_tokens=29_500,
-        notebook_tokens=(1_000, 10_000),
+        notebook_tokens=(1_000, 10_000), engine_runs=1,
     )  # fmt: skip
     plan = quick if args.quick else Plan()
     if args.only == "engine":
