@@ -175,6 +175,12 @@ def _user_details(results: dict[str, Any]) -> list[str]:
                 f" wall s {_mp(row['wall_s'][name])}, first text ms"
                 f" {_mp(row['first_text_ms'][name])}, IOPub B {_mp(row['iopub_bytes'][name])}"
             )
+        when = results.get("machine", {}).get("engine_row")
+        if when:  # measured on its own (run.py --only engine)
+            lines.append(
+                f"real engine row measured on its own, {when['date'][:16]}Z, in"
+                f" {when['seconds']} s; load average after {when['loadavg_after'][0]}"
+            )
     elif row:
         lines.append(f"real engine row skipped: {row['skipped']}")
     r = results.get("responsiveness")
@@ -281,7 +287,9 @@ for _kind in ("sync", "async"):
         " (~31 ms for a 1-token cell: the live view's widgets opened and closed, the"
         " record, and a new connection per request) is about the whole gap; the openai"
         " clients were made in an earlier cell and keep their connection between cells."
-        " The engine sets the pace of what follows, so nothing per chunk can win it back."
+        " The engine sets the pace of the rest (~1,500 tokens/s here, which every client"
+        " keeps up with), so nothing per chunk wins it back; the spread of rounds is wide"
+        " on a loaded machine."
     )
 
 
