@@ -179,7 +179,8 @@ def _user_details(results: dict[str, Any]) -> list[str]:
         if when:  # measured on its own (run.py --only engine)
             lines.append(
                 f"real engine row measured on its own, {when['date'][:16]}Z, in"
-                f" {when['seconds']} s; load average after {when['loadavg_after'][0]}"
+                f" {when['seconds']} s; load average {when.get('loadavg_before', ['?'])[0]} before,"
+                f" {when['loadavg_after'][0]} after"
             )
     elif row:
         lines.append(f"real engine row skipped: {row['skipped']}")

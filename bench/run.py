@@ -346,11 +346,14 @@ def _only_engine(plan: Plan, python_k7: str, out: Path) -> int:
     """Measure the real-engine row alone; merge it (and its headline) into `out`."""
     report = json.loads(out.read_text())
     started = time.monotonic()
+    load_before = [round(x, 2) for x in os.getloadavg()]
     report["engine"] = measure_engine(plan, python_k7)
+    report = {k: v for k, v in report.items() if not k.startswith("engine_")}  # none stale
     report |= _engine_headline(report)
     report["machine"]["engine_row"] = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(time.monotonic() - started, 1),
+        "loadavg_before": load_before,
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
     }
     out.write_text(json.dumps(report, indent=2) + "\n")
