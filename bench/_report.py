@@ -65,6 +65,17 @@ GOALS = (
          "reported", None, "x"),
     Goal("saved_bytes_ratio_jupyter_ai_100k", "same, jupyter-ai text/markdown, 100k tokens",
          "reported", None, "x"),
+    *(
+        Goal(f"engine_{what}_ratio_vs_openai_{kind}",
+             f"real engine (llama.cpp), {label}: %%ollama / openai client, {kind} cell",
+             goal, met, "x")
+        for what, label, goal, met in (
+            ("wall", "cell wall time", "< 1.00x (ahead)", lambda v: v < 1.0),
+            ("first_text", "first visible text", "< 1.00x (ahead)", lambda v: v < 1.0),
+            ("iopub", "IOPub bytes", "reported", None),
+        )
+        for kind in ("sync", "async")
+    ),
 )  # fmt: skip
 
 
@@ -156,6 +167,23 @@ def _user_details(results: dict[str, Any]) -> list[str]:
                 f"first text ms {_mp(row['first_text_ms'][name])}, IOPub B "
                 f"{_mp(row['iopub_bytes'][name])}, kernel CPU s {_mp(row['kernel_cpu_s'][name])}"
             )
+    row = results.get("engine", {})
+    if "wall_s" in row:
+        for name in ("openai_sync", "openai_async", "ollama_nb"):
+            lines.append(
+                f"real engine, {row['tokens']} tokens ({row['answer_chars']:,} chars), {name}:"
+                f" wall s {_mp(row['wall_s'][name])}, first text ms"
+                f" {_mp(row['first_text_ms'][name])}, IOPub B {_mp(row['iopub_bytes'][name])}"
+            )
+        when = results.get("machine", {}).get("engine_row")
+        if when:  # measured on its own (run.py --only engine)
+            lines.append(
+                f"real engine row measured on its own, {when['date'][:16]}Z, in"
+                f" {when['seconds']} s; load average {when.get('loadavg_before', ['?'])[0]} before,"
+                f" {when['loadavg_after'][0]} after"
+            )
+    elif row:
+        lines.append(f"real engine row skipped: {row['skipped']}")
     r = results.get("responsiveness")
     if r:
         lines.append(
@@ -254,6 +282,28 @@ for _size in ("2k", "20k"):
             " alone (a button, a label and their box, opened and closed: >= ~5 KB) outweigh"
             " all a print loop adds to the text (~2 KB at 2k tokens, ~5 KB at 20k)."
         )
+for _kind in ("sync", "async"):
+    WHY_MISSED[f"engine_wall_ratio_vs_openai_{_kind}"] = (
+        "The engine streams this 256-token answer in ~0.16 s, and the cell's fixed cost"
+        " (~31 ms for a 1-token cell: the live view's widgets opened and closed, the"
+        " record, and a new connection per request) is about the whole gap; the openai"
+        " clients were made in an earlier cell and keep their connection between cells."
+        " The engine sets the pace of the rest (~1,500 tokens/s here, which every client"
+        " keeps up with), so nothing per chunk wins it back; the spread of rounds is wide"
+        " on a loaded machine."
+    )
+
+# Per-round ratios of the real-engine row, over four full runs of 2026-12-06 on this
+# machine under other work (load average 4-8): level within the noise, not reliably ahead.
+_ENGINE_RANGE = {"sync": "0.85x-1.22x", "async": "0.89x-1.12x"}
+for _kind, _range in _ENGINE_RANGE.items():
+    WHY_REMAINS[f"engine_wall_ratio_vs_openai_{_kind}"] = (
+        f"Over four runs of 256-token answers (load average 4-8) this ratio ranged {_range}:"
+        " level, within the spread of rounds; the answer takes ~0.2 s, and the cell's fixed"
+        " cost (~31 ms) is of the size of the noise. First visible text is ahead in every"
+        " run: the live view shows the first delta at once, print output waits for"
+        " ipykernel's stdout flush (up to 0.2 s)."
+    )
 
 
 def readme(results: dict[str, Any]) -> str:

@@ -56,6 +56,13 @@ Figures
   nbformat, for 1k and 100k tokens, beside jupyter-ai's text/markdown output.
 - CPU: kernel process utime + stime (``/proc/PID/stat``) per 1k tokens, from the
   throughput runs against the stand-in.
+- A real engine (bench/_engine.py): llama.cpp (llama-cpp-python's server from
+  ``.venv-engine``, the tiny model of tests/engine/make_model.py) streaming the same
+  256-token chat answer at temperature 0 to the ``openai`` client printing each delta, in
+  a sync and an async cell, and to ``%%ollama tiny --host http://127.0.0.1:PORT/v1``, in
+  one kernel: cell wall time, first visible text (engine's first response byte -> first
+  IOPub text), IOPub bytes. Skipped, with the reason, when ``.venv-engine`` is missing.
+  ``--only engine`` measures just this row and merges it into ``--out``'s results.
 - Context: time to describe a 5,000,000-row DataFrame and a 200 MB string for
   ``--context`` (bench/_context.py), in this process: the describer is pure.
 
@@ -82,6 +89,7 @@ from typing import Any
 from _alternatives import alternatives, responsiveness, saved_notebook
 from _clients import PAYLOAD
 from _context import context_times
+from _engine import engine_row, engine_unavailable
 from _figures import (
     THROUGHPUT_TOKENS,
     Plan,
@@ -119,6 +127,11 @@ def _parser() -> argparse.ArgumentParser:
         "--out", default=str(ROOT / "bench" / "results.json"), help="where to write results"
     )
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (smoke run)")
+    parser.add_argument(
+        "--only",
+        choices=("engine",),
+        help="measure only this row and merge it into --out's existing results",
+    )
     parser.add_argument(
         "--readme",
         action="store_true",
@@ -227,7 +240,20 @@ def measure(plan: Plan, python_k7: str, python_k6: str) -> dict[str, Any]:
             lambda: memory(python_k7, standin, plan.memory_runs, plan.memory_tokens),
         )
     results["context"] = timed("--context descriptions", lambda: context_times(5))
+    results["engine"] = measure_engine(plan, python_k7)
     return results
+
+
+def measure_engine(plan: Plan, python_k7: str) -> dict[str, Any]:
+    """The real-engine row, or why it was skipped."""
+    why = engine_unavailable()
+    if why:
+        print(f"… real engine row skipped: {why}")
+        return {"skipped": why}
+    return timed(
+        "%%ollama vs openai, real engine",
+        lambda: engine_row(python_k7, plan.engine_runs, plan.warmup),
+    )
 
 
 def headline(results: dict[str, Any]) -> dict[str, Any]:
@@ -258,6 +284,17 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
     } | _user_headline(results)
 
 
+def _engine_headline(results: dict[str, Any]) -> dict[str, Any]:
+    row = results.get("engine", {})
+    if "wall_s" not in row:
+        return {}
+    return {
+        f"engine_{what}_ratio_vs_{other}": row[f"{what}_ratio_vs_{other}"]
+        for what in ("wall", "first_text", "iopub")
+        for other in ("openai_sync", "openai_async")
+    }
+
+
 def _user_headline(results: dict[str, Any]) -> dict[str, Any]:
     alt, nb = results["alternatives"], results["saved_notebook"]
     out: dict[str, Any] = {}
@@ -272,7 +309,7 @@ def _user_headline(results: dict[str, Any]) -> dict[str, Any]:
         k = f"{int(tokens) // 1000}k"
         out[f"saved_bytes_ratio_{k}"] = nb[tokens]["ollama_nb_ratio"]
         out[f"saved_bytes_ratio_jupyter_ai_{k}"] = nb[tokens]["jupyter_ai_ratio"]
-    return out
+    return out | _engine_headline(results)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -284,9 +321,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # and smaller answers for memory (~210 KB) and the saved notebook (1k, 10k tokens).
     quick = Plan(
         1, 1, 3, 1, 1, alt_runs=1, resp_cells=10, warmup=0, memory_tokens=29_500,
-        notebook_tokens=(1_000, 10_000),
+        notebook_tokens=(1_000, 10_000), engine_runs=1,
     )  # fmt: skip
     plan = quick if args.quick else Plan()
+    if args.only == "engine":
+        return _only_engine(plan, args.python_k7, Path(args.out))
     started = time.monotonic()
     load_before = [round(x, 2) for x in os.getloadavg()]
     results = measure(plan, args.python_k7, args.python_k6)
@@ -300,6 +339,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(details(report))
     print(f"\nmachine: {json.dumps(machine)}")
     print(f"wrote {args.out} in {report['bench_seconds']} s")
+    return 0
+
+
+def _only_engine(plan: Plan, python_k7: str, out: Path) -> int:
+    """Measure the real-engine row alone; merge it (and its headline) into `out`."""
+    report = json.loads(out.read_text())
+    started = time.monotonic()
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    report["engine"] = measure_engine(plan, python_k7)
+    report = {k: v for k, v in report.items() if not k.startswith("engine_")}  # none stale
+    report |= _engine_headline(report)
+    report["machine"]["engine_row"] = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(time.monotonic() - started, 1),
+        "loadavg_before": load_before,
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+    }
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(table(report))
+    print()
+    print(details(report))
+    print(f"wrote the engine row into {out}")
     return 0
 
 

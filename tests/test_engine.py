@@ -5,7 +5,8 @@ What only a real engine shows: its own SSE framing and timing, that Stop makes *
 (its log says the client went away, and it stops using CPU), a read timeout on a stream
 that stalls mid-answer (through a proxy that stops forwarding), queueing of a batch,
 embeddings and grammar-constrained `--format json`. The answers are random words: the
-tests check shapes and outcomes, never the text.
+tests check shapes and outcomes, never the text. One notebook cell (the README's "Other
+servers" usage) runs headless, as a tutorial does, and its saved record is checked.
 
 tests/run builds the engine (see its "real inference engine" block); without it these
 tests fail under CI and are skipped, with the reason, elsewhere.
@@ -13,11 +14,16 @@ tests fail under CI and are skipped, with the reason, elsewhere.
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
+import httpx
+import nbformat
 import pytest
 from engine_server import EMBED_MODEL, MODEL, EngineServer, StallingProxy
-from kernel_driver import Cell, KernelDriver
+from kernel_driver import WIDGET_MIME, Cell, KernelDriver
+from nbclient import NotebookClient
 from support import assert_one_line_error, result, run_cell
 from test_live_view import stop_button
 
@@ -124,3 +130,46 @@ def test_interrupt_closes_the_response(kernel: KernelDriver, engine: EngineServe
     assert len(cell.error()["traceback"]) == 1
     assert result(kernel)["done_reason"] == "interrupted"
     engine.wait_for_log("Disconnected", before)
+
+
+# The README's "Other servers" usage, as a notebook: run headless (nbclient, as nbval and
+# papermill run tutorials) in this venv's kernel, then saved and read back as a file.
+OTHER_SERVERS_CELLS = [
+    "%load_ext ollama_nb\nengine = {url!r}",
+    f"%%ollama {MODEL} --host $engine -o num_predict=24 -o temperature=0\nWhy is the sky blue?",
+]
+
+
+def test_a_notebook_cell_saves_the_streamed_answer(engine: EngineServer, tmp_path: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    cells = [OTHER_SERVERS_CELLS[0].format(url=engine.url), OTHER_SERVERS_CELLS[1]]
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    # No other server answers: what the cell shows can only come from --host.
+    env = {"OLLAMA_HOST": "http://127.0.0.1:9", "OLLAMA_MODEL": ""}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)  # the kernel inherits them
+        NotebookClient(nb, timeout=60, kernel_name="python3").execute(cwd=str(tmp_path))
+    saved = tmp_path / "other-servers.ipynb"
+    nbformat.write(nb, saved)
+    raw = json.loads(saved.read_text())
+    assert "widgets" not in raw["metadata"], raw["metadata"]
+    outputs = raw["cells"][1]["outputs"]
+    assert {o["output_type"] for o in outputs} == {"display_data"}, outputs
+    assert not [o for o in outputs if WIDGET_MIME in o["data"]], outputs
+    (data,) = [o["data"] for o in outputs if o["data"]]  # the record (the view left {})
+    assert "text/html" in data, sorted(data)
+    plain = "".join(data["text/plain"])
+    assert "· length ·" in plain, plain  # the status line: ended on max_tokens
+    # The same request straight to the engine (temperature 0): the text the record holds.
+    answer = httpx.post(
+        f"{engine.url}/chat/completions",
+        json={
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "Why is the sky blue?"}],
+            "max_tokens": 24,
+            "temperature": 0,
+        },
+        timeout=30,
+    ).json()["choices"][0]["message"]["content"]
+    assert answer.strip() and " ".join(answer.split()) in " ".join(plain.split()), plain
