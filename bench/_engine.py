@@ -27,7 +27,7 @@ from typing import Any
 from _alternatives import _first_text_at, _median_ratio
 from _kernel import ROOT, ROOT_VIEW, BenchKernel, CellRun
 from _stats import ms, summary
-from engine_server import MODEL, EngineServer
+from engine_server import MODEL, EngineServer, ForwardingProxy
 from kernel_driver import Cell
 
 ENGINE_PYTHON = ROOT / ".venv-engine" / "bin" / "python"
@@ -61,37 +61,16 @@ ENGINE_CELLS = {
 }
 
 
-class FirstByteProxy:
+class FirstByteProxy(ForwardingProxy):
     """Forwards TCP to the engine and notes when the first byte of each chat completion's
     response came back (keep-alive connections carry several requests)."""
 
     def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
         self.response_starts: list[float] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self._sockets: list[socket.socket] = [self._listener]
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(upstream_port)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-            for s in (client, upstream):
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._sockets += [client, upstream]
-            waiting = threading.Event()  # a chat request went up; its answer has not begun
-            threading.Thread(target=self._up, args=(client, upstream, waiting), daemon=True).start()
-            threading.Thread(
-                target=self._down, args=(upstream, client, waiting), daemon=True
-            ).start()
+    def connection_state(self) -> threading.Event:
+        return threading.Event()  # a chat request went up; its answer has not begun
 
     def _up(self, client: socket.socket, upstream: socket.socket, waiting: threading.Event) -> None:
         try:
@@ -116,10 +95,6 @@ class FirstByteProxy:
         except OSError:
             pass
         for s in (upstream, client):
-            s.close()
-
-    def close(self) -> None:
-        for s in self._sockets:
             s.close()
 
 

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -122,15 +123,14 @@ class EngineServer:
         self._log.close()
 
 
-class StallingProxy:
-    """A TCP proxy that forwards a response until it has passed `events` Server-Sent
-    Events, then forwards nothing more (the connection stays open): a server gone quiet
-    mid-answer. When the client hangs up, it closes the upstream connection too."""
+class ForwardingProxy:
+    """A TCP proxy on loopback in front of the engine; subclasses decide what passes.
 
-    def __init__(self, upstream_port: int, events: int) -> None:
+    Each connection gets a state of its own (`connection_state`), handed to `_up` (client
+    to engine) and `_down` (engine to client), which run on threads of their own."""
+
+    def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
-        self.events = events
-        self.client_closed = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._sockets: list[socket.socket] = [self._listener]
@@ -140,6 +140,9 @@ class StallingProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
+    def connection_state(self) -> Any:
+        return None
+
     def _accept(self) -> None:
         while True:
             try:
@@ -147,11 +150,35 @@ class StallingProxy:
             except OSError:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            for s in (client, upstream):
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._sockets += [client, upstream]
-            threading.Thread(target=self._up, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=self._down, args=(upstream, client), daemon=True).start()
+            state = self.connection_state()
+            for pipe, ends in ((self._up, (client, upstream)), (self._down, (upstream, client))):
+                threading.Thread(target=pipe, args=(*ends, state), daemon=True).start()
 
-    def _up(self, client: socket.socket, upstream: socket.socket) -> None:
+    def _up(self, client: socket.socket, upstream: socket.socket, state: Any) -> None:
+        raise NotImplementedError
+
+    def _down(self, upstream: socket.socket, client: socket.socket, state: Any) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        for s in self._sockets:
+            s.close()
+
+
+class StallingProxy(ForwardingProxy):
+    """Forwards a response until it has passed `events` Server-Sent Events, then forwards
+    nothing more (the connection stays open): a server gone quiet mid-answer. When the
+    client hangs up, it closes the upstream connection too."""
+
+    def __init__(self, upstream_port: int, events: int) -> None:
+        self.events = events
+        self.client_closed = threading.Event()
+        super().__init__(upstream_port)
+
+    def _up(self, client: socket.socket, upstream: socket.socket, _state: Any) -> None:
         try:
             while data := client.recv(65536):
                 upstream.sendall(data)
@@ -161,7 +188,7 @@ class StallingProxy:
         for s in (upstream, client):
             s.close()
 
-    def _down(self, upstream: socket.socket, client: socket.socket) -> None:
+    def _down(self, upstream: socket.socket, client: socket.socket, _state: Any) -> None:
         seen = 0
         try:
             while data := upstream.recv(65536):
@@ -171,10 +198,6 @@ class StallingProxy:
                 client.sendall(data)
         except OSError:
             pass
-
-    def close(self) -> None:
-        for s in self._sockets:
-            s.close()
 
 
 @pytest.fixture(scope="session")
