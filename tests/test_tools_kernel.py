@@ -108,19 +108,20 @@ def test_interrupt_ends_a_running_tool_and_the_loop(
     root = kernel.wait_for(lambda: cell.widget(_view_count=0), 10, "the live view")
     kernel.show_view(root.content["comm_id"])
     kernel.wait_for(flag.exists, 15, "the tool to start")
-    # The view shows the call as it runs, and says what ends it.
-    shown = kernel.wait_for(
+    # The view shows the call as it runs, and says what ends it. (Wait for that update
+    # itself: the one that showed the call as it arrived may be read first.)
+    running = "slow(seconds=60)</code> running; Interrupt (■) ends it"
+    kernel.wait_for(
         lambda: [
-            m.content["data"]["state"]["value"]
+            m
             for m in kernel.messages
             if m.type == "comm_msg"
             and m.at >= cell.sent_at
-            and "slow(seconds=60)" in str(m.content["data"].get("state", {}).get("value", ""))
+            and running in str(m.content["data"].get("state", {}).get("value", ""))
         ],
         10,
-        "the running call in the view",
+        "the running call in the view, with what ends it",
     )
-    assert "slow(seconds=60)</code> running; Interrupt (■) ends it" in shown[-1]
     sent = kernel.interrupt()
     kernel.finish(cell, timeout=15)
     assert cell.reply.at - sent < 5  # not the tool's 60 s
