@@ -104,7 +104,8 @@ def run_in_thread(make: Callable[[View], Coroutine[Any, Any, T]], view: View) ->
                 break
             method, argument = item
             if method == "run":  # a tool, asked for by `QueuedView.run_on_caller`
-                argument()
+                if not state.get("cancel"):  # an interrupt that came first: never start it
+                    argument()
                 continue
             getattr(view, method)(argument)
         worker.join()

@@ -178,7 +178,7 @@ def test_one_element_is_one_prompt(server: StandInServer) -> None:
     batch = run(job(server.url, ["a"], "{item}"), TextBatchView(out))
     assert out.getvalue().startswith("[stand-in] 1 prompt\n")
     assert "stand-in · 1 answer, finished · " in batch._repr_mimebundle_()["text/plain"]
-    assert "2 prompts: 2 stop" in repr(run(job(server.url, ["a", "b"], "{item}")))
+    assert "2 answers, all finished" in repr(run(job(server.url, ["a", "b"], "{item}")))
 
 
 def test_a_failure_in_the_middle_is_recorded_and_the_batch_goes_on() -> None:

@@ -457,3 +457,36 @@ def test_odd_results_and_none_defaults() -> None:
         return f"hi {name}"
 
     assert describe(greet).parameters["properties"]["name"] == {"type": ["string", "null"]}
+
+
+def test_an_interrupt_before_a_queued_tool_runs_means_it_never_starts() -> None:
+    """The synchronous path runs tools on the calling thread, from a queue. Ctrl-C that
+    lands while that thread still shows the call as running (before it takes the tool
+    from the queue) cancels the request: the tool must not start after it (it would run
+    to its end with nothing left to interrupt it)."""
+    import signal
+
+    import pytest
+
+    from ollama_nb._exceptions import RequestInterrupted
+    from ollama_nb._sync import run_in_thread
+
+    started: list[str] = []
+
+    class View:
+        def start(self, _model: object) -> None:
+            pass
+
+        def update(self, _transcript: object) -> None:
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C while "running" is on the screen
+
+        def finish(self, _result: object) -> None:
+            pass
+
+    async def request(queued: object) -> None:
+        queued.update(None)  # type: ignore[attr-defined]
+        await queued.run_on_caller(lambda: started.append("tool"))  # type: ignore[attr-defined]
+
+    with pytest.raises(RequestInterrupted):
+        run_in_thread(request, View())  # type: ignore[arg-type]
+    assert started == []
