@@ -77,16 +77,9 @@ def _alt_cell(
     if name == "ollama_nb":
         driver.value("globals().pop('_ollama', None) is None")
     cpu = kernel.cpu_seconds()
-    cell = driver.submit(ALT_CELLS[name].format(tokens=tokens))
-    if name == "ollama_nb":  # a front end that draws the view as soon as it arrives
-
-        def root_or_reply() -> Any:
-            driver.collect(cell)
-            return cell.widget(**ROOT_VIEW) or cell.reply
-
-        seen = driver.wait_for(root_or_reply, 10, "the live view")
-        if seen.type == "comm_open":
-            driver.show_view(seen.content["comm_id"])
+    code = ALT_CELLS[name].format(tokens=tokens)
+    # %%ollama: as a front end that draws the view as soon as it arrives
+    cell = driver.submit_drawn(code, 10) if name == "ollama_nb" else driver.submit(code)
     run = kernel.complete(cell, cpu, timeout=120)
     record = [r for r in server.requests if r.path == "/api/generate"][-1]
     first = _first_text_at(cell, kernel.last_messages)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from _alternatives import _first_text_at, _median_ratio
-from _kernel import ROOT, ROOT_VIEW, BenchKernel, CellRun
+from _kernel import ROOT, BenchKernel, CellRun
 from _stats import ms, summary
 from engine_server import MODEL, EngineServer, ForwardingProxy
 from kernel_driver import Cell
@@ -123,16 +123,9 @@ def _cell(kernel: BenchKernel, proxy: FirstByteProxy, name: str) -> tuple[CellRu
     driver.value("globals().pop('_ollama', None) is None")
     starts = len(proxy.response_starts)
     cpu = kernel.cpu_seconds()
-    cell = driver.submit(ENGINE_CELLS[name].replace("{url}", proxy.url))
-    if name == "ollama_nb":  # a front end that draws the view as soon as it arrives
-
-        def root_or_reply() -> Any:
-            driver.collect(cell)
-            return cell.widget(**ROOT_VIEW) or cell.reply
-
-        seen = driver.wait_for(root_or_reply, 10, "the live view")
-        if seen.type == "comm_open":
-            driver.show_view(seen.content["comm_id"])
+    code = ENGINE_CELLS[name].replace("{url}", proxy.url)
+    # %%ollama: as a front end that draws the view as soon as it arrives
+    cell = driver.submit_drawn(code, 10) if name == "ollama_nb" else driver.submit(code)
     run = kernel.complete(cell, cpu, timeout=120)
     first = _first_text_at(cell, kernel.last_messages)
     if run.status != "ok" or first is None or len(proxy.response_starts) != starts + 1:

@@ -91,17 +91,8 @@ class BenchKernel:
     def submit(self, line: str, *, show: bool, prompt: str = "Go.") -> Cell:
         """Start a `%%ollama` cell; with `show`, answer as a front end that drew the view."""
         self.driver.value("globals().pop('_ollama', None) is None")  # no stale result
-        cell = self.driver.submit(f"%%ollama {line}\n{prompt}")
-        if show:
-
-            def root_or_reply() -> Msg | None:
-                self.driver.collect(cell)
-                return cell.widget(**ROOT_VIEW) or cell.reply
-
-            seen = self.driver.wait_for(root_or_reply, 10, "the live view")
-            if seen.type == "comm_open":
-                self.driver.show_view(seen.content["comm_id"])
-        return cell
+        code = f"%%ollama {line}\n{prompt}"
+        return self.driver.submit_drawn(code, 10) if show else self.driver.submit(code)
 
     def complete(self, cell: Cell, cpu_before: float, timeout: float = 60) -> CellRun:
         """Wait for `cell` to end; account for its IOPub traffic; leave the kernel idle."""

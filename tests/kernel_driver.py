@@ -218,8 +218,8 @@ class KernelDriver:
     def run(self, code: str, timeout: float = 30) -> Cell:
         return self.finish(self.submit(code), timeout)
 
-    def run_drawn(self, code: str, timeout: float = 30) -> Cell:
-        """Run a cell whose live view a front end draws as soon as it is shown (which is
+    def submit_drawn(self, code: str, timeout: float = 30) -> Cell:
+        """Start a cell whose live view a front end draws as soon as it is shown (which is
         what a `--background` cell waits for before it returns; headless, it never is)."""
         cell = self.submit(code)
 
@@ -230,7 +230,11 @@ class KernelDriver:
         shown = self.wait_for(view_or_reply, timeout, "the live view or the reply")
         if isinstance(shown, Msg) and shown.type == "comm_open":
             self.show_view(shown.content["comm_id"])
-        return self.finish(cell, timeout)
+        return cell
+
+    def run_drawn(self, code: str, timeout: float = 30) -> Cell:
+        """`submit_drawn`, then wait for the cell to end."""
+        return self.finish(self.submit_drawn(code, timeout), timeout)
 
     def ok_drawn(self, code: str, timeout: float = 30) -> Cell:
         cell = self.run_drawn(code, timeout)
