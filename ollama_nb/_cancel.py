@@ -33,6 +33,13 @@ from ._exceptions import RequestInterrupted
 CELL_COROUTINE = "run_cell_async"  # IPython's: what ipykernel runs an async cell in
 
 
+class InterruptedInTool(asyncio.CancelledError):
+    """A real interrupt that travels as a cancellation. Interrupt inside a running tool
+    raises KeyboardInterrupt there (ipykernel's handler, and so the counter, never sees
+    it), and a KeyboardInterrupt must not cross the event loop; `Call` reads this one as
+    the interrupt it is when the call runs in the cell's own task."""
+
+
 class _SigintCounter:
     """Counts SIGINTs, then hands each to the handler it replaced (ipykernel's, which
     cancels the running cell). Shared by the calls of one cell; dropped when ipykernel
@@ -72,13 +79,15 @@ class Call:
         self._task = _current_task()
         self._counter: _SigintCounter | None = None
         self._seen = 0
+        self._in_cell = False
 
     def keep(self, partial: Any) -> None:
         """What the call produced so far (its result or batch, however it ended)."""
         self.partial = partial
 
     def __enter__(self) -> Call:
-        if self._task is not None and in_cell_task(self._task):
+        self._in_cell = self._task is not None and in_cell_task(self._task)
+        if self._in_cell:
             self._counter = _count_sigints()
             if self._counter is not None:
                 self._seen = self._counter.count
@@ -92,7 +101,10 @@ class Call:
             return
         root = _root(exc)
         cancelled = isinstance(root, asyncio.CancelledError) or self._cancel_requested()
-        if cancelled and not (counter is not None and counter.count > self._seen):
+        interrupted = (counter is not None and counter.count > self._seen) or (
+            isinstance(root, InterruptedInTool) and self._in_cell
+        )
+        if cancelled and not interrupted:
             # A cancellation: it stays one, wherever the call runs.
             if not isinstance(root, asyncio.CancelledError):
                 root = asyncio.CancelledError()

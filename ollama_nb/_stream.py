@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from ._cancel import InterruptedInTool
 from ._client import OllamaClient
 from ._exceptions import OllamaError, OllamaResponseError, OllamaTimeoutError
 from ._result import OllamaResult, settings_of
@@ -326,7 +327,7 @@ async def drive(
     except ToolInterrupted:
         # Interrupt (■) inside a running tool: the loop ends as an interrupted request.
         reason = "interrupted"
-        raise asyncio.CancelledError from None
+        raise InterruptedInTool from None
     except Exception as exc:  # a bug: still record it as an error, not as a finished answer
         error = exc
     finally:

@@ -104,8 +104,7 @@ def run_in_thread(make: Callable[[View], Coroutine[Any, Any, T]], view: View) ->
                 break
             method, argument = item
             if method == "run":  # a tool, asked for by `QueuedView.run_on_caller`
-                if not state.get("cancel"):  # an interrupt that came first: never start it
-                    argument()
+                _run_tool(argument, lambda: bool(state.get("cancel")), cancel)
                 continue
             getattr(view, method)(argument)
         worker.join()
@@ -115,6 +114,28 @@ def run_in_thread(make: Callable[[View], Coroutine[Any, Any, T]], view: View) ->
     if "error" in state:
         raise state["error"]
     return state["value"]
+
+
+def _run_tool(
+    run: Callable[[], None], cancelled: Callable[[], bool], cancel: Callable[[], None]
+) -> None:
+    """Run a queued tool here, where SIGINT now raises KeyboardInterrupt (which the tool's
+    own wrapper turns into an interrupted call). The handler is swapped *before* the check
+    for an earlier interrupt, so that no Ctrl-C can fall between the two: one that came
+    first is seen by the check (the tool never starts), one after raises in the tool."""
+    if threading.current_thread() is not threading.main_thread():
+        if not cancelled():
+            run()
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if not cancelled():
+            run()
+    except KeyboardInterrupt:  # between the swap and the tool's own wrapper, or after it
+        cancel()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextlib.contextmanager

@@ -490,3 +490,39 @@ def test_an_interrupt_before_a_queued_tool_runs_means_it_never_starts() -> None:
     with pytest.raises(RequestInterrupted):
         run_in_thread(request, View())  # type: ignore[arg-type]
     assert started == []
+
+
+def test_an_interrupt_as_a_queued_tool_starts_raises_in_the_tool() -> None:
+    """Ctrl-C that lands once the calling thread has taken the tool from the queue, before
+    the tool's own wrapper is in place, must still end the tool: the thread takes SIGINT as
+    KeyboardInterrupt from the moment it takes the tool (else the tool runs to its end)."""
+    import signal
+
+    import pytest
+
+    from ollama_nb._exceptions import RequestInterrupted
+    from ollama_nb._sync import run_in_thread
+
+    went_on: list[str] = []
+
+    class View:
+        def start(self, _model: object) -> None:
+            pass
+
+        def update(self, _transcript: object) -> None:
+            pass
+
+        def finish(self, _result: object) -> None:
+            pass
+
+    def tool() -> None:
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C as the tool starts
+        went_on.append("tool")
+
+    async def request(queued: object) -> None:
+        await queued.run_on_caller(tool)  # type: ignore[attr-defined]
+
+    with pytest.raises(RequestInterrupted):
+        run_in_thread(request, View())  # type: ignore[arg-type]
+    assert went_on == []
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # pytest's, restored

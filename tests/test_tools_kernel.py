@@ -218,3 +218,27 @@ def test_interrupt_ends_a_tool_running_on_the_worker_thread(
     assert cell.error()["ename"] == "RequestInterrupted", cell.error_text()
     assert len(cell.error()["traceback"]) == 1
     kernel.ok("print('kernel goes on')")
+
+
+@pytest.mark.parametrize("kernel_name", KERNELS)
+def test_interrupt_inside_a_tool_of_an_awaited_agenerate_is_an_interrupt(
+    kernel_name: str, request: pytest.FixtureRequest, server: StandInServer
+) -> None:
+    """In an async cell the tool runs on the kernel's loop: Interrupt raises inside it, and
+    the awaited call ends as an interrupt (RequestInterrupted with what arrived), not as a
+    cancellation."""
+    kernel: KernelDriver = request.getfixturevalue(kernel_name)
+    define(kernel)
+    kernel.ok("import ollama_nb")
+    flag = pathlib.Path(kernel.value("str(started)"))
+    cell = kernel.submit(
+        "r = await ollama_nb.agenerate('call: slow(seconds=60)', 'stand-in-tools',"
+        " tools=[slow], display=False)"
+    )
+    kernel.wait_for(flag.exists, 15, "the tool to start")
+    sent = kernel.interrupt()
+    kernel.finish(cell, timeout=15)
+    assert cell.reply.at - sent < 5, "the tool's 60 s"
+    assert cell.error()["ename"] == "RequestInterrupted", cell.error_text()
+    assert len(cell.error()["traceback"]) == 1
+    kernel.ok("print('kernel goes on')")
