@@ -480,7 +480,7 @@ def _filled(prompt: str, variables: dict[str, Any]) -> str:
     try:
         return fill_prompt(prompt, variables)
     except PromptVariableError as exc:
-        raise InvalidRequest(f"{_api_words(str(exc))}; nothing was sent") from None
+        raise InvalidRequest(f"{exc}; nothing was sent") from None
 
 
 def _batch_variables(prompt: str, variables: Any) -> dict[str, Any]:
@@ -502,29 +502,11 @@ def _batch_variables(prompt: str, variables: Any) -> dict[str, Any]:
 
 async def _prepare_batch(ask: Ask, items: Any, parallel: Any, namespace: Any) -> BatchJob:
     """`prepare_batch` for map/amap: the fields always filled (whatever %config
-    OllamaMagics.variables says), and an element's fill error worded for the API."""
+    OllamaMagics.variables says)."""
     ask.variables = True
-    try:
-        job = await prepare_batch(
-            ask, items, parallel, configured=configured_in_shell(), namespace=namespace
-        )
-    except InvalidRequest as exc:
-        raise InvalidRequest(_api_words(str(exc))) from None
-    fill = job.fill
-
-    def fill_for_api(scope: Mapping[str, Any]) -> str:
-        try:
-            return fill(scope)
-        except PromptVariableError as exc:
-            raise PromptVariableError(_api_words(str(exc))) from None
-
-    job.fill = fill_for_api
-    return job
-
-
-def _api_words(message: str) -> str:
-    """A prompt error as the API says it: `_prompt` names the magic's way out too."""
-    return message.replace(", or use --no-vars", "")
+    return await prepare_batch(
+        ask, items, parallel, configured=configured_in_shell(), namespace=namespace
+    )
 
 
 def _keeping(call: Call, keep: Callable[[Any], None]) -> Callable[[Any], None]:

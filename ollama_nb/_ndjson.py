@@ -38,12 +38,43 @@ def _loads(line: bytes) -> Any:
     return value
 
 
-class LineDecoder:
-    """Split a byte stream into complete lines, holding back the unfinished tail."""
+class LineSplitter:
+    """Split a byte stream into complete lines (blank ones too), holding back the
+    unfinished tail; a tail longer than the cap is an error, not a memory blow-up. The
+    framing shared by NDJSON (here) and Server-Sent Events (`_sse`)."""
+
+    too_long = "a line longer than {mib} MiB without a newline"
 
     def __init__(self, max_line_bytes: int = MAX_LINE_BYTES) -> None:
         self._buffer = bytearray()  # the unfinished last line
         self._max = max_line_bytes
+
+    def split(self, data: bytes) -> list[bytes]:
+        if b"\n" not in data:
+            self._buffer += data
+            self.check(len(self._buffer))
+            return []
+        lines = data.split(b"\n")
+        if self._buffer:
+            lines[0] = bytes(self._buffer) + lines[0]
+            self._buffer.clear()
+        self._buffer += lines.pop()
+        self.check(len(self._buffer))
+        return lines
+
+    def rest(self) -> bytes:
+        """The unfinished last line, taken out."""
+        rest, self._buffer = bytes(self._buffer), bytearray()
+        return rest
+
+    def check(self, size: int) -> None:
+        if size > self._max:
+            message = self.too_long.format(mib=self._max // 2**20)
+            raise OllamaResponseError(f"the server sent {message}")
+
+
+class LineDecoder(LineSplitter):
+    """The non-blank lines of an NDJSON stream."""
 
     def feed(self, data: bytes) -> list[bytes]:
         # One call per HTTP chunk, i.e. per token: split in C, and copy the held-back
@@ -52,27 +83,11 @@ class LineDecoder:
             if data.count(b"\n") == 1:
                 return [] if data.isspace() else [data[:-1]]
             return [line for line in data.split(b"\n") if line and not line.isspace()]
-        if b"\n" not in data:
-            self._buffer += data
-            self._check_length()
-            return []
-        lines = data.split(b"\n")
-        if self._buffer:
-            lines[0] = bytes(self._buffer) + lines[0]
-            self._buffer.clear()
-        self._buffer += lines.pop()
-        self._check_length()
-        return [line for line in lines if line.strip()]
-
-    def _check_length(self) -> None:
-        if len(self._buffer) > self._max:
-            raise OllamaResponseError(
-                f"the server sent a line longer than {self._max // 2**20} MiB without a newline"
-            )
+        return [line for line in self.split(data) if line.strip()]
 
     def tail(self) -> bytes:
         """What is left once the stream ended: a last line without its newline."""
-        rest, self._buffer = bytes(self._buffer), bytearray()
+        rest = self.rest()
         return rest if rest.strip() else b""
 
 
@@ -85,15 +100,16 @@ def parse_line(line: bytes) -> dict[str, Any]:
         value = _loads(line)
     except (UnicodeDecodeError, ValueError):
         raise OllamaResponseError(
-            f"the server sent data that is not NDJSON: {_preview(line)}"
+            f"the server sent data that is not NDJSON: {preview(line)}"
         ) from None
     if not isinstance(value, dict):
-        raise OllamaResponseError(f"the server sent a line that is not an object: {_preview(line)}")
+        raise OllamaResponseError(f"the server sent a line that is not an object: {preview(line)}")
     if "error" in value:
         raise OllamaResponseError(f"the server reported an error mid-stream: {value['error']}")
     return value
 
 
-def _preview(line: bytes, limit: int = 80) -> str:
+def preview(line: bytes, limit: int = 80) -> str:
+    """A line as an error message quotes it: decoded, cut."""
     text = line.decode("utf-8", errors="replace")
     return repr(text if len(text) <= limit else text[:limit] + "…")

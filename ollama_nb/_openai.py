@@ -22,7 +22,7 @@ import time
 from typing import Any, Final
 
 from ._exceptions import OllamaError, OllamaModelNotFoundError, OllamaResponseError
-from ._ndjson import _loads
+from ._ndjson import _loads, preview
 from ._protocol import ChunkDecoder
 from ._sse import EventDecoder
 
@@ -292,20 +292,20 @@ class EventChunks:
         choices = value.get("choices") or []
         if type(choices) is not list:
             raise OllamaResponseError(f"the server sent an event whose 'choices' is not a list: "
-                                      f"{_preview(data)}")  # fmt: skip
+                                      f"{preview(data)}")  # fmt: skip
         for choice in choices:
             if type(choice) is not dict or choice.get("index", 0) != 0:
                 continue  # one answer is asked for (n=1)
             delta = choice.get("delta") or {}
             if type(delta) is not dict:
                 raise OllamaResponseError(
-                    f"the server sent an event whose 'delta' is not an object: {_preview(data)}"
+                    f"the server sent an event whose 'delta' is not an object: {preview(data)}"
                 )
             text = delta.get("content") or ""
             thinking = delta.get("reasoning_content") or delta.get("reasoning") or ""
             if type(text) is not str or type(thinking) is not str:
                 raise OllamaResponseError(
-                    f"the server sent an event with text that is not a string: {_preview(data)}"
+                    f"the server sent an event with text that is not a string: {preview(data)}"
                 )
             if text or thinking:
                 chunks.append(self._chunk(text, thinking))
@@ -325,7 +325,7 @@ class EventChunks:
         if type(fragments) is not list or not all(type(f) is dict for f in fragments):
             raise OllamaResponseError(
                 f"the server sent an event whose 'tool_calls' is not a list of objects: "
-                f"{_preview(data)}"
+                f"{preview(data)}"
             )
         for fragment in fragments:
             index = fragment.get("index")
@@ -410,15 +410,10 @@ def _parse_event(data: bytes) -> dict[str, Any]:
         value = _loads(data)
     except (UnicodeDecodeError, ValueError):
         raise OllamaResponseError(
-            f"the server sent an event that is not JSON: {_preview(data)}"
+            f"the server sent an event that is not JSON: {preview(data)}"
         ) from None
     if not isinstance(value, dict):
         raise OllamaResponseError(
-            f"the server sent an event that is not an object: {_preview(data)}"
+            f"the server sent an event that is not an object: {preview(data)}"
         )
     return value
-
-
-def _preview(data: bytes, limit: int = 80) -> str:
-    text = data.decode("utf-8", errors="replace")
-    return repr(text if len(text) <= limit else text[:limit] + "…")

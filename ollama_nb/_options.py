@@ -21,7 +21,6 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from ._checks import compile_pattern
 from ._config import check_retries, check_seconds, parse_host
 from ._elements import check_parallel
-from ._prompt import PromptVariableError, fill_prompt
 from ._request import Ask, check_keep_alive, check_think
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -421,14 +420,6 @@ def resolve_format(value: str | None, namespace: Mapping[str, Any]) -> str | dic
             f"%%ollama: --format {value}: expected a JSON-schema dict, got {type(schema).__name__}"
         )
     return schema
-
-
-def interpolate(body: str, namespace: Mapping[str, Any]) -> str:
-    """The prompt with its `{name}` fields filled from the notebook (see `_prompt`)."""
-    try:
-        return fill_prompt(body, namespace)
-    except PromptVariableError as exc:
-        raise UsageError(f"%%ollama: {exc}; nothing was sent") from None
 
 
 def to_ask(options: CellOptions, prompt: str, namespace: Mapping[str, Any]) -> Ask:

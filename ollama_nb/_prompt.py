@@ -139,7 +139,7 @@ def _fill_field(match: re.Match[str], namespace: Mapping[str, Any]) -> str:
     if key is None:
         raise PromptVariableError(
             f"the prompt uses {{{name}}}, but {name!r} is not defined in the notebook;"
-            f" write {{{{{name}}}}} to send it as written, or use --no-vars"
+            f" write {{{{{name}}}}} to send it as written"
         )
     shown = match.group(0)
     try:
@@ -156,5 +156,5 @@ def _fill_field(match: re.Match[str], namespace: Mapping[str, Any]) -> str:
         reason = str(exc) or type(exc).__name__
         raise PromptVariableError(
             f"cannot fill {shown} in the prompt ({type(exc).__name__}: {reason});"
-            f" write {{{shown}}} to send it as written, or use --no-vars"
+            f" write {{{shown}}} to send it as written"
         ) from None

@@ -421,12 +421,12 @@ def cache_miss(caching: Caching, model: str, prompt: str) -> OllamaCacheMissErro
 
 
 def fill_variables(template: str, namespace: Mapping[str, Any]) -> str:
-    """`{name}` fields filled from `namespace` (`_prompt`); an undefined name is an
-    InvalidRequest that names it and the two ways out."""
+    """`{name}` fields filled from the notebook's `namespace` (`_prompt`), for a cell; a
+    field that cannot be filled is an InvalidRequest naming it and the cell's ways out."""
     try:
         return fill_prompt(template, namespace)
     except PromptVariableError as exc:
-        raise InvalidRequest(f"{exc}; nothing was sent") from None
+        raise InvalidRequest(f"{exc}, or use --no-vars; nothing was sent") from None
 
 
 def encode_images(values: Sequence[Any], names: Sequence[str] = ()) -> list[EncodedImage]:

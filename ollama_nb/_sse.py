@@ -12,7 +12,7 @@ rather than a silent wait for an end that never comes.
 from __future__ import annotations
 
 from ._exceptions import OllamaResponseError
-from ._ndjson import MAX_LINE_BYTES
+from ._ndjson import MAX_LINE_BYTES, LineSplitter, preview
 
 _FIELDS = frozenset((b"event", b"id", b"retry"))
 
@@ -21,37 +21,26 @@ class EventDecoder:
     """Split a byte stream into the data of complete events."""
 
     def __init__(self, max_line_bytes: int = MAX_LINE_BYTES) -> None:
-        self._buffer = bytearray()  # the unfinished last line
+        self._lines = _EventLines(max_line_bytes)
         self._data: list[bytes] = []  # the data lines of the event in progress
         self._size = 0
-        self._max = max_line_bytes
 
     def feed(self, data: bytes) -> list[bytes]:
         # One call per HTTP chunk, i.e. per token: the usual chunk is one whole
         # `data: {...}` event, taken apart without going line by line.
         if (
-            not self._buffer
-            and not self._data
+            not self._data
             and data.startswith(b"data: ")
             and data.count(b"\n") == 2
-            and len(data) <= self._max
+            and not self._lines.pending
+            and len(data) <= self._lines.limit
         ):
             if data.endswith(b"\n\n"):
                 return [data[6:-2]]
             if data.endswith(b"\r\n\r\n"):  # sse-starlette (llama-cpp-python, vLLM)
                 return [data[6:-4]]
-        if b"\n" not in data:
-            self._buffer += data
-            self._check(len(self._buffer))
-            return []
-        lines = data.split(b"\n")
-        if self._buffer:
-            lines[0] = bytes(self._buffer) + lines[0]
-            self._buffer.clear()
-        self._buffer += lines.pop()
-        self._check(len(self._buffer))
         events: list[bytes] = []
-        for line in lines:
+        for line in self._lines.split(data):
             self._line(line, events)
         return events
 
@@ -59,9 +48,9 @@ class EventDecoder:
         """What is left once the stream ended: a last line, a last event without its
         blank line."""
         events: list[bytes] = []
-        if self._buffer.strip():
-            self._line(bytes(self._buffer), events)
-        self._buffer.clear()
+        rest = self._lines.rest()
+        if rest.strip():
+            self._line(rest, events)
         self._line(b"", events)
         return events
 
@@ -81,22 +70,23 @@ class EventDecoder:
                 value = value[1:]
             self._data.append(value)
             self._size += len(value)
-            self._check(self._size)
+            self._lines.check(self._size)
             return
         if name in _FIELDS:
             return
         raise OllamaResponseError(
-            f"the server sent a line that is not a Server-Sent Event: {_preview(line)}"
+            f"the server sent a line that is not a Server-Sent Event: {preview(line)}"
             " (is --host an OpenAI-compatible API, e.g. http://host:port/v1?)"
         )
 
-    def _check(self, size: int) -> None:
-        if size > self._max:
-            raise OllamaResponseError(
-                f"the server sent an event longer than {self._max // 2**20} MiB"
-            )
 
+class _EventLines(LineSplitter):
+    too_long = "an event longer than {mib} MiB"
 
-def _preview(line: bytes, limit: int = 80) -> str:
-    text = line.decode("utf-8", errors="replace")
-    return repr(text if len(text) <= limit else text[:limit] + "…")
+    @property
+    def pending(self) -> bool:
+        return bool(self._buffer)
+
+    @property
+    def limit(self) -> int:
+        return self._max

@@ -93,6 +93,25 @@ def test_undefined_variable_in_the_template_sends_nothing(
     assert server.requests == []
 
 
+def test_an_element_that_cannot_fill_the_template_names_only_ways_out_it_has(
+    kernel: KernelDriver, server: StandInServer
+) -> None:
+    """--each refuses --no-vars, so an element's fill error must not suggest it."""
+    kernel.ok("rows = [{'other': 1}, {'name': 'a'}]")
+    cell = batch_cell(kernel, "--each rows", "Hello {item[name]}")  # element 0: checked first
+    assert cell.status == "error"
+    message = cell.error_text()
+    assert "cannot fill {item[name]}" in message and "{{item[name]}}" in message
+    assert "--no-vars" not in message
+    assert server.requests == []
+    kernel.ok("rows.reverse()")  # element 1 now: the batch runs, and that element fails
+    cell = batch_cell(kernel, "--each rows", "Hello {item[name]}")
+    assert cell.status == "ok", cell.error_text()
+    message = kernel.value("str(_ollama[1].error)")
+    assert "element 1: cannot fill the prompt: cannot fill {item[name]}" in message
+    assert "--no-vars" not in message
+
+
 def start_slow_batch(kernel: KernelDriver, server: StandInServer, n: int = 30) -> Cell:
     server.configure(num_parallel=4, token_interval=0.05, tokens=2000)
     kernel.ok(f"items = list(range({n}))")

@@ -57,7 +57,7 @@ def test_identifier_fields_are_filled(template: str, sent: str) -> None:
 @pytest.mark.parametrize(
     ("template", "words"),
     [
-        ("use {missing}", ["'missing' is not defined", "{{missing}}", "--no-vars"]),
+        ("use {missing}", ["'missing' is not defined", "{{missing}}"]),
         ("{d[nope]}", ["cannot fill {d[nope]}", "KeyError", "{{d[nope]}}"]),
         ("{xs[9]}", ["cannot fill {xs[9]}", "IndexError"]),
         ("{country.nope}", ["AttributeError"]),

@@ -11,7 +11,6 @@ from ollama_nb import OllamaResponseError, OllamaResult
 from ollama_nb._config import parse_host
 from ollama_nb._magics import OllamaMagics
 from ollama_nb._ndjson import LineDecoder, parse_line
-from ollama_nb._options import interpolate
 from ollama_nb._options import parse_line as parse_magic_line
 from ollama_nb._render import record_html
 
@@ -85,14 +84,22 @@ def test_bad_lines_are_short_usage_errors(line: str, words: str) -> None:
     assert len(str(info.value)) < 200
 
 
-def test_prompt_interpolation_is_a_usage_error_naming_the_variable() -> None:
-    assert interpolate("Hi {name}, {{name}} {n:03d}", {"name": "Ada", "n": 7}) == (
+def test_a_cells_unfillable_field_names_the_cells_ways_out() -> None:
+    """The cell's own switch (--no-vars) is named by the cell's path only: `_prompt`'s
+    words serve the Python API and --each too, where it does not apply."""
+    from ollama_nb._prompt import fill_prompt
+    from ollama_nb._request import InvalidRequest, fill_variables
+
+    assert fill_variables("Hi {name}, {{name}} {n:03d}", {"name": "Ada", "n": 7}) == (
         "Hi Ada, {name} 007"
     )
-    with pytest.raises(UsageError, match="'missing' is not defined") as info:
-        interpolate("use {missing}", {})
-    assert "{{missing}}" in str(info.value) and "--no-vars" in str(info.value)
-    assert "nothing was sent" in str(info.value)
+    with pytest.raises(InvalidRequest, match="'missing' is not defined") as info:
+        fill_variables("use {missing}", {})
+    assert "{{missing}}" in str(info.value) and "or use --no-vars" in str(info.value)
+    assert str(info.value).endswith("; nothing was sent")
+    with pytest.raises(ValueError) as bare:
+        fill_prompt("use {missing}", {})
+    assert "--no-vars" not in str(bare.value)
 
 
 def test_line_decoder_reassembles_split_lines_and_utf8() -> None:
