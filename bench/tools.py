@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import statistics
 import sys
@@ -29,9 +30,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ollama_nb import _stream  # noqa: E402
 from ollama_nb._request import Ask, build  # noqa: E402
-from ollama_nb._stream import StopControl, Transcript, drive  # noqa: E402
+from ollama_nb._stream import StopControl, Transcript, drive, stream_response  # noqa: E402
+from ollama_nb._tool_loop import converse  # noqa: E402
 from ollama_nb.testing import StandInServer  # noqa: E402
 
 
@@ -62,22 +63,18 @@ async def _request(url: str, prompt: str, max_steps: int) -> Any:
 async def loop_overhead(url: str, rounds: int) -> dict[str, float]:
     request = await _request(url, "call forever: add(a=1, b=2); add(a=3, b=4)", rounds)
     spent = {"stream": 0.0}
-    consume = _stream._consume
 
     async def timed(*args: Any) -> None:
         started = time.perf_counter()
         try:
-            await consume(*args)
+            await stream_response(*args)
         finally:
             spent["stream"] += time.perf_counter() - started
 
-    _stream._consume = timed  # drive passes it to the loop as the one-response streamer
-    try:
-        started = time.perf_counter()
-        result = await drive(request, Counting(), StopControl(), lambda r: None)
-        wall = time.perf_counter() - started
-    finally:
-        _stream._consume = consume
+    loop = functools.partial(converse, stream_one=timed)
+    started = time.perf_counter()
+    result = await drive(request, Counting(), StopControl(), lambda r: None, loop)
+    wall = time.perf_counter() - started
     tools = sum(call.elapsed for call in result.tool_calls)
     assert result.done_reason == "max_steps", result.status
     per_round = (wall - spent["stream"] - tools) / rounds

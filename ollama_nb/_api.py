@@ -30,7 +30,7 @@ from ._cancel import Call
 from ._checks import compile_pattern
 from ._client import OllamaClient
 from ._config import check_retries, check_seconds, parse_host
-from ._exceptions import OllamaResponseError, RequestInterrupted
+from ._exceptions import InvalidRequest, OllamaResponseError, RequestInterrupted
 from ._kernel import (
     HINT_KERNEL,
     CellOutput,
@@ -42,7 +42,6 @@ from ._next_cell import next_input
 from ._prompt import PromptVariableError, fields, fill_prompt
 from ._request import (
     Ask,
-    InvalidRequest,
     build,
     configured_in_shell,
     make_client,

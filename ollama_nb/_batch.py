@@ -55,7 +55,8 @@ from typing import Any
 
 import httpx
 
-from ._batch_result import FAILED, OllamaBatch
+from ._batch_record import FAILED
+from ._batch_result import OllamaBatch
 from ._batch_store import ResultColumns
 from ._batch_view import BatchStats, refresh_interval
 from ._cache import Caching, KeyMaker, replayed_result
@@ -63,9 +64,15 @@ from ._checks import check_prompt_text
 from ._client import OllamaClient, map_http_error
 from ._config import Timeouts
 from ._elements import BatchInputError, Elements, ElementScope, check_parallel, elements
-from ._exceptions import OllamaConnectionError, OllamaError, OllamaResponseError, OllamaTimeoutError
+from ._exceptions import (
+    InvalidRequest,
+    OllamaConnectionError,
+    OllamaError,
+    OllamaResponseError,
+    OllamaTimeoutError,
+)
 from ._prompt import fill_prompt
-from ._request import InvalidRequest, build, cache_miss, keyed_path, resolve_settings
+from ._request import build, cache_miss, keyed_path, resolve_settings
 from ._result import OllamaResult, settings_of
 from ._stream import (
     RELEASE_AFTER_CHARS,

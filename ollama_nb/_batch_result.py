@@ -6,11 +6,9 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any, overload
 
+from ._batch_record import FAILED, record_html, record_text, summary_line
 from ._batch_store import SKIPPED, Figures, ResultColumns
-from ._batch_view import record_html, record_text, summary_line
 from ._result import OllamaResult
-
-FAILED = ("error", "timeout")  # the outcomes counted as failures
 
 
 class OllamaBatch(Sequence[OllamaResult]):

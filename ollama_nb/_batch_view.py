@@ -6,8 +6,7 @@ refreshed at most `MAX_HZ` times a second, and less often as the batch goes on (
 `elapsed / SLOWDOWN` seconds, at most every `MAX_INTERVAL`), so that IOPub traffic grows
 with the logarithm of a batch's length, not with its length.
 
-The record needs no widget state: a summary line (counts by outcome, tokens/s, elapsed)
-and the first and last few answers, shortened, as escaped text.
+The record that replaces it is the batch's own (`_batch_record`).
 """
 
 from __future__ import annotations
@@ -15,22 +14,27 @@ from __future__ import annotations
 import html
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from ._render import STATUS_STYLE, format_seconds
+from ._batch_record import Batch, prompts, record_text
+from ._render import format_seconds
 
 if TYPE_CHECKING:
-    from ._batch_result import OllamaBatch
     from ._kernel import CellOutput
     from ._stream import StopControl
 
 MAX_HZ = 10
 SLOWDOWN = 20  # refresh interval = elapsed / SLOWDOWN, within [1/MAX_HZ, MAX_INTERVAL]
 MAX_INTERVAL = 5.0
-SHOWN_EACH_END = 3  # answers shown from the head and from the tail of the batch
-ANSWER_CHARS = 120  # each shown answer is cut to this many characters
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
-FAILED = ("error", "timeout")
+
+
+class Finished(Batch, Protocol):
+    """What a view ends with: a batch that has its record (an `OllamaBatch`)."""
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]: ...
+
+    def metadata(self) -> dict[str, Any]: ...
 
 
 def refresh_interval(elapsed: float) -> float:
@@ -139,7 +143,7 @@ class WidgetBatchView:
             with self._out.comms_unrecorded():
                 self._progress.value = self._last = value
 
-    def finish(self, batch: OllamaBatch) -> None:
+    def finish(self, batch: Finished) -> None:
         from ._view import _close_tree
 
         self._out.clear()
@@ -148,7 +152,7 @@ class WidgetBatchView:
             _close_tree(self._root)
 
 
-def display_record(output: CellOutput, batch: OllamaBatch) -> None:
+def display_record(output: CellOutput, batch: Finished) -> None:
     """The static record, with the `ollama_nb` metadata a saved notebook keeps (captured,
     like a single request's, under `%%capture`)."""
     output.display(batch._repr_mimebundle_(), {"ollama_nb": batch.metadata()})
@@ -171,7 +175,7 @@ class TextBatchView:
             self._next_at = stats.elapsed + 2.0  # a line every 2 s at most
             self._write(stats.line() + "\n")
 
-    def finish(self, batch: OllamaBatch) -> None:
+    def finish(self, batch: Finished) -> None:
         self._write(record_text(batch) + "\n")
 
     def _write(self, text: str) -> None:
@@ -188,7 +192,7 @@ class NullBatchView:
     def update(self, stats: BatchStats) -> None:
         pass
 
-    def finish(self, batch: OllamaBatch) -> None:
+    def finish(self, batch: Finished) -> None:
         pass
 
 
@@ -199,127 +203,3 @@ def live_batch_view(kernel: Any, control: StopControl, stop_hint: str | None) ->
     from ._kernel import CellOutput
 
     return WidgetBatchView(CellOutput(kernel), control, stop_hint)
-
-
-# -- the record ------------------------------------------------------------------------
-
-
-# How each outcome reads in the summary ("8 answers: 6 finished, 2 failed").
-OUTCOME_WORDS = {
-    "stop": "finished",
-    "length": "cut at the length limit",
-    "error": "failed",
-    "timeout": "timed out",
-    "stopped": "stopped",
-    "interrupted": "interrupted",
-    "skipped": "not started",
-}
-
-
-def outcome_phrase(counts: dict[str, int], total: int) -> str:
-    """`8 answers, all finished`, `1 answer, failed`, `8 answers: 6 finished, 2 failed`."""
-    if not total:
-        return "no prompts"
-    answers = f"{total} answer{'' if total == 1 else 's'}"
-    words = {reason: OUTCOME_WORDS.get(reason, reason) for reason in counts}
-    if len(counts) == 1:
-        (reason,) = counts
-        return f"{answers}, {'' if total == 1 else 'all '}{words[reason]}"
-    return f"{answers}: " + ", ".join(f"{n} {words[reason]}" for reason, n in counts.items())
-
-
-def summary_line(batch: OllamaBatch) -> str:
-    parts = [batch.model, outcome_phrase(batch.counts(), len(batch))]
-    if batch.replayed:
-        parts.append(f"{batch.replayed} replayed (not sent)")
-    rate = batch.tokens_per_second
-    if rate is not None:
-        parts.append(f"{rate:.1f} tokens/s")
-    parts.append(format_seconds(batch.elapsed))
-    return " · ".join(parts)
-
-
-def prompts(n: int) -> str:
-    return f"{n} prompt{'' if n == 1 else 's'}"
-
-
-def _halted(batch: OllamaBatch) -> str | None:
-    halted = getattr(batch, "halted", None)  # batches pickled before 0.3 lack it
-    return " ".join(f"Stopped early: {halted}".split()) if halted else None
-
-
-def _shorten(text: str) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= ANSWER_CHARS else flat[: ANSWER_CHARS - 1] + "…"
-
-
-def shown_positions(n: int) -> list[int | None]:
-    """Positions shown in the record; None marks the gap between head and tail."""
-    if n <= 2 * SHOWN_EACH_END:
-        return list(range(n))
-    head = list(range(SHOWN_EACH_END))
-    tail = list(range(n - SHOWN_EACH_END, n))
-    return [*head, None, *tail]
-
-
-def _answer(batch: OllamaBatch, position: int) -> tuple[str, str]:
-    result = batch[position]
-    if result.done_reason in FAILED and result.error is not None:
-        return result.done_reason or "error", _shorten(str(result.error))
-    return result.done_reason or "", _shorten(result.text)
-
-
-def record_text(batch: OllamaBatch) -> str:
-    lines = [summary_line(batch)]
-    if halted := _halted(batch):
-        lines.append(halted)
-    for position in shown_positions(len(batch)):
-        if position is None:
-            lines.append(f"  … {len(batch) - 2 * SHOWN_EACH_END} more")
-            continue
-        reason, text = _answer(batch, position)
-        lines.append(f"  [{position}] {reason}: {text}")
-    return "\n".join(lines)
-
-
-# A failed row (error, timeout) stands apart: the background Jupyter gives error output.
-FAILED_ROW = "background: var(--jp-rendermime-error-background, #fdd)"
-CELL = "padding: 2px 8px; vertical-align: top; line-height: 1.4"
-
-
-def record_html(batch: OllamaBatch) -> str:
-    """The summary line on top, where the live progress row was; then the answers shown."""
-    rows = []
-    for position in shown_positions(len(batch)):
-        if position is None:
-            more = len(batch) - 2 * SHOWN_EACH_END
-            rows.append(
-                f"<tr><td colspan='3' style='text-align: left; {CELL}'>… {more} more</td></tr>"
-            )
-            continue
-        reason, text = _answer(batch, position)
-        row = f" style='{FAILED_ROW}'" if reason in FAILED else ""
-        rows.append(
-            f"<tr class='ollama-nb-{html.escape(reason)}'{row}>"
-            f"<td style='text-align: right; {CELL}'>{position}</td>"
-            f"<td style='text-align: left; {CELL}'>{html.escape(reason)}</td>"
-            f"<td style='text-align: left; {CELL}'>{html.escape(text)}</td></tr>"
-        )
-    table = (
-        f"<table class='ollama-nb-batch-answers' style='margin: 0'>{''.join(rows)}</table>"
-        if rows
-        else ""
-    )
-    status = html.escape(summary_line(batch))
-    style = "color: var(--jp-ui-font-color2, #666); font-size: 0.85em; margin-top: 0.4em"
-    halted = _halted(batch)
-    note = (
-        f"<div class='ollama-nb-halted' style='{style}'>{html.escape(halted)}</div>"
-        if halted
-        else ""
-    )
-    return (
-        f"<div class='ollama-nb-batch'>"
-        f"<div class='ollama-nb-status' style='{STATUS_STYLE}'>{status}</div>{note}{table}"
-        "</div>"
-    )

@@ -12,7 +12,8 @@ exception::
     └── OllamaCacheMissError        cache_mode "replay": the answer is not in the cache file
                                     (nothing was sent); `.model`, `.prompt`
 
-Bad input in the magic line is IPython's own `UsageError`, raised before anything is sent.
+Bad input is found before anything is sent: to the Python API it is `InvalidRequest`, a
+`ValueError`; in the magic line, IPython's own `UsageError`.
 A kernel interrupt or Ctrl-C is re-raised as `RequestInterrupted`, a `KeyboardInterrupt`,
 so that Run All stops there.
 
@@ -104,6 +105,13 @@ class RequestInterrupted(KeyboardInterrupt):
 
     def _render_traceback_(self) -> list[str]:
         return [f"KeyboardInterrupt: {self}"]
+
+
+class InvalidRequest(ValueError):
+    """Bad input, found before anything was sent. One line in a notebook."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
 
 
 def _rebuild(cls: type[OllamaError], args: tuple[Any, ...]) -> OllamaError:

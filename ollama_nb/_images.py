@@ -24,7 +24,7 @@ import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._request import InvalidRequest
+from ._exceptions import InvalidRequest
 
 if TYPE_CHECKING:
     from ._client import OllamaClient

@@ -37,7 +37,7 @@ from ._config import (
 )
 from ._context import DEFAULT_CHARS as DEFAULT_CONTEXT_CHARS
 from ._errors import prompt_namespace, recorder_of
-from ._exceptions import OllamaResponseError, RequestInterrupted
+from ._exceptions import InvalidRequest, OllamaResponseError, RequestInterrupted
 from ._fix import error_of, fix_prompt, variable_lines
 from ._kernel import (
     HINT_KERNEL,
@@ -53,7 +53,6 @@ from ._options import CellOptions, declare, parse_line, to_ask
 from ._protocol import APIS, OLLAMA, protocol_for
 from ._pull import PullView, pull
 from ._request import (
-    InvalidRequest,
     Prepared,
     Setting,
     build,

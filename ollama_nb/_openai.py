@@ -23,7 +23,6 @@ from typing import Any, Final
 
 from ._exceptions import OllamaError, OllamaModelNotFoundError, OllamaResponseError
 from ._ndjson import _loads, preview
-from ._protocol import ChunkDecoder
 from ._sse import EventDecoder
 
 # Where an Ollama endpoint has no OpenAI counterpart, the command the user typed.
@@ -74,7 +73,7 @@ class OpenAIProtocol:
             return {"embeddings": [d.get("embedding") for d in ordered]}
         return answer
 
-    def decoder(self, path: str) -> ChunkDecoder:
+    def decoder(self, path: str) -> EventChunks:  # a `_protocol.ChunkDecoder`
         return EventChunks(chat=path == "/api/chat")
 
     def status_error(

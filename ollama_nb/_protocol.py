@@ -5,7 +5,7 @@ The rest of the package describes every request in Ollama's terms — a path suc
 turns that description into what its server takes (path, body, Accept) and the
 server's answer back into the same chunks, so the magic, the views and batches never
 know which one runs. `OllamaProtocol` is the identity; `_openai.OpenAIProtocol` speaks
-OpenAI's `/v1` API.
+OpenAI's `/v1` API (it meets these interfaces by shape: it imports nothing from here).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Protocol as TypingProtocol
 
 from ._exceptions import OllamaError
 from ._ndjson import LineDecoder, parse_line
+from ._openai import OPENAI
 
 APIS = ("auto", "ollama", "openai")
 
@@ -99,7 +100,5 @@ def speaks_openai(api: str, host: str) -> bool:
 
 def protocol_for(api: str | None, host: str) -> Protocol:
     if speaks_openai(api or "auto", host):
-        from ._openai import OPENAI
-
         return OPENAI
     return OLLAMA

@@ -42,6 +42,7 @@ from ._config import (
 )
 from ._context import DEFAULT_CHARS, describe_all, prompt_with_context
 from ._exceptions import (
+    InvalidRequest,
     OllamaCacheMissError,
     OllamaError,
     OllamaResponseError,
@@ -53,6 +54,7 @@ from ._protocol import OLLAMA, protocol_for
 from ._render import context_line
 from ._result import OllamaResult
 from ._stream import Request, StopControl, Transcript, View, build_result, drive
+from ._tool_loop import converse
 from ._tools import DEFAULT_MAX_STEPS, Tool, ToolError
 from ._tools import describe_all as describe_callables
 
@@ -81,13 +83,6 @@ THINK_LEVELS = ("low", "medium", "high", "max")
 _NUMBER = re.compile(r"^[+-]?\d+(\.\d+)?$")
 # Go's time.ParseDuration, which the server uses: 10m, 1h30m, 1.5h, 500ms, -1m.
 _DURATION = re.compile(r"^[+-]?(\d+(\.\d*)?(ns|us|µs|ms|s|m|h))+$")
-
-
-class InvalidRequest(ValueError):
-    """Bad input, found before anything was sent. One line in a notebook."""
-
-    def _render_traceback_(self) -> list[str]:
-        return [f"{type(self).__name__}: {self}"]
 
 
 @dataclass(frozen=True)
@@ -547,7 +542,8 @@ async def run(
         handle(prepared.replayed)
         return prepared.replayed
     try:
-        result = await drive(prepared.request, view, control, handle)
+        consume = converse if prepared.request.tools is not None else None
+        result = await drive(prepared.request, view, control, handle, consume)
     except (asyncio.CancelledError, KeyboardInterrupt):
         # The response is closed and the result handed over; one line instead of a
         # traceback through this package, and Run All still stops here.

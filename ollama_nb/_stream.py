@@ -199,7 +199,8 @@ class StopScan:
         return found is not None
 
 
-async def _consume(request: Request, transcript: Transcript, control: StopControl) -> None:
+async def stream_response(request: Request, transcript: Transcript, control: StopControl) -> None:
+    """Stream one response of the request into the transcript."""
     scan = StopScan(request.stop_on) if request.stop_on is not None else None
     async with contextlib.aclosing(request.client.stream(request.path, request.payload)) as chunks:
         async for chunk in chunks:
@@ -277,16 +278,32 @@ async def race(
         await settle([consumer, waiter, ticker, eager])
 
 
+Consume = Callable[
+    [Request, Transcript, StopControl, Callable[[], None]], Coroutine[Any, Any, None]
+]
+
+
+def one_response(
+    request: Request, transcript: Transcript, control: StopControl, _refresh: Callable[[], None]
+) -> Coroutine[Any, Any, None]:
+    """A request without tools: one streamed response (the ticker refreshes the view)."""
+    return stream_response(request, transcript, control)
+
+
 async def drive(
     request: Request,
     view: View,
     control: StopControl,
     on_result: Callable[[OllamaResult], None],
+    consume: Consume | None = None,
 ) -> OllamaResult:
     """Run the request; hand the result to `on_result` on every path, then return it.
 
-    A cancellation (kernel interrupt) is re-raised after the result is handed over.
+    `consume` fills the transcript: one streamed response unless given (the tool loop,
+    `_tool_loop.converse`, streams several). A cancellation (kernel interrupt) is
+    re-raised after the result is handed over.
     """
+    consume = consume or one_response
     transcript = Transcript()
     view.start(request.model)
 
@@ -296,16 +313,9 @@ async def drive(
 
     reason: str | None = None
     error: BaseException | None = None
-    consume: Coroutine[Any, Any, None]
-    if request.tools is not None:
-        from ._tool_loop import converse
-
-        consume = converse(request, transcript, control, refresh, _consume)
-    else:
-        consume = _consume(request, transcript, control)
     try:
         outcome = await race(
-            consume,
+            consume(request, transcript, control, refresh),
             refresh,
             control,
             request.total_timeout,

@@ -2,21 +2,20 @@
 
 Protocol-neutral: it works on assembled assistant messages (content, thinking, the raw
 tool calls) and on a `stream_one` coroutine that streams one response of the request's
-current `messages` into the transcript (Ollama's /api/chat is `_stream._consume`). It runs
-inside `_stream.drive`'s race, so Stop, the total timeout and an interrupt end it at any
-step: Stop between two calls runs no further call; a function that blocks the loop is
-ended by Interrupt only (`_tools.run_call` raises `ToolInterrupted`).
+current `messages` into the transcript (`_stream.stream_response`, whichever protocol
+the server speaks). `_request.run` hands `converse` to `_stream.drive`, whose race it runs
+in, so Stop, the total timeout and an interrupt end it at any step: Stop between two
+calls runs no further call; a function that blocks the loop is ended by Interrupt only
+(`_tools.run_call` raises `ToolInterrupted`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ._stream import Request, StopControl, Transcript, stream_response
 from ._tools import DECLINED, ToolCall, run_call
-
-if TYPE_CHECKING:
-    from ._stream import Request, StopControl, Transcript
 
 NOT_RUN = "not run: the model asked for more rounds than --max-steps allows"
 SUMMED = ("eval_count", "eval_duration", "prompt_eval_count", "prompt_eval_duration")
@@ -27,7 +26,7 @@ async def converse(
     transcript: Transcript,
     control: StopControl,
     refresh: Callable[[], None],
-    stream_one: Callable[[Request, Transcript, StopControl], Awaitable[None]],
+    stream_one: Callable[[Request, Transcript, StopControl], Awaitable[None]] = stream_response,
 ) -> None:
     """Stream responses and run their calls until an answer without calls, Stop, or
     `request.max_steps` rounds of calls (then `transcript.max_steps_reached`)."""

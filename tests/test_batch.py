@@ -631,7 +631,7 @@ def test_answers_of_any_length_read_back() -> None:
 
 
 def test_summary_reads_as_a_sentence() -> None:
-    from ollama_nb._batch_view import outcome_phrase
+    from ollama_nb._batch_record import outcome_phrase
 
     assert outcome_phrase({"stop": 8}, 8) == "8 answers, all finished"
     assert outcome_phrase({"error": 1}, 1) == "1 answer, failed"

@@ -14,7 +14,7 @@ import ollama
 import pytest
 
 import ollama_nb
-from ollama_nb._request import InvalidRequest
+from ollama_nb._exceptions import InvalidRequest
 from ollama_nb._tools import (
     MAX_RESULT_CHARS,
     ToolCall,

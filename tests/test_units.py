@@ -87,8 +87,9 @@ def test_bad_lines_are_short_usage_errors(line: str, words: str) -> None:
 def test_a_cells_unfillable_field_names_the_cells_ways_out() -> None:
     """The cell's own switch (--no-vars) is named by the cell's path only: `_prompt`'s
     words serve the Python API and --each too, where it does not apply."""
+    from ollama_nb._exceptions import InvalidRequest
     from ollama_nb._prompt import fill_prompt
-    from ollama_nb._request import InvalidRequest, fill_variables
+    from ollama_nb._request import fill_variables
 
     assert fill_variables("Hi {name}, {{name}} {n:03d}", {"name": "Ada", "n": 7}) == (
         "Hi Ada, {name} 007"
