@@ -328,14 +328,15 @@ async def _embed_batch(client: OllamaClient, model: str, batch: list[str]) -> li
     vectors = answer.get("embeddings") if isinstance(answer, dict) else None
     if not isinstance(vectors, list) or len(vectors) != len(batch):
         raise OllamaResponseError(
-            f"{client.host}/api/embed answered without one embedding per text ({len(batch)} sent)",
+            f"{client.url_of('/api/embed')} answered without one embedding per text"
+            f" ({len(batch)} sent)",
             -1,
         )
     try:
         return [[float(x) for x in vector] for vector in vectors]
     except (TypeError, ValueError):
         raise OllamaResponseError(
-            f"{client.host}/api/embed answered with vectors that are not numbers", -1
+            f"{client.url_of('/api/embed')} answered with vectors that are not numbers", -1
         ) from None
 
 

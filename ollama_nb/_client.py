@@ -161,23 +161,31 @@ class OllamaClient:
             finally:
                 await response.aclose()
 
+    def url_of(self, path: str) -> str:
+        """Where the server answers the Ollama-described `path` (for messages)."""
+        return self.host + self.protocol.outgoing(path, None)[0]
+
     async def call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
         """A request whose answer is one JSON object, within the total timeout (if any)
         and `body_limit` bytes. A kernel interrupt ends it at once, however silent the
         server (see `_wake`)."""
         total = self.timeouts.total
+        where, sent = self.protocol.outgoing(path, payload)
         try:
             async with loop_stays_awake():
-                return await asyncio.wait_for(self._call(method, path, payload), total)
+                call = self._call(method, path, where, sent, payload)
+                return await asyncio.wait_for(call, total)
         except asyncio.TimeoutError:
             raise OllamaTimeoutError(
-                f"total timeout: {self.host}{path} did not answer within {total:g} s"
+                f"total timeout: {self.host}{where} did not answer within {total:g} s"
                 " (raise --timeout / OllamaMagics.timeout)",
                 "total",
             ) from None
 
-    async def _call(self, method: str, path: str, payload: dict[str, Any] | None) -> Any:
-        where, sent = self.protocol.outgoing(path, payload)
+    async def _call(
+        self, method: str, path: str, where: str, sent: Any, payload: dict[str, Any] | None
+    ) -> Any:
+        """`path` as described (Ollama's), `where` and `sent` as the server takes them."""
         async with self._http() as http:
             response = await self._send(http, method, where, sent, "application/json")
             try:
@@ -187,7 +195,7 @@ class OllamaClient:
                     body += data
                     if len(body) > self.body_limit:
                         raise OllamaResponseError(
-                            f"{self.host}{path} sent more than {self.body_limit // 2**20} MiB;"
+                            f"{self.host}{where} sent more than {self.body_limit // 2**20} MiB;"
                             " this is not an Ollama answer (check --host)",
                             response.status_code,
                         )

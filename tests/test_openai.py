@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from typing import Any
 
 import pytest
 from kernel_driver import KernelDriver
+from raw_server import RawRequest, RawServer, response
 from support import REPLY, assert_kept_what_arrived, assert_one_line_error, result, run_cell
 from test_live_view import SLOW, stop_button
 
@@ -382,3 +384,19 @@ def test_an_image_goes_as_a_data_url(kernel: KernelDriver, server: StandInServer
     assert stats.status == "ok" and "time to first token" in json.dumps(
         [m.content for m in stats.outputs()]
     )
+
+
+def test_embed_errors_name_the_endpoint_the_server_was_asked_at() -> None:
+    """Against an OpenAI-compatible server, a wrong embeddings answer names /v1/embeddings
+    (what the server was asked at), not Ollama's /api/embed."""
+    one_vector = json.dumps({"data": [{"index": 0, "embedding": [0.5]}]}).encode()
+
+    def handler(request: RawRequest, conn: socket.socket) -> None:
+        conn.sendall(response("200 OK", one_vector))
+
+    with RawServer(handler) as raw, pytest.raises(OllamaResponseError) as caught:
+        ollama_nb.embed(["a", "b"], "m", host=f"{raw.url}/v1", display=False)
+    assert str(caught.value) == (
+        f"{raw.url}/v1/embeddings answered without one embedding per text (2 sent)"
+    )
+    assert raw.requests[0].target == "/v1/embeddings"
