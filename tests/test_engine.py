@@ -25,12 +25,13 @@ from engine_server import EMBED_MODEL, MODEL, EngineServer, StallingProxy
 from kernel_driver import WIDGET_MIME, Cell, KernelDriver
 from nbclient import NotebookClient
 from support import assert_one_line_error, result, run_cell
-from test_live_view import stop_button
+from test_live_view import open_blocks, stop_button, words_of
 
 
 def wait_until_streaming(kernel: KernelDriver, cell: Cell, seconds: float) -> None:
     """Show the cell's live view (as a front end would) and wait until its elapsed counter
-    reaches `seconds`: the request is under way."""
+    reaches `seconds` and the answer's first words are shown: the engine is generating (its
+    prompt processing can take longer than `seconds` on a loaded machine)."""
     label = kernel.wait_for(lambda: cell.widget(value="0.0 s"), 15, "the elapsed label")
     root = kernel.wait_for(lambda: cell.widget(_view_count=0), 15, "the live view")
     kernel.show_view(root.content["comm_id"])  # drawn: the counter ticks
@@ -41,6 +42,18 @@ def wait_until_streaming(kernel: KernelDriver, cell: Cell, seconds: float) -> No
         return any(v.endswith(" s") and float(v.split()[0]) >= seconds for v in shown)
 
     kernel.wait_for(counted, 15, f"{seconds:g} s of answer")
+
+    def words_shown() -> list[str]:
+        since = [m for m in kernel.messages if m.at >= cell.sent_at]
+        blocks = [
+            m.content["data"]["text/html"]
+            for m in since
+            if m.type == "display_data" and set(m.content["data"]) == {"text/html"}
+        ]
+        last_open = [m.content["data"]["state"]["value"] for m in open_blocks(since)[-1:]]
+        return words_of("".join(blocks + last_open))
+
+    kernel.wait_for(words_shown, 30, "the answer's first words")
 
 
 def test_a_streamed_answer(kernel: KernelDriver, engine: EngineServer) -> None:
