@@ -52,30 +52,59 @@ def fill_prompt(template: str, namespace: Mapping[str, Any]) -> str:
     >>> fill_prompt("Capital of {country}? As JSON: {'capital': ...}", {"country": "Peru"})
     "Capital of Peru? As JSON: {'capital': ...}"
     """
-    out: list[str] = []
+    return fill_parts(template_parts(template), namespace)
+
+
+# A template read once: its literal text, and its fields (each a `_FIELD` match).
+Parts = list[str | re.Match[str]]
+
+
+def template_parts(template: str) -> Parts:
+    """`template` split into literal text (escapes resolved) and fields: what decides the
+    split is the template alone, so a batch splits it once and fills it per element."""
+    parts: Parts = []
     open_escapes = 0  # `{{` seen whose `}}` has not come yet
     i, n = 0, len(template)
     while i < n:
         brace = _next_brace(template, i)
         if brace < 0:
-            out.append(template[i:])
+            parts.append(template[i:])
             break
-        out.append(template[i:brace])
+        parts.append(template[i:brace])
         if template.startswith("{{", brace):
-            out.append("{")
+            parts.append("{")
             open_escapes += 1
             i = brace + 2
         elif template.startswith("}}", brace) and open_escapes:
-            out.append("}")
+            parts.append("}")
             open_escapes -= 1
             i = brace + 2
         elif template[brace] == "{" and (match := _field_at(template, brace)):
-            out.append(_fill_field(match, namespace))
+            parts.append(match)
             i = match.end()
         else:
-            out.append(template[brace])
+            parts.append(template[brace])
             i = brace + 1
-    return "".join(out)
+    return _joined_literals(parts)
+
+
+def _joined_literals(parts: Parts) -> Parts:
+    """Runs of literal text as one str each (fewer pieces to join per fill)."""
+    joined: Parts = []
+    for part in parts:
+        if isinstance(part, str) and joined and isinstance(joined[-1], str):
+            joined[-1] += part
+        elif part:  # a field (a match is true), or text that is not empty
+            joined.append(part)
+    return joined
+
+
+def fill_parts(parts: Parts, namespace: Mapping[str, Any]) -> str:
+    """The prompt `template_parts` split, its fields filled (left to right) from
+    `namespace`."""
+    return "".join(
+        [part if isinstance(part, str) else _fill_field(part, namespace) for part in parts]
+    )
 
 
 def fields(template: str) -> list[str]:
