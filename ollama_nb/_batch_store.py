@@ -119,10 +119,7 @@ class _Variants(_Strings):
         encoded = _encode(text)
         if self.first is None and encoded:
             self.first = encoded
-        first = self.first or b""
-        head = min(_common_prefix(encoded, first), AFFIX_MAX)
-        # The suffix stops where the prefix ends: what is left between them is stored.
-        tail = min(_common_suffix(encoded, first), len(encoded) - head, AFFIX_MAX)
+        head, tail = _affixes(encoded, self.first or b"")
         self.prefixes[position], self.suffixes[position] = head, tail
         middle = encoded[head : len(encoded) - tail]
         return self._append(position, middle) if middle else True
@@ -134,23 +131,20 @@ class _Variants(_Strings):
         return _decode(whole)
 
 
-def _common_prefix(a: bytes, b: bytes) -> int:
-    """How many leading bytes `a` and `b` share."""
-    size = min(len(a), len(b))
-    # Read big-endian, the first byte that differs is the highest nonzero byte of the
-    # XOR: one pass in C for any length, where a Python loop would go byte by byte.
-    differ = int.from_bytes(a[:size], "big") ^ int.from_bytes(b[:size], "big")
-    return size - (differ.bit_length() + 7) // 8
-
-
-def _common_suffix(a: bytes, b: bytes) -> int:
-    """How many trailing bytes `a` and `b` share (as `_common_prefix`, from the end)."""
-    size = min(len(a), len(b))
-    if not size:
-        return 0
-    # Little-endian: the last byte is the most significant.
-    differ = int.from_bytes(a[-size:], "little") ^ int.from_bytes(b[-size:], "little")
-    return size - (differ.bit_length() + 7) // 8
+def _affixes(text: bytes, first: bytes) -> tuple[int, int]:
+    """How many leading and trailing bytes `text` shares with `first`, each at most
+    AFFIX_MAX; the suffix stops where the prefix ends (what lies between is stored)."""
+    size = min(len(text), len(first))
+    # Read big-endian, the first byte that differs is the XOR's highest nonzero byte;
+    # little-endian over the last bytes, the last byte that differs: one pass in C each
+    # for any length, where a loop (or halving by slices) would cost a call per step.
+    differ = int.from_bytes(text[:size], "big") ^ int.from_bytes(first[:size], "big")
+    head = min(size - (differ.bit_length() + 7) // 8, AFFIX_MAX)
+    differ = int.from_bytes(text[len(text) - size :], "little") ^ int.from_bytes(
+        first[len(first) - size :], "little"
+    )
+    tail = min(size - (differ.bit_length() + 7) // 8, len(text) - head, AFFIX_MAX)
+    return head, tail
 
 
 def _encode(text: str) -> bytes:

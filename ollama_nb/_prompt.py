@@ -150,6 +150,8 @@ def _lookup(name: str, namespace: Mapping[str, Any]) -> str | None:
 def _get_field(field: str, name: str, namespace: Mapping[str, Any]) -> Any:
     """str.format's lookup of `name.attr[key]...`, except that an integer literal key,
     negative too, is an int (`{In[-2]}`; str.format would pass "-2" as a string)."""
+    if field == name:  # a plain `{name}`, the usual field: nothing to split
+        return namespace[name]
     _, rest = _string.formatter_field_name_split(field)
     value = namespace[name]
     for is_attribute, key in rest:
