@@ -230,7 +230,7 @@ class CacheFile:
         """The line at `start`, within its indexed span of `size` bytes (indexed bytes:
         appends never change them)."""
         block, offset = self._block, start - self._block_at
-        if not (0 <= offset and offset + size <= len(block)):
+        if offset < 0 or offset + size > len(block):
             # A lookup just after the last one's bytes reads ahead: a batch replays its
             # entries mostly in the order they were recorded, so one system call (with a
             # call per entry, a third of a replayed batch's time) serves the ~100 next
