@@ -20,7 +20,7 @@ import re
 import string
 import unicodedata
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 # Any Python identifier, non-ASCII included (`{α}`, `{数据}`); `_field_at` checks it with
 # str.isidentifier, which this approximates.
@@ -55,8 +55,19 @@ def fill_prompt(template: str, namespace: Mapping[str, Any]) -> str:
     return fill_parts(template_parts(template), namespace)
 
 
-# A template read once: its literal text, and its fields (each a `_FIELD` match).
-Parts = list[str | re.Match[str]]
+class _Field(NamedTuple):
+    """A replacement field, read once from its `_FIELD` match (a batch fills it per
+    element: a match's groups would be looked up again each time)."""
+
+    shown: str  # as written, for messages: `{name.attr!r:>{width}}`
+    name: str
+    path: str  # `name.attr[key]...`
+    conversion: str | None
+    spec: str
+
+
+# A template read once: its literal text, and its fields.
+Parts = list[str | _Field]
 
 
 def template_parts(template: str) -> Parts:
@@ -80,7 +91,8 @@ def template_parts(template: str) -> Parts:
             open_escapes -= 1
             i = brace + 2
         elif template[brace] == "{" and (match := _field_at(template, brace)):
-            parts.append(match)
+            parts.append(_Field(match[0], match["name"], match["field"], match["conversion"],
+                                match["spec"] or ""))  # fmt: skip
             i = match.end()
         else:
             parts.append(template[brace])
@@ -94,7 +106,7 @@ def _joined_literals(parts: Parts) -> Parts:
     for part in parts:
         if isinstance(part, str) and joined and isinstance(joined[-1], str):
             joined[-1] += part
-        elif part:  # a field (a match is true), or text that is not empty
+        elif part:  # a field (a non-empty tuple), or text that is not empty
             joined.append(part)
     return joined
 
@@ -164,20 +176,20 @@ def _get_field(field: str, name: str, namespace: Mapping[str, Any]) -> Any:
     return value
 
 
-def _fill_field(match: re.Match[str], namespace: Mapping[str, Any]) -> str:
-    name = match["name"]
+def _fill_field(field: _Field, namespace: Mapping[str, Any]) -> str:
+    name = field.name
     key = _lookup(name, namespace)
     if key is None:
         raise PromptVariableError(
             f"the prompt uses {{{name}}}, but {name!r} is not defined in the notebook;"
             f" write {{{{{name}}}}} to send it as written, or use --no-vars"
         )
-    shown = match.group(0)
+    shown = field.shown
     try:
-        value = _get_field(match["field"], key, namespace)
-        if match["conversion"]:
-            value = _FORMATTER.convert_field(value, match["conversion"])
-        spec = match["spec"] or ""
+        value = _get_field(field.path, key, namespace)
+        if field.conversion:
+            value = _FORMATTER.convert_field(value, field.conversion)
+        spec = field.spec
         if "{" in spec:
             spec = fill_prompt(spec, namespace)
         return format(value, spec)
