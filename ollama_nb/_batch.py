@@ -71,7 +71,7 @@ from ._exceptions import (
     OllamaResponseError,
     OllamaTimeoutError,
 )
-from ._prompt import fill_prompt
+from ._prompt import Parts, fill_parts, template_parts
 from ._request import build, cache_miss, keyed_path, resolve_settings
 from ._result import OllamaResult, settings_of
 from ._stream import (
@@ -574,8 +574,15 @@ async def prepare_batch(
     template = ask.prompt
     variables = resolve_settings(ask.given(), configured)["variables"].value
 
+    parts: Parts | None = None  # the template split once, at its first fill
+
     def fill(scope: Mapping[str, Any]) -> str:
-        return fill_prompt(template, scope) if variables else template
+        nonlocal parts
+        if not variables:
+            return template
+        if parts is None:  # here, not before: a template that cannot be split fails as
+            parts = template_parts(template)  # its elements do, each one
+        return fill_parts(parts, scope)
 
     first = next(found.pairs(), None)
     first_prompt = None

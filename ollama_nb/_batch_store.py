@@ -31,6 +31,12 @@ FINAL_DROPPED = ("model", "created_at", "response", "done", "context")
 JSON_BIT = 1 << 0  # the result's `json` is its text parsed
 REASON_BIT = 1 << 1  # its final chunk had `done_reason` (equal to the result's)
 INT_BITS = {key: 1 << (2 + i) for i, key in enumerate(FINAL_INTS)}  # its final chunk had key
+# Where each final int lives: (in `counts` rather than `durations`, offset in its row),
+# looked up once per value rather than searched for (a replayed batch stores 100,000s).
+INT_SLOTS = {
+    **{key: (True, i) for i, key in enumerate(FINAL_COUNTS)},
+    **{key: (False, i) for i, key in enumerate(FINAL_DURATIONS)},
+}
 UINT32 = 1 << 32
 INT64 = 1 << 63
 AFFIX_MAX = (1 << 16) - 1  # longest prefix or suffix a prompt shares with the first one
@@ -106,19 +112,14 @@ class _Variants(_Strings):
     def __init__(self, total: int) -> None:
         super().__init__(total)
         self.first: bytes | None = None
-        self._first_reversed = b""  # for the suffix search, reversed once
         self.prefixes = array("H", bytes(2 * total))
         self.suffixes = array("H", bytes(2 * total))
 
     def put(self, position: int, text: str) -> bool:
         encoded = _encode(text)
         if self.first is None and encoded:
-            self.first, self._first_reversed = encoded, encoded[::-1]
-        first = self.first or b""
-        head = min(_common_prefix(encoded, first), AFFIX_MAX)
-        # The suffix stops where the prefix ends: what is left between them is stored.
-        suffix = _common_prefix(encoded[::-1], self._first_reversed)
-        tail = min(suffix, len(encoded) - head, AFFIX_MAX)
+            self.first = encoded
+        head, tail = _affixes(encoded, self.first or b"")
         self.prefixes[position], self.suffixes[position] = head, tail
         middle = encoded[head : len(encoded) - tail]
         return self._append(position, middle) if middle else True
@@ -130,16 +131,20 @@ class _Variants(_Strings):
         return _decode(whole)
 
 
-def _common_prefix(a: bytes, b: bytes) -> int:
-    """How many leading bytes `a` and `b` share (by halving: slices compare in C)."""
-    low, high = 0, min(len(a), len(b))
-    while low < high:
-        middle = (low + high + 1) // 2
-        if a[:middle] == b[:middle]:
-            low = middle
-        else:
-            high = middle - 1
-    return low
+def _affixes(text: bytes, first: bytes) -> tuple[int, int]:
+    """How many leading and trailing bytes `text` shares with `first`, each at most
+    AFFIX_MAX; the suffix stops where the prefix ends (what lies between is stored)."""
+    size = min(len(text), len(first))
+    # Read big-endian, the first byte that differs is the XOR's highest nonzero byte;
+    # little-endian over the last bytes, the last byte that differs: one pass in C each
+    # for any length, where a loop (or halving by slices) would cost a call per step.
+    differ = int.from_bytes(text[:size], "big") ^ int.from_bytes(first[:size], "big")
+    head = min(size - (differ.bit_length() + 7) // 8, AFFIX_MAX)
+    differ = int.from_bytes(text[len(text) - size :], "little") ^ int.from_bytes(
+        first[len(first) - size :], "little"
+    )
+    tail = min(size - (differ.bit_length() + 7) // 8, len(text) - head, AFFIX_MAX)
+    return head, tail
 
 
 def _encode(text: str) -> bytes:
@@ -251,8 +256,11 @@ class ResultColumns:
         model, code = self.models.code(entry.get("model")), self.reasons.code(reason)
         if model is None or not code:
             return False
-        flags = self._final_flags(position, entry.get("final"), reason)
-        if flags is None or _derived(self._final(flags, position, reason)) != (
+        final = entry.get("final")
+        flags = self._final_flags(position, final, reason)
+        # Once `_final_flags` took it, every int of `final` is in the columns as it is, so
+        # the figures derive from `final` itself as from what `get` will read back.
+        if flags is None or _derived(final) != (
             entry.get("eval_count"),
             entry.get("prompt_eval_count"),
             entry.get("tokens_per_second"),
@@ -275,27 +283,34 @@ class ResultColumns:
         if type(final) is not dict:
             return None
         flags = 0
+        # Inlined (no `_int_slot` call per value): a replayed batch comes here per element.
+        counts, count_row = self.counts, position * len(FINAL_COUNTS)
+        durations, duration_row = self.durations, position * len(FINAL_DURATIONS)
         for key, value in final.items():
-            if key == "done_reason":
+            slot = INT_SLOTS.get(key)
+            if slot is not None:
+                in_counts, offset = slot
+                if type(value) is not int or not 0 <= value < (UINT32 if in_counts else INT64):
+                    return None
+                if in_counts:
+                    counts[count_row + offset] = value
+                else:
+                    durations[duration_row + offset] = value
+                flags |= INT_BITS[key]
+            elif key == "done_reason":
                 if value != reason or type(value) is not str:
                     return None
                 flags |= REASON_BIT
-            elif key in INT_BITS:
-                column, index = self._int_slot(key, position)
-                limit = UINT32 if column is self.counts else INT64
-                if type(value) is not int or not 0 <= value < limit:
-                    return None
-                flags |= INT_BITS[key]
-                column[index] = value
             elif key not in FINAL_DROPPED:
                 return None
         return flags
 
     def _int_slot(self, key: str, position: int) -> tuple[array[int], int]:
         """Where the final chunk's int `key` of element `position` is kept."""
-        if key in FINAL_COUNTS:
-            return self.counts, position * len(FINAL_COUNTS) + FINAL_COUNTS.index(key)
-        return self.durations, position * len(FINAL_DURATIONS) + FINAL_DURATIONS.index(key)
+        in_counts, offset = INT_SLOTS[key]
+        if in_counts:
+            return self.counts, position * len(FINAL_COUNTS) + offset
+        return self.durations, position * len(FINAL_DURATIONS) + offset
 
     def _final(self, flags: int, position: int, reason: str | None) -> dict[str, Any]:
         final: dict[str, Any] = {"done_reason": reason} if flags & REASON_BIT else {}

@@ -20,7 +20,7 @@ import re
 import string
 import unicodedata
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 # Any Python identifier, non-ASCII included (`{α}`, `{数据}`); `_field_at` checks it with
 # str.isidentifier, which this approximates.
@@ -52,30 +52,71 @@ def fill_prompt(template: str, namespace: Mapping[str, Any]) -> str:
     >>> fill_prompt("Capital of {country}? As JSON: {'capital': ...}", {"country": "Peru"})
     "Capital of Peru? As JSON: {'capital': ...}"
     """
-    out: list[str] = []
+    return fill_parts(template_parts(template), namespace)
+
+
+class _Field(NamedTuple):
+    """A replacement field, read once from its `_FIELD` match (a batch fills it per
+    element: a match's groups would be looked up again each time)."""
+
+    shown: str  # as written, for messages: `{name.attr!r:>{width}}`
+    name: str
+    path: str  # `name.attr[key]...`
+    conversion: str | None
+    spec: str
+
+
+# A template read once: its literal text, and its fields.
+Parts = list[str | _Field]
+
+
+def template_parts(template: str) -> Parts:
+    """`template` split into literal text (escapes resolved) and fields: what decides the
+    split is the template alone, so a batch splits it once and fills it per element."""
+    parts: Parts = []
     open_escapes = 0  # `{{` seen whose `}}` has not come yet
     i, n = 0, len(template)
     while i < n:
         brace = _next_brace(template, i)
         if brace < 0:
-            out.append(template[i:])
+            parts.append(template[i:])
             break
-        out.append(template[i:brace])
+        parts.append(template[i:brace])
         if template.startswith("{{", brace):
-            out.append("{")
+            parts.append("{")
             open_escapes += 1
             i = brace + 2
         elif template.startswith("}}", brace) and open_escapes:
-            out.append("}")
+            parts.append("}")
             open_escapes -= 1
             i = brace + 2
         elif template[brace] == "{" and (match := _field_at(template, brace)):
-            out.append(_fill_field(match, namespace))
+            parts.append(_Field(match[0], match["name"], match["field"], match["conversion"],
+                                match["spec"] or ""))  # fmt: skip
             i = match.end()
         else:
-            out.append(template[brace])
+            parts.append(template[brace])
             i = brace + 1
-    return "".join(out)
+    return _joined_literals(parts)
+
+
+def _joined_literals(parts: Parts) -> Parts:
+    """Runs of literal text as one str each (fewer pieces to join per fill)."""
+    joined: Parts = []
+    for part in parts:
+        if isinstance(part, str) and joined and isinstance(joined[-1], str):
+            joined[-1] += part
+        elif part:  # a field (a non-empty tuple), or text that is not empty
+            joined.append(part)
+    return joined
+
+
+def fill_parts(parts: Parts, namespace: Mapping[str, Any]) -> str:
+    """The prompt `template_parts` split, its fields filled (left to right) from
+    `namespace`."""
+    return "".join(
+        [part if isinstance(part, str) else _fill_field(part, namespace) for part in parts]
+    )
 
 
 def fields(template: str) -> list[str]:
@@ -121,6 +162,8 @@ def _lookup(name: str, namespace: Mapping[str, Any]) -> str | None:
 def _get_field(field: str, name: str, namespace: Mapping[str, Any]) -> Any:
     """str.format's lookup of `name.attr[key]...`, except that an integer literal key,
     negative too, is an int (`{In[-2]}`; str.format would pass "-2" as a string)."""
+    if field == name:  # a plain `{name}`, the usual field: nothing to split
+        return namespace[name]
     _, rest = _string.formatter_field_name_split(field)
     value = namespace[name]
     for is_attribute, key in rest:
@@ -133,20 +176,20 @@ def _get_field(field: str, name: str, namespace: Mapping[str, Any]) -> Any:
     return value
 
 
-def _fill_field(match: re.Match[str], namespace: Mapping[str, Any]) -> str:
-    name = match["name"]
+def _fill_field(field: _Field, namespace: Mapping[str, Any]) -> str:
+    name = field.name
     key = _lookup(name, namespace)
     if key is None:
         raise PromptVariableError(
             f"the prompt uses {{{name}}}, but {name!r} is not defined in the notebook;"
             f" write {{{{{name}}}}} to send it as written"
         )
-    shown = match.group(0)
+    shown = field.shown
     try:
-        value = _get_field(match["field"], key, namespace)
-        if match["conversion"]:
-            value = _FORMATTER.convert_field(value, match["conversion"])
-        spec = match["spec"] or ""
+        value = _get_field(field.path, key, namespace)
+        if field.conversion:
+            value = _FORMATTER.convert_field(value, field.conversion)
+        spec = field.spec
         if "{" in spec:
             spec = fill_prompt(spec, namespace)
         return format(value, spec)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import random
 import re
 import time
 from collections.abc import Mapping
@@ -24,7 +25,7 @@ import ollama_nb._batch
 from ollama_nb import OllamaError, OllamaResult
 from ollama_nb._batch import BatchJob, run_batch
 from ollama_nb._batch_result import OllamaBatch
-from ollama_nb._batch_store import FINAL_DROPPED, ResultColumns
+from ollama_nb._batch_store import AFFIX_MAX, FINAL_DROPPED, ResultColumns, _affixes
 from ollama_nb._batch_view import BatchStats, NullBatchView, TextBatchView
 from ollama_nb._client import OllamaClient
 from ollama_nb._config import Timeouts
@@ -582,6 +583,28 @@ def test_a_batch_made_from_a_list_of_results_reads_them_back() -> None:
     assert batch.counts() == {"stop": 1, "skipped": 1, "error": 1, "length": 1}
     assert batch.failed == [2] and batch.eval_count == 3
     assert len(list(batch.request_figures())) == 3
+
+
+def test_a_prompt_keeps_the_longest_prefix_and_suffix_it_shares_with_the_first() -> None:
+    """`_affixes` (the bytes read as ints and XORed) finds what a byte-by-byte comparison
+    finds, capped at what the columns count."""
+
+    def by_bytes(text: bytes, first: bytes) -> tuple[int, int]:
+        head = 0
+        while head < min(len(text), len(first)) and text[head] == first[head]:
+            head += 1
+        head = min(head, AFFIX_MAX)
+        tail = 0
+        while tail < len(text) - head and tail < len(first) and text[-tail - 1] == first[-tail - 1]:
+            tail += 1
+        return head, min(tail, AFFIX_MAX)
+
+    rng = random.Random(3)
+    for _ in range(5000):
+        first, text = (bytes(rng.choices(b"ab\x00\xff", k=rng.randint(0, 9))) for _ in "ft")
+        assert _affixes(text, first) == by_bytes(text, first), (text, first)
+    long = b"x" * 70_000
+    assert _affixes(long + b"a" + long, long + b"b" + long) == (AFFIX_MAX, AFFIX_MAX)
 
 
 def test_prompts_read_back_whatever_they_share_with_the_first() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -175,6 +176,57 @@ def test_a_later_entry_for_a_key_wins(tmp_path: Path) -> None:
     CacheFile(cache.path).put(entry_line(key_of(1), answer("second"), "/api/generate"))
     assert cache.get(key_of(1))["text"] == "second"  # appended by another: seen
     assert len(cache) == 1
+
+
+def test_lookups_in_any_order_read_each_entry_whole(tmp_path: Path) -> None:
+    """A lookup just after the last one's bytes reads ahead (`READ_AHEAD`), so that the
+    next entries cost no read: in any order, and for an entry longer than one read, each
+    comes back whole; one appended later is found once the file is looked at again."""
+    from ollama_nb._cache import READ_AHEAD
+
+    cache = CacheFile(str(tmp_path / "c.jsonl"))
+    texts = {n: f"answer {n} " + "é" * (n * 997 % 3000) for n in range(120)}
+    texts[7] = "long " * READ_AHEAD
+    for n, text in texts.items():
+        cache.put(entry_line(key_of(n), answer(text), "/api/generate"))
+    cache.refresh()
+    shuffled = random.Random(1).sample(list(texts), len(texts))
+    for order in (list(texts), list(reversed(texts)), shuffled):
+        assert [cache.get(key_of(n), refresh=False)["text"] for n in order] == [
+            texts[n] for n in order
+        ]
+    cache.put(entry_line(key_of(500), answer("new"), "/api/generate"))
+    assert cache.get(key_of(500), refresh=False) is None  # not indexed yet
+    assert cache.get(key_of(500))["text"] == "new"
+
+
+def test_a_lookup_reads_the_file_as_another_kernel_rewrote_it(tmp_path: Path) -> None:
+    """Bytes read ahead for earlier lookups are not reused once the file is looked at
+    again: another kernel may have emptied it and recorded anew (here at the same
+    offsets, so that the index still points at whole lines)."""
+    path = str(tmp_path / "c.jsonl")
+    mine, other = CacheFile(path), CacheFile(path)
+    for n in range(3):
+        mine.put(entry_line(key_of(n), answer(f"old {n}"), "/api/generate", when=0))
+    assert [mine.get(key_of(n))["text"] for n in range(3)] == ["old 0", "old 1", "old 2"]
+    other.clear()
+    for n in range(3):
+        other.put(entry_line(key_of(n), answer(f"new {n}"), "/api/generate", when=0))
+    assert [mine.get(key_of(n))["text"] for n in range(3)] == ["new 0", "new 1", "new 2"]
+
+
+def test_an_entry_is_read_as_json_loads_reads_its_line(tmp_path: Path) -> None:
+    """Whitespace after an entry is allowed; anything else makes it a damaged line,
+    skipped as if it was not there."""
+    path = tmp_path / "c.jsonl"
+    lines = [entry_line(key_of(n), answer(f"a{n}"), "/api/generate") for n in range(3)]
+    path.write_bytes(lines[0][:-1] + b" \t\r\n" + lines[1][:-1] + b" x\n" + lines[2])
+    cache = CacheFile(str(path))
+    assert [cache.get(key_of(n)) and cache.get(key_of(n))["text"] for n in range(3)] == [
+        "a0",
+        None,
+        "a2",
+    ]
 
 
 def test_a_line_cut_short_is_skipped_once_and_the_next_write_starts_a_line(

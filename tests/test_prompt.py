@@ -7,7 +7,13 @@ import pytest
 from kernel_driver import KernelDriver
 from support import run_cell
 
-from ollama_nb._prompt import PromptVariableError, fields, fill_prompt
+from ollama_nb._prompt import (
+    PromptVariableError,
+    fields,
+    fill_parts,
+    fill_prompt,
+    template_parts,
+)
 from ollama_nb.testing import StandInServer
 
 NS = {"country": "Peru", "d": {"k": 1, "two words": 2}, "xs": [1, 2, 3], "w": 6, "pi": 3.14159}
@@ -52,6 +58,16 @@ def test_brace_text_that_is_no_field_is_sent_as_written(text: str) -> None:
 )
 def test_identifier_fields_are_filled(template: str, sent: str) -> None:
     assert fill_prompt(template, NS) == sent
+
+
+def test_a_template_split_once_fills_each_namespace_on_its_own() -> None:
+    """A batch splits its template once (`template_parts`) and fills it per element."""
+    parts = template_parts("Capital of {country!r:>{w}}? {{literal}} {d[k]} }} {'a': 1}")
+    assert fill_parts(parts, {**NS, "w": 8}) == "Capital of   'Peru'? {literal} 1 }} {'a': 1}"
+    chile = {**NS, "country": "Chile", "w": 0, "d": {"k": 2}}
+    assert fill_parts(parts, chile) == "Capital of 'Chile'? {literal} 2 }} {'a': 1}"
+    with pytest.raises(PromptVariableError, match="'country' is not defined"):
+        fill_parts(parts, {"w": 1, "d": {}})
 
 
 @pytest.mark.parametrize(
