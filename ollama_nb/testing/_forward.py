@@ -109,30 +109,33 @@ async def stream_answer(
     timeout = httpx.Timeout(None, connect=CONNECT_TIMEOUT)  # the client bounds the wait
     result = Forwarded([], "stop")
     try:
-        async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
-            async with client.stream("POST", f"{upstream.url}/chat/completions", json=body) as r:
-                if r.status_code != 200:
-                    text = (await r.aread()).decode(errors="replace")[:300]
-                    raise UpstreamError(f"engine at {upstream.url}: {r.status_code} {text}")
-                async for line in r.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        break
-                    event = json.loads(data)
-                    usage = event.get("usage")
-                    if isinstance(usage, dict) and usage.get("prompt_tokens") is not None:
-                        result.prompt_tokens = int(usage["prompt_tokens"])
-                    for choice in event.get("choices") or []:
-                        piece = (choice.get("delta") or {}).get("content")
-                        if piece:
-                            result.pieces.append(piece)
-                            await send(piece)
-                        reason = choice.get("finish_reason")
-                        if reason:
-                            cut = reason == "length" and own_limit
-                            result.done_reason = "length" if cut else "stop"
+        url = f"{upstream.url}/chat/completions"
+        async with (
+            httpx.AsyncClient(timeout=timeout, trust_env=False) as client,
+            client.stream("POST", url, json=body) as r,
+        ):
+            if r.status_code != 200:
+                text = (await r.aread()).decode(errors="replace")[:300]
+                raise UpstreamError(f"engine at {upstream.url}: {r.status_code} {text}")
+            async for line in r.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    break
+                event = json.loads(data)
+                usage = event.get("usage")
+                if isinstance(usage, dict) and usage.get("prompt_tokens") is not None:
+                    result.prompt_tokens = int(usage["prompt_tokens"])
+                for choice in event.get("choices") or []:
+                    piece = (choice.get("delta") or {}).get("content")
+                    if piece:
+                        result.pieces.append(piece)
+                        await send(piece)
+                    reason = choice.get("finish_reason")
+                    if reason:
+                        cut = reason == "length" and own_limit
+                        result.done_reason = "length" if cut else "stop"
     except (httpx.HTTPError, ValueError) as exc:
         raise UpstreamError(f"engine at {upstream.url}: {type(exc).__name__}: {exc}") from exc
     return result

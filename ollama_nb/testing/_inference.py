@@ -37,7 +37,6 @@ from typing import Any, Final
 
 from ._embedding import embed_text, token_count
 from ._exchange import Exchange, now_iso, ns
-from ._forward import Upstream, UpstreamError, forwardable, stream_answer
 from ._fields import (
     FieldError,
     check_options,
@@ -47,6 +46,7 @@ from ._fields import (
     parse_keep_alive,
     parse_think,
 )
+from ._forward import Upstream, UpstreamError, forwardable, stream_answer
 from ._images import ReceivedImage, inspect_image
 from ._knobs import Knobs
 from ._models import ModelStore, StandInModel
