@@ -32,6 +32,19 @@ def standin_server(request: pytest.FixtureRequest) -> Iterator[StandInServer]:
         forward = {"forward_to": real.url, "forward_model": MODEL}
     with StandInServer(**forward) as server:
         yield server
+    if forward:
+        _forwarded.append(real.log().count("POST /v1/chat/completions"))
+
+
+_forwarded: list[int] = []  # forward mode: requests the engine answered
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _forwarded:
+        terminalreporter.write_line(
+            f"forward mode: the real engine (llama.cpp) answered {sum(_forwarded)} requests"
+            " for the stand-in"
+        )
 
 
 @pytest.fixture

@@ -16,16 +16,20 @@ tests fail under CI and are skipped, with the reason, elsewhere.
 from __future__ import annotations
 
 import html
+import json
 import re
 import time
 from pathlib import Path
 
+import httpx
 import nbformat
 import pytest
 from engine_server import EMBED_MODEL, MODEL, EngineServer, StallingProxy
 from kernel_driver import WIDGET_MIME, Cell, KernelDriver
 from support import assert_one_line_error, result, run_cell
 from test_live_view import live_html, open_blocks, stop_button
+
+from ollama_nb.testing import StandInServer
 
 
 def wait_until_streaming(kernel: KernelDriver, cell: Cell, seconds: float) -> None:
@@ -180,3 +184,49 @@ def test_the_tutorials_v1_cell_streams_from_the_engine(engine: EngineServer) -> 
         assert value == f"({MODEL!r}, 'length', True)"
     finally:
         kernel.close()
+
+
+def test_the_stand_in_forwards_plain_answers_to_the_engine(engine: EngineServer) -> None:
+    """Forward mode (`tests/run --forward`): the engine's tokens as Ollama chunks."""
+
+    def chat(url: str, options: dict[str, object], lines: int | None = None) -> list[dict]:
+        body = {"model": "stand-in", "messages": [{"role": "user", "content": "Hi"}]}
+        with httpx.stream(
+            "POST", f"{url}/api/chat", json={**body, "options": options}, timeout=30
+        ) as response:
+            assert response.status_code == 200, response.read()
+            got = []
+            for line in response.iter_lines():
+                got.append(json.loads(line))
+                if len(got) == lines:
+                    break  # and hang up mid-answer
+        return got
+
+    with StandInServer(forward_to=engine.url, forward_model=MODEL) as server:
+        *chunks, final = chat(server.url, {"num_predict": 12, "temperature": 0})
+        text = "".join(c["message"]["content"] for c in chunks)
+        assert final["done"] and final["done_reason"] == "length", final
+        assert final["eval_count"] == len(chunks) <= 12 and final["eval_duration"] > 0
+        direct = httpx.post(
+            f"{engine.url}/chat/completions",
+            json={
+                "model": MODEL,
+                "messages": [{"role": "user", "content": "Hi"}],
+                "max_tokens": 12,
+                "temperature": 0,
+            },
+            timeout=30,
+        ).json()["choices"][0]["message"]["content"]
+        assert text == direct and "[stand-in]" not in text
+        assert server.last.forwarded
+        # No num_predict: the stand-in's answer length, ended as its own answers end.
+        *chunks, final = chat(server.url, {})
+        assert final["done_reason"] == "stop" and 0 < final["eval_count"] <= 24
+        # A knob set: the deterministic path, as the test that set it expects.
+        *chunks, final = chat(server.url, {"standin_reply": "Fixed."})
+        assert "".join(c["message"]["content"] for c in chunks) == "Fixed."
+        assert not server.last.forwarded
+        # Hanging up mid-answer cancels the engine's request.
+        before = len(engine.log())
+        assert len(chat(server.url, {"num_predict": 1900}, lines=3)) == 3
+        engine.wait_for_log("Disconnected", before)

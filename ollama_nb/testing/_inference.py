@@ -391,6 +391,7 @@ async def _answer_forwarded(
     else:
         messages = [{"role": "system", "content": prompt.system}] if prompt.system else []
         messages.append({"role": "user", "content": prompt.text})
+    ex.record.forwarded = True
     stream = NdjsonStream(ex.responder, ex.knobs)
 
     async def send(piece: str) -> None:
