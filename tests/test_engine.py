@@ -189,8 +189,12 @@ def test_the_tutorials_v1_cell_streams_from_the_engine(engine: EngineServer) -> 
 def test_the_stand_in_forwards_plain_answers_to_the_engine(engine: EngineServer) -> None:
     """Forward mode (`tests/run --forward`): the engine's tokens as Ollama chunks."""
 
-    def chat(url: str, options: dict[str, object], lines: int | None = None) -> list[dict]:
-        body = {"model": "stand-in", "messages": [{"role": "user", "content": "Hi"}]}
+    def chat(
+        url: str, options: dict[str, object], lines: int | None = None, history: str = ""
+    ) -> list[dict]:
+        earlier = [{"role": "user", "content": "Go."}, {"role": "assistant", "content": history}]
+        messages = (earlier if history else []) + [{"role": "user", "content": "Hi"}]
+        body = {"model": "stand-in", "messages": messages}
         with httpx.stream(
             "POST", f"{url}/api/chat", json={**body, "options": options}, timeout=30
         ) as response:
@@ -226,6 +230,9 @@ def test_the_stand_in_forwards_plain_answers_to_the_engine(engine: EngineServer)
         *chunks, final = chat(server.url, {"standin_reply": "Fixed."})
         assert "".join(c["message"]["content"] for c in chunks) == "Fixed."
         assert not server.last.forwarded
+        # A history far beyond the engine's context (2048 tokens) is cut, as Ollama cuts it.
+        *chunks, final = chat(server.url, {}, history="word " * 100_000)
+        assert final["done_reason"] == "stop" and server.last.forwarded
         # Hanging up mid-answer cancels the engine's request.
         before = len(engine.log())
         assert len(chat(server.url, {"num_predict": 1900}, lines=3)) == 3

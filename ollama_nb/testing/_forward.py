@@ -12,7 +12,8 @@ Only a plain answer is forwarded: a request that set a knob (a fixed ``reply``, 
 stalls, faults, ...) or asks for thinking, tools, images, ``format`` or a code block
 keeps the deterministic path, since the test that sent it depends on exact behaviour.
 Without ``num_predict`` the engine is asked for ``tokens`` (the stand-in's answer length,
-24) and an answer cut there ends with ``stop``, as the deterministic one does.
+24) and an answer cut there ends with ``stop``, as the deterministic one does. A chat's
+history is cut to fit the engine's context, oldest turns first, as Ollama cuts it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ _NOT_ANSWER_KNOBS: Final = frozenset(
 _DEFAULTS: Final = Knobs()
 _SAMPLING: Final = ("temperature", "top_p", "seed")
 CONNECT_TIMEOUT: Final = 5.0
+# The history sent is cut to fit the engine's context as Ollama cuts it to fit num_ctx:
+# oldest messages first, the system prompt and the last message kept. Characters, not
+# tokens: a small engine's context (2048 tokens) holds this at a token per character.
+HISTORY_CHARS: Final = 1500
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,20 @@ def forwardable(
     )
 
 
+def fit_history(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """`messages` without the oldest turns that would overflow `HISTORY_CHARS`."""
+    system = [m for m in messages if m["role"] == "system"]
+    rest = [m for m in messages if m["role"] != "system"]
+    kept = rest[-1:]
+    room = HISTORY_CHARS - sum(len(m["content"]) for m in system + kept)
+    for message in reversed(rest[:-1]):
+        room -= len(message["content"])
+        if room < 0:
+            break
+        kept.insert(0, message)
+    return system + kept
+
+
 def upstream_body(
     upstream: Upstream, messages: list[dict[str, str]], options: Mapping[str, Any], tokens: int
 ) -> tuple[dict[str, Any], bool]:
@@ -78,7 +97,7 @@ def upstream_body(
     own_limit = isinstance(limit, int) and not isinstance(limit, bool) and limit >= 0
     body: dict[str, Any] = {
         "model": upstream.model,
-        "messages": messages,
+        "messages": fit_history(messages),
         "stream": True,
         "stream_options": {"include_usage": True},
         "max_tokens": limit if own_limit else tokens,
@@ -107,7 +126,7 @@ async def stream_answer(
     arrives; UpstreamError if the engine cannot answer."""
     body, own_limit = upstream_body(upstream, messages, options, ex.knobs.tokens)
     timeout = httpx.Timeout(None, connect=CONNECT_TIMEOUT)  # the client bounds the wait
-    result = Forwarded([], "stop")
+    result = Forwarded([], "")
     try:
         url = f"{upstream.url}/chat/completions"
         async with (
@@ -138,4 +157,6 @@ async def stream_answer(
                         result.done_reason = "length" if cut else "stop"
     except (httpx.HTTPError, ValueError) as exc:
         raise UpstreamError(f"engine at {upstream.url}: {type(exc).__name__}: {exc}") from exc
+    if not result.done_reason:  # llama-cpp-python's way to fail mid-stream (see its log)
+        raise UpstreamError(f"engine at {upstream.url}: the stream ended without finish_reason")
     return result
