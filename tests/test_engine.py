@@ -172,7 +172,9 @@ def test_the_tutorials_v1_cell_streams_from_the_engine(engine: EngineServer) -> 
         assert [m for m in open_blocks(cell.messages) if m.at < record_at], "no live text"
         r = result(kernel)
         assert r["error"] is None and r["model"] == MODEL and r["done_reason"] == "length"
-        assert shown and letters(r["text"])[: len(shown)] == shown  # the answer's start
+        # The answer's start (its last word may have been cut mid-way: "red" of "redfn").
+        final = letters(r["text"])[: len(shown)]
+        assert shown and final[:-1] == shown[:-1] and final[-1].startswith(shown[-1])
         (record,) = cell.records()
         plain = record["text/plain"]
         assert f"{MODEL} · length ·" in plain, plain
