@@ -239,3 +239,16 @@ def test_the_stand_in_forwards_plain_answers_to_the_engine(engine: EngineServer)
         before = len(engine.log())
         assert len(chat(server.url, {"num_predict": 1900}, lines=3)) == 3
         engine.wait_for_log("Disconnected", before)
+
+
+def test_a_prompt_beyond_the_context_is_one_line(
+    kernel: KernelDriver, engine: EngineServer
+) -> None:
+    # llama-cpp-python answers 200, then ends the stream with no event: the reason (the
+    # prompt does not fit its 2048-token context) is only in its log.
+    kernel.ok("long_prompt = 'word ' * 3000")
+    cell = run_cell(kernel, f"{MODEL} --host {engine.url}", "{long_prompt}")
+    assert_one_line_error(cell, "OllamaResponseError", "without a finish_reason", "its log")
+    assert result(kernel)["done_reason"] == "error"
+    after = run_cell(kernel, f"{MODEL} --host {engine.url} -o num_predict=4")
+    assert after.status == "ok", after.error_text()
