@@ -288,7 +288,8 @@ def test_sse_generate_chunks_and_a_body_without_done() -> None:
     assert chunks[1]["done"] is True and chunks[1]["done_reason"] == "stop"
     cut = EventChunks(chat=False)
     assert cut.feed(b'data: {"choices":[{"delta":{"content":"a"}}]}\n\n') != []
-    assert cut.end() == []  # no finish_reason, no [DONE]: the stream did not end
+    with pytest.raises(OllamaResponseError, match="without a finish_reason or \\[DONE\\]"):
+        cut.end()  # no finish_reason, no [DONE]: the server failed mid-answer
 
 
 @pytest.mark.parametrize(
