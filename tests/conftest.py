@@ -39,6 +39,12 @@ def standin_server(request: pytest.FixtureRequest) -> Iterator[StandInServer]:
 _forwarded: list[int] = []  # forward mode: requests the engine answered
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    if forward_mode() and not os.environ.get("OLLAMA_NB_ENGINE_PYTHON"):
+        why = os.environ.get("OLLAMA_NB_ENGINE_ERROR") or "OLLAMA_NB_ENGINE_PYTHON is not set"
+        raise pytest.UsageError(f"forward mode needs the real engine (llama.cpp): {why}")
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _forwarded:
         terminalreporter.write_line(
