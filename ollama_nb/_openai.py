@@ -265,6 +265,13 @@ class EventChunks:
             self._done = True
             self._flush_calls(chunks)
             chunks.append(self._final())
+        if not self._done:
+            # llama-cpp-python's server fails so after its 200 (a prompt longer than its
+            # context): an empty or cut stream, the reason only in its log.
+            raise OllamaResponseError(
+                "the server ended the stream without a finish_reason or [DONE]: it failed"
+                " mid-answer (its log says why; a prompt longer than its context does this)"
+            )
         return chunks
 
     def _event(self, data: bytes, chunks: list[dict[str, Any]]) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pexpect
 import pytest
+from engine_server import MODEL, EngineServer, forward_mode
 from engine_server import engine as engine  # the real engine, once per run (test_engine)
 from kernel_driver import KernelDriver
 from support import spawn_ipython
@@ -22,9 +23,34 @@ IN_CI = bool(os.environ.get("CI"))
 
 
 @pytest.fixture(scope="session")
-def standin_server() -> Iterator[StandInServer]:
-    with StandInServer() as server:
+def standin_server(request: pytest.FixtureRequest) -> Iterator[StandInServer]:
+    """The shared stand-in; in forward mode (`tests/run --forward`) its plain answers come
+    from the real engine (llama.cpp), with real token timing."""
+    forward: dict[str, str] = {}
+    if forward_mode():
+        real: EngineServer = request.getfixturevalue("engine")
+        forward = {"forward_to": real.url, "forward_model": MODEL}
+    with StandInServer(**forward) as server:
         yield server
+    if forward:
+        _forwarded.append(real.log().count("POST /v1/chat/completions"))
+
+
+_forwarded: list[int] = []  # forward mode: requests the engine answered
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if forward_mode() and not os.environ.get("OLLAMA_NB_ENGINE_PYTHON"):
+        why = os.environ.get("OLLAMA_NB_ENGINE_ERROR") or "OLLAMA_NB_ENGINE_PYTHON is not set"
+        raise pytest.UsageError(f"forward mode needs the real engine (llama.cpp): {why}")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _forwarded:
+        terminalreporter.write_line(
+            f"forward mode: the real engine (llama.cpp) answered {sum(_forwarded)} requests"
+            " for the stand-in"
+        )
 
 
 @pytest.fixture

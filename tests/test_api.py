@@ -188,7 +188,8 @@ def test_keywords_are_sent_like_the_magic_options(
     body = server.last.body
     assert body["think"] == "high" and body["format"] == "json"
     assert body["options"] == {"temperature": 0}
-    kernel.ok("r = ollama_nb.generate('Hi.', 'stand-in', stop_on='stand-in', display=False)")
+    # Any letter: the pattern holds for a real engine's words too (tests/run --forward).
+    kernel.ok("r = ollama_nb.generate('Hi.', 'stand-in', stop_on='[A-Za-z]', display=False)")
     assert kernel.value("r.done_reason") == "stopped"
     for call, words in [
         ("think='loud'", ("think takes",)),

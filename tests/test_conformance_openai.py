@@ -92,7 +92,8 @@ def test_a_streamed_answer_is_server_sent_events_with_usage_last(target: Target)
     assert usage["completion_tokens"] == 5 and usage["prompt_tokens"] >= 1
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
     if target.standin is not None:
-        assert text.startswith("[stand-in]")  # never mistaken for a model's answer
+        # Never mistaken for a model's answer; unless (tests/run --forward) it is one.
+        assert text.startswith("[stand-in]") != target.standin.last.forwarded
         assert "X-Stand-In" in response.headers
 
 

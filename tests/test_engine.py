@@ -5,8 +5,9 @@ What only a real engine shows: its own SSE framing and timing, that Stop makes *
 (its log says the client went away, and it stops using CPU), a read timeout on a stream
 that stalls mid-answer (through a proxy that stops forwarding), queueing of a batch,
 embeddings and grammar-constrained `--format json`. The answers are random words: the
-tests check shapes and outcomes, never the text. One notebook cell (the README's "Other
-servers" usage) runs headless, as a tutorial does, and its saved record is checked.
+tests check shapes and outcomes, never the text. The cells of the tutorial
+notebooks/11-other-servers.ipynb tagged `engine-test` run, as committed, in a kernel whose
+only server is the engine.
 
 tests/run builds the engine (see its "real inference engine" block); without it these
 tests fail under CI and are skipped, with the reason, elsewhere.
@@ -14,7 +15,9 @@ tests fail under CI and are skipped, with the reason, elsewhere.
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import time
 from pathlib import Path
 
@@ -23,9 +26,10 @@ import nbformat
 import pytest
 from engine_server import EMBED_MODEL, MODEL, EngineServer, StallingProxy
 from kernel_driver import WIDGET_MIME, Cell, KernelDriver
-from nbclient import NotebookClient
 from support import assert_one_line_error, result, run_cell
-from test_live_view import open_blocks, stop_button, words_of
+from test_live_view import live_html, open_blocks, stop_button, words_of
+
+from ollama_nb.testing import StandInServer
 
 
 def wait_until_streaming(kernel: KernelDriver, cell: Cell, seconds: float) -> None:
@@ -145,44 +149,119 @@ def test_interrupt_closes_the_response(kernel: KernelDriver, engine: EngineServe
     engine.wait_for_log("Disconnected", before)
 
 
-# The README's "Other servers" usage, as a notebook: run headless (nbclient, as nbval and
-# papermill run tutorials) in this venv's kernel, then saved and read back as a file.
-OTHER_SERVERS_CELLS = [
-    "%load_ext ollama_nb\nengine = {url!r}",
-    f"%%ollama {MODEL} --host $engine -o num_predict=24 -o temperature=0\nWhy is the sky blue?",
-]
+# The tutorial's cells tagged for this test, run as committed: its `/v1` host is built from
+# $OLLAMA_HOST, which here names the engine (the only server the kernel can reach).
+TUTORIAL = Path(__file__).resolve().parent.parent / "notebooks" / "11-other-servers.ipynb"
+ENGINE_TAG = "engine-test"
 
 
-def test_a_notebook_cell_saves_the_streamed_answer(engine: EngineServer, tmp_path: Path) -> None:
-    nb = nbformat.v4.new_notebook()
-    cells = [OTHER_SERVERS_CELLS[0].format(url=engine.url), OTHER_SERVERS_CELLS[1]]
-    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
-    # No other server answers: what the cell shows can only come from --host.
-    env = {"OLLAMA_HOST": "http://127.0.0.1:9", "OLLAMA_MODEL": ""}
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in env.items():
-            patch.setenv(name, value)  # the kernel inherits them
-        NotebookClient(nb, timeout=60, kernel_name="python3").execute(cwd=str(tmp_path))
-    saved = tmp_path / "other-servers.ipynb"
-    nbformat.write(nb, saved)
-    raw = json.loads(saved.read_text())
-    assert "widgets" not in raw["metadata"], raw["metadata"]
-    outputs = raw["cells"][1]["outputs"]
-    assert {o["output_type"] for o in outputs} == {"display_data"}, outputs
-    assert not [o for o in outputs if WIDGET_MIME in o["data"]], outputs
-    (data,) = [o["data"] for o in outputs if o["data"]]  # the record (the view left {})
-    assert "text/html" in data, sorted(data)
-    plain = "".join(data["text/plain"])
-    assert "· length ·" in plain, plain  # the status line: ended on max_tokens
-    # The same request straight to the engine (temperature 0): the text the record holds.
-    answer = httpx.post(
-        f"{engine.url}/chat/completions",
-        json={
-            "model": MODEL,
-            "messages": [{"role": "user", "content": "Why is the sky blue?"}],
-            "max_tokens": 24,
-            "temperature": 0,
-        },
-        timeout=30,
-    ).json()["choices"][0]["message"]["content"]
-    assert answer.strip() and " ".join(answer.split()) in " ".join(plain.split()), plain
+def letters(text: str) -> list[str]:
+    """The runs of letters of a text or of rendered HTML (tags dropped, entities read):
+    what Markdown rendering keeps of random words."""
+    return re.findall(r"[^\W\d_]+", html.unescape(re.sub(r"<[^>]+>", " ", text)))
+
+
+def test_the_tutorials_v1_cell_streams_from_the_engine(engine: EngineServer) -> None:
+    cells = [
+        c.source
+        for c in nbformat.read(TUTORIAL, as_version=4).cells
+        if ENGINE_TAG in c.metadata.get("tags", [])
+    ]
+    assert len(cells) == 3 and cells[1].startswith("%%ollama --host $v1"), cells
+    env = {"OLLAMA_HOST": f"http://127.0.0.1:{engine.port}", "OLLAMA_MODEL": MODEL}
+    kernel = KernelDriver(env=env)
+    try:
+        kernel.ok("%load_ext ollama_nb")
+        kernel.ok(cells[0])
+        assert kernel.value("v1") == engine.url
+        cell = kernel.ok_drawn(cells[1], timeout=60)  # drawn, as in a front end
+        # Streamed: the live view showed the answer's first words before the record.
+        shown = letters(live_html(cell))
+        record_at = next(
+            m.at
+            for m in cell.messages
+            if m.type == "display_data" and WIDGET_MIME not in m.content["data"]
+        )
+        assert [m for m in open_blocks(cell.messages) if m.at < record_at], "no live text"
+        r = result(kernel)
+        assert r["error"] is None and r["model"] == MODEL and r["done_reason"] == "length"
+        # The answer's start (its last word may have been cut mid-way: "red" of "redfn").
+        final = letters(r["text"])[: len(shown)]
+        assert shown and final[:-1] == shown[:-1] and final[-1].startswith(shown[-1])
+        (record,) = cell.records()
+        plain = record["text/plain"]
+        assert f"{MODEL} · length ·" in plain, plain
+        assert " ".join(r["text"].split()) in " ".join(plain.split()), plain
+        summary = kernel.ok(cells[2])
+        (value,) = [
+            m.content["data"]["text/plain"] for m in summary.outputs() if m.type == "execute_result"
+        ]
+        assert value == f"({MODEL!r}, 'length', True)"
+    finally:
+        kernel.close()
+
+
+def test_the_stand_in_forwards_plain_answers_to_the_engine(engine: EngineServer) -> None:
+    """Forward mode (`tests/run --forward`): the engine's tokens as Ollama chunks."""
+
+    def chat(
+        url: str, options: dict[str, object], lines: int | None = None, history: str = ""
+    ) -> list[dict]:
+        earlier = [{"role": "user", "content": "Go."}, {"role": "assistant", "content": history}]
+        messages = (earlier if history else []) + [{"role": "user", "content": "Hi"}]
+        body = {"model": "stand-in", "messages": messages}
+        with httpx.stream(
+            "POST", f"{url}/api/chat", json={**body, "options": options}, timeout=30
+        ) as response:
+            assert response.status_code == 200, response.read()
+            got = []
+            for line in response.iter_lines():
+                got.append(json.loads(line))
+                if len(got) == lines:
+                    break  # and hang up mid-answer
+        return got
+
+    with StandInServer(forward_to=engine.url, forward_model=MODEL) as server:
+        *chunks, final = chat(server.url, {"num_predict": 12, "temperature": 0})
+        text = "".join(c["message"]["content"] for c in chunks)
+        assert final["done"] and final["done_reason"] == "length", final
+        assert final["eval_count"] == len(chunks) <= 12 and final["eval_duration"] > 0
+        direct = httpx.post(
+            f"{engine.url}/chat/completions",
+            json={
+                "model": MODEL,
+                "messages": [{"role": "user", "content": "Hi"}],
+                "max_tokens": 12,
+                "temperature": 0,
+            },
+            timeout=30,
+        ).json()["choices"][0]["message"]["content"]
+        assert text == direct and "[stand-in]" not in text
+        assert server.last.forwarded
+        # No num_predict: the stand-in's answer length, ended as its own answers end.
+        *chunks, final = chat(server.url, {})
+        assert final["done_reason"] == "stop" and 0 < final["eval_count"] <= 24
+        # A knob set: the deterministic path, as the test that set it expects.
+        *chunks, final = chat(server.url, {"standin_reply": "Fixed."})
+        assert "".join(c["message"]["content"] for c in chunks) == "Fixed."
+        assert not server.last.forwarded
+        # A history far beyond the engine's context (2048 tokens) is cut, as Ollama cuts it.
+        *chunks, final = chat(server.url, {}, history="word " * 100_000)
+        assert final["done_reason"] == "stop" and server.last.forwarded
+        # Hanging up mid-answer cancels the engine's request.
+        before = len(engine.log())
+        assert len(chat(server.url, {"num_predict": 1900}, lines=3)) == 3
+        engine.wait_for_log("Disconnected", before)
+
+
+def test_a_prompt_beyond_the_context_is_one_line(
+    kernel: KernelDriver, engine: EngineServer
+) -> None:
+    # llama-cpp-python answers 200, then ends the stream with no event: the reason (the
+    # prompt does not fit its 2048-token context) is only in its log.
+    kernel.ok("long_prompt = 'word ' * 3000")
+    cell = run_cell(kernel, f"{MODEL} --host {engine.url}", "{long_prompt}")
+    assert_one_line_error(cell, "OllamaResponseError", "without a finish_reason", "its log")
+    assert result(kernel)["done_reason"] == "error"
+    after = run_cell(kernel, f"{MODEL} --host {engine.url} -o num_predict=4")
+    assert after.status == "ok", after.error_text()

@@ -28,6 +28,12 @@ deltas for thinking), ``/v1/models`` and ``/v1/embeddings``, with OpenAI-shaped 
 as top-level ``standin_*`` fields of the body; so ``--host http://127.0.0.1:PORT/v1``
 works against it.
 
+Forward mode, for a test suite's one run against real token timing:
+``StandInServer(forward_to="http://127.0.0.1:8080/v1", forward_model="NAME")`` answers a
+plain streamed generate or chat (no knob set; no thinking, tools, images, format or code
+asked for) with the tokens that OpenAI-compatible engine streams (``_forward``); the
+record's ``forwarded`` says so. Everything else stays as described here.
+
 Models (``/api/tags`` lists them newest first, with ``capabilities``):
 
 - ``stand-in``: completion

@@ -17,6 +17,7 @@ from typing import Any, Final
 
 from ._exchange import Exchange
 from ._fields import FieldError, check_struct
+from ._forward import Upstream
 from ._http import HttpRequest, Responder, ResponseEnded
 from ._inference import Inference
 from ._knobs import OPTION_PREFIX, KnobError, Knobs, knobs_from_options
@@ -77,10 +78,12 @@ def parse_body(raw: bytes, struct: str = "") -> tuple[Any, str | None]:
 class Endpoints:
     """Routes requests to the endpoint handlers; holds the models and the scheduler."""
 
-    def __init__(self, store: ModelStore, scheduler: Scheduler) -> None:
+    def __init__(
+        self, store: ModelStore, scheduler: Scheduler, upstream: Upstream | None = None
+    ) -> None:
         self.store = store
         self.scheduler = scheduler
-        inference = Inference(store, scheduler)
+        inference = Inference(store, scheduler, upstream)
         pull = Pull(store)
         # (method, path) -> (handler, the Go struct of its JSON body, or None)
         self._routes: dict[tuple[str, str], tuple[Handler, str | None]] = {

@@ -46,7 +46,9 @@ from ._fields import (
     parse_keep_alive,
     parse_think,
 )
+from ._forward import Upstream, UpstreamError, forwardable, stream_answer
 from ._images import ReceivedImage, inspect_image
+from ._knobs import Knobs
 from ._models import ModelStore, StandInModel
 from ._names import parse_name
 from ._sched import QueueFull, Runner, Scheduler
@@ -85,9 +87,12 @@ class Request:
 class Inference:
     """The three endpoints that use a model, sharing its store and the scheduler."""
 
-    def __init__(self, store: ModelStore, scheduler: Scheduler) -> None:
+    def __init__(
+        self, store: ModelStore, scheduler: Scheduler, upstream: Upstream | None = None
+    ) -> None:
         self.store = store
         self.scheduler = scheduler
+        self.upstream = upstream  # forward mode (`_forward`): plain answers from an engine
 
     # -- generate and chat ---------------------------------------------------------------
 
@@ -141,6 +146,9 @@ class Inference:
             await ex.error(*error)
             return
         reply = _Reply(request, ex)
+        if self.upstream is not None and _forwardable(request, ex.knobs):
+            await _answer_forwarded(self.upstream, ex, reply, request)
+            return
         plan = plan_answer(request.prompt, ex.knobs)
         if request.tools_offered and request.model.has("tools"):
             try:
@@ -354,6 +362,57 @@ async def _answer_streamed(ex: Exchange, reply: _Reply, plan: AnswerPlan) -> Non
         await stream.send(reply.tool_chunk(call))
         reply.token_sent()
     await stream.send(reply.final(plan))
+    await stream.finish()
+
+
+def _forwardable(request: Request, knobs: Knobs) -> bool:
+    prompt = request.prompt
+    return forwardable(
+        knobs,
+        think=prompt.think,
+        tools=request.tools_offered,
+        images=bool(request.images),
+        fmt=prompt.format,
+        system=prompt.system,
+        stream=request.stream,
+    )
+
+
+async def _answer_forwarded(
+    upstream: Upstream, ex: Exchange, reply: _Reply, request: Request
+) -> None:
+    """The engine's tokens as this request's chunks, as they arrive (`_forward`)."""
+    prompt = request.prompt
+    if request.chat:
+        messages = [
+            {"role": str(m.get("role") or "user"), "content": str(m.get("content") or "")}
+            for m in request.messages
+        ]
+    else:
+        messages = [{"role": "system", "content": prompt.system}] if prompt.system else []
+        messages.append({"role": "user", "content": prompt.text})
+    ex.record.forwarded = True
+    stream = NdjsonStream(ex.responder, ex.knobs)
+
+    async def send(piece: str) -> None:
+        await stream.send(reply.chunk(piece, thinking=False))
+        reply.token_sent()
+
+    try:
+        got = await stream_answer(upstream, ex, messages, _options(ex.body), send)
+    except UpstreamError as exc:
+        if not ex.responder.headers_sent:
+            await ex.error(500, str(exc))
+            return
+        await stream.send({"error": str(exc)})
+        await stream.finish()
+        return
+    if got.prompt_tokens:
+        reply.prompt_eval_count = got.prompt_tokens
+    answer = "".join(got.pieces)
+    if not request.chat:
+        reply.context = request.context + token_ids(tokenize(prompt.system + prompt.text + answer))
+    await stream.send(reply.final(AnswerPlan((), tuple(got.pieces), got.done_reason)))
     await stream.finish()
 
 

@@ -41,6 +41,8 @@ class RequestRecord:
     finished_at: float | None = None  # when handling ended, for any reason
     completed: bool = False  # the whole response, to its last byte, was written
     chunks_sent: int = 0  # NDJSON lines written
+    # Forward mode (``StandInServer(forward_to=...)``): the answer came from the engine.
+    forwarded: bool = False
     # When the server noticed that the client closed before the response was complete.
     disconnected_at: float | None = None
     # Lines written after the disconnect was noticed: a correct server keeps this at 0.

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, Final
 
+from ._forward import Upstream
 from ._handlers import Endpoints
 from ._http import BadRequest, ClientGone, Connection, HttpRequest, Responder
 from ._knobs import Knobs
@@ -30,9 +31,20 @@ class StandInServer:
 
     ``StandInServer(**knobs)`` sets the default knobs (see ``ollama_nb.testing``); as a
     context manager it starts on entry and stops on exit. Port 0 picks a free port.
+    ``forward_to`` (an OpenAI-compatible base URL, e.g. llama.cpp's ``.../v1``) and
+    ``forward_model`` turn on forward mode (``_forward``): plain streamed answers come
+    from that engine, with its real token timing.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, **knobs: Any) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        forward_to: str | None = None,
+        forward_model: str = "",
+        **knobs: Any,
+    ) -> None:
         self._initial_knobs = Knobs().merged(knobs)  # KnobError (a ValueError) on typos
         self._knobs = self._initial_knobs
         self._host = host
@@ -44,7 +56,8 @@ class StandInServer:
         self._claimed: set[int] = set()  # indexes handed out by wait_for_request
         self._store = ModelStore()
         self._scheduler = Scheduler()  # only touched on the event loop
-        self._endpoints = Endpoints(self._store, self._scheduler)
+        upstream = Upstream(forward_to.rstrip("/"), forward_model) if forward_to else None
+        self._endpoints = Endpoints(self._store, self._scheduler, upstream)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
