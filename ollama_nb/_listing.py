@@ -15,18 +15,27 @@ _FRACTION = re.compile(r"\.(\d+)")
 
 
 def models_table(tags: dict[str, Any]) -> Table:
-    rows = [
-        [
-            str(m.get("name", "?")),
-            human_bytes(m.get("size")),
-            str((m.get("details") or {}).get("parameter_size", "")),
-            str((m.get("details") or {}).get("quantization_level", "")),
-        ]
-        for m in tags.get("models", [])
+    models = tags.get("models", [])
+    details = [m.get("details") or {} for m in models]
+    columns: list[tuple[str, list[Any]]] = [
+        ("name", [m.get("name", "?") for m in models]),
+        ("size", [m.get("size") for m in models]),
+        ("parameters", [d.get("parameter_size") for d in details]),
+        ("quantization", [d.get("quantization_level") for d in details]),
     ]
-    return Table(["name", "size", "parameters", "quantization"], rows,
+    # An OpenAI-compatible server's /v1/models says names only: no column of blanks.
+    shown = [(name, values) for name, values in columns
+             if name == "name" or not models or any(v is not None for v in values)]  # fmt: skip
+    rows = [[_cell(name, values[i]) for name, values in shown] for i in range(len(models))]
+    return Table([name for name, _ in shown], rows,
                  empty="no models: pull one with %ollama pull NAME",
                  right=("size", "parameters"))  # fmt: skip
+
+
+def _cell(column: str, value: Any) -> str:
+    if column == "size":
+        return human_bytes(value)
+    return "" if value is None else str(value)
 
 
 def loaded_table(ps: dict[str, Any], now: datetime | None = None) -> Table:

@@ -152,6 +152,9 @@ def test_models_lists_the_servers_models(kernel: KernelDriver, server: StandInSe
         assert server.last.path == "/v1/models"
         shown = json.dumps([m.content for m in cell.outputs()])
         assert "stand-in-think" in shown and "stand-in-embed" in shown
+        # /v1/models says names only: the table has no columns of blanks or "?".
+        (table,) = [m.content["data"]["text/plain"] for m in cell.outputs()]
+        assert table.splitlines()[0].split() == ["name"] and "?" not in table
     finally:
         kernel.ok("%config OllamaMagics.host = None")
 
