@@ -56,6 +56,10 @@ class Figures(NamedTuple):
     cached: bool = False  # replayed from the cache file: not a request
 
 
+REPLAYED_FIGURES = Figures(done_reason=None, elapsed=0.0, ttft=None, tokens_per_second=None,
+                           cached=True)  # fmt: skip
+
+
 class _Names:
     """A few distinct strings (models, done reasons), each stored once, by a 1-byte code."""
 
@@ -346,6 +350,8 @@ class ResultColumns:
         kept = self.kept.get(position)
         if kept is not None:
             return kept
+        if position in self.replayed:  # counted apart, nothing else read: no figures built
+            return REPLAYED_FIGURES
         ttft = self.times[2 * position + 1]
         final = self._final(self.flags[position], position, None)
         return Figures(
