@@ -71,7 +71,7 @@ from ._exceptions import (
     OllamaResponseError,
     OllamaTimeoutError,
 )
-from ._prompt import Parts, fill_parts, template_parts
+from ._prompt import Parts, PromptVariableError, fill_parts, template_parts
 from ._request import build, cache_miss, keyed_path, resolve_settings
 from ._result import OllamaResult, settings_of
 from ._stream import (
@@ -320,7 +320,7 @@ class Batch:
             else:
                 prompt = self.job.fill(namespace)
         except Exception as exc:  # this element's prompt cannot be made: its own failure
-            error = OllamaError(f"element {position}: cannot fill the prompt: {exc}")
+            error = OllamaError(f"element {position}: {_fill_error(exc)}")
             self._store(position, self._failed(error))
             return None
         try:
@@ -589,12 +589,8 @@ async def prepare_batch(
     if first is not None:
         try:
             first_prompt = fill(ElementScope({"item": first[1], "index": first[0]}, namespace))
-        except ValueError as exc:  # PromptVariableError
-            raise InvalidRequest(f"{exc}; nothing was sent") from None
-        except Exception as exc:  # a field's own error (a property that raises, …)
-            raise InvalidRequest(
-                f"element 0: cannot fill the prompt: {exc}; nothing was sent"
-            ) from None
+        except Exception as exc:  # a field that cannot be filled, a property that raises, …
+            raise InvalidRequest(f"element 0: {_fill_error(exc)}; nothing was sent") from None
         ask = dataclasses.replace(ask, prompt=first_prompt)
     extra = {"no_model_hint": no_model_hint} if no_model_hint else {}
     prepared = await build(ask, configured=configured, namespace=None, lookup=False, **extra)
@@ -643,3 +639,10 @@ def check_all_recorded(
         if not caching.file.has(keys.key(prompt)):
             caching.file.misses += 1
             raise cache_miss(caching, model, prompt)
+
+
+def _fill_error(exc: Exception) -> str:
+    """Why an element's prompt cannot be made: `_prompt`'s own words name the field."""
+    if isinstance(exc, PromptVariableError):
+        return str(exc)
+    return f"cannot fill the prompt: {exc}"

@@ -101,14 +101,14 @@ def test_an_element_that_cannot_fill_the_template_names_only_ways_out_it_has(
     cell = batch_cell(kernel, "--each rows", "Hello {item[name]}")  # element 0: checked first
     assert cell.status == "error"
     message = cell.error_text()
-    assert "cannot fill {item[name]}" in message and "{{item[name]}}" in message
+    assert "element 0: cannot fill {item[name]}" in message and "{{item[name]}}" in message
     assert "--no-vars" not in message
     assert server.requests == []
     kernel.ok("rows.reverse()")  # element 1 now: the batch runs, and that element fails
     cell = batch_cell(kernel, "--each rows", "Hello {item[name]}")
     assert cell.status == "ok", cell.error_text()
     message = kernel.value("str(_ollama[1].error)")
-    assert "element 1: cannot fill the prompt: cannot fill {item[name]}" in message
+    assert message.startswith("element 1: cannot fill {item[name]} in the prompt (KeyError")
     assert "--no-vars" not in message
 
 
