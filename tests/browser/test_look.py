@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import nbformat
 import pytest
 from browser_helpers import cell, cell_output_text, poll, run_cell, screenshot, wait_cell_finished
 from playwright.sync_api import Page
@@ -106,7 +107,7 @@ def test_single_answer_streams_and_ends_in_place(
     maths and money; a Markdown cell with the same text; a Markdown output."""
     server.configure(reply=REPLY, token_interval=0.04)
     magic = "%%ollama stand-in\nExplain."
-    markdown = {"cell_type": "markdown", "metadata": {}, "source": REPLY}
+    markdown = nbformat.v4.new_markdown_cell(REPLY)
     first = f"{LOAD}\nfrom IPython.display import Markdown\ndisplay(Markdown('Jupyter *Markdown*'))"
     page = open_with(open_notebook, front_end, server, [first, magic, markdown])
     run_cell(page, magic, 1)
