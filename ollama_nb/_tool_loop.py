@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._stream import Request, StopControl, Transcript, stream_response
-from ._tools import DECLINED, ToolCall, run_call
+from ._tools import DECLINED, ToolCall, run_call, sigint_noted
 
 NOT_RUN = "not run: the model asked for more rounds than --max-steps allows"
 SUMMED = ("eval_count", "eval_duration", "prompt_eval_count", "prompt_eval_duration")
@@ -92,11 +92,14 @@ async def _one_call(
             return
     call.state = "running"
     transcript.calls_changed()
-    refresh()  # shown before a function that may block the loop starts
-    try:
-        await run_call(call, tools, request.on_caller)
-    finally:
-        transcript.calls_changed()
+    # Shown before a function that may block the loop starts; an Interrupt from the moment
+    # it shows ends the call, even one that comes before the function has started.
+    with sigint_noted() as note:
+        refresh()
+        try:
+            await run_call(call, tools, request.on_caller, note)
+        finally:
+            transcript.calls_changed()
     refresh()
 
 

@@ -8,6 +8,7 @@ import asyncio
 import enum
 import functools
 import json
+import time
 from typing import Annotated, Any, Literal, Optional
 
 import ollama
@@ -526,3 +527,58 @@ def test_an_interrupt_as_a_queued_tool_starts_raises_in_the_tool() -> None:
         run_in_thread(request, View())  # type: ignore[arg-type]
     assert went_on == []
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # pytest's, restored
+
+
+def test_an_interrupt_as_a_call_shows_running_ends_it_before_its_function_starts(
+    tools_server: StandInServer,
+) -> None:
+    """In a kernel, SIGINT's handler (ipykernel's) cancels the cell with a callback the
+    loop runs next, i.e. after a function that blocks it. An Interrupt that comes once the
+    view shows the call as running, before its function has started, must still end it:
+    the function never runs, and the request ends as interrupted at once."""
+    import signal
+
+    from ollama_nb._cancel import InterruptedInTool
+    from ollama_nb._request import Ask, build
+    from ollama_nb._stream import StopControl, drive
+    from ollama_nb._tool_loop import converse
+
+    ran: list[float] = []
+
+    def slow(seconds: float) -> str:
+        """Wait."""
+        ran.append(seconds)
+        time.sleep(seconds)
+        return "waited"
+
+    class View:
+        def start(self, _model: object) -> None:
+            pass
+
+        def update(self, transcript: Any) -> None:
+            if any(c.state == "running" for c in transcript.calls):
+                signal.raise_signal(signal.SIGINT)  # Interrupt (■) as "running" shows
+
+        def finish(self, result: Any) -> None:
+            self.result = result
+
+    async def main() -> None:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        # As ipykernel's handler does: the cell is cancelled when the loop next runs.
+        signal.signal(signal.SIGINT, lambda *_: loop.call_soon(task.cancel))  # type: ignore[union-attr]
+        ask = Ask(prompt="call: slow(seconds=30)", model="stand-in-tools",
+                  host=tools_server.url, tools=[slow])  # fmt: skip
+        request = (await build(ask, configured={})).request
+        await drive(request, view, StopControl(), lambda _r: None, converse)
+
+    view = View()
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(InterruptedInTool):
+            asyncio.run(main())
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert ran == []  # it never started (else it would have run its 30 s)
+    assert view.result.done_reason == "interrupted"
+    assert [(c.name, c.error) for c in view.result.tool_calls] == [("slow", "interrupted")]
