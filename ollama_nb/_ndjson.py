@@ -26,9 +26,11 @@ _CONTEXT = re.compile(rb',\s*"context"\s*:\s*\[[\d,\s]*\]|"context"\s*:\s*\[[\d,
 _scan_once = json.scanner.make_scanner(json.JSONDecoder())
 
 
-def _loads(line: bytes) -> Any:
-    """`json.loads(line)` for one line (UTF-8), faster for the usual whole-object line."""
-    text = line.decode("utf-8")
+def loads(line: bytes, errors: str = "strict") -> Any:
+    """`json.loads(line)` for one line (UTF-8), faster for the usual whole-object line.
+    `errors`: for bytes that are not UTF-8 ("surrogatepass" reads lone surrogates back as
+    json.loads of bytes does)."""
+    text = line.decode("utf-8", errors)
     try:
         value, end = _scan_once(text, 0)
     except StopIteration:  # leading whitespace, or not JSON: json.loads decides
@@ -91,19 +93,24 @@ class LineDecoder(LineSplitter):
         return rest if rest.strip() else b""
 
 
+def load_object(data: bytes, not_json: str, unit: str) -> dict[str, Any]:
+    """One JSON object (a streamed line or event); anything else is one readable error:
+    `the server sent {not_json}: …` or `the server sent {unit} that is not an object: …`."""
+    try:
+        value = loads(data)
+    except (UnicodeDecodeError, ValueError):
+        raise OllamaResponseError(f"the server sent {not_json}: {preview(data)}") from None
+    if not isinstance(value, dict):
+        raise OllamaResponseError(f"the server sent {unit} that is not an object: {preview(data)}")
+    return value
+
+
 def parse_line(line: bytes) -> dict[str, Any]:
     """One NDJSON line as a dict, without a "context" array; an `{"error": …}` line or bad
     data raises."""
     if len(line) > CONTEXT_MIN_LINE and b'"context"' in line:
         line = _CONTEXT.sub(b"", line, count=1)
-    try:
-        value = _loads(line)
-    except (UnicodeDecodeError, ValueError):
-        raise OllamaResponseError(
-            f"the server sent data that is not NDJSON: {preview(line)}"
-        ) from None
-    if not isinstance(value, dict):
-        raise OllamaResponseError(f"the server sent a line that is not an object: {preview(line)}")
+    value = load_object(line, "data that is not NDJSON", "a line")
     if "error" in value:
         raise OllamaResponseError(f"the server reported an error mid-stream: {value['error']}")
     return value

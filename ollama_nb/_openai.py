@@ -22,7 +22,7 @@ import time
 from typing import Any, Final
 
 from ._exceptions import OllamaError, OllamaModelNotFoundError, OllamaResponseError
-from ._ndjson import _loads, preview
+from ._ndjson import load_object, preview
 from ._sse import EventDecoder
 
 # Where an Ollama endpoint has no OpenAI counterpart, the command the user typed.
@@ -282,7 +282,7 @@ class EventChunks:
             self._flush_calls(chunks)
             chunks.append(self._final())
             return
-        value = _parse_event(data)
+        value = load_object(data, "an event that is not JSON", "an event")
         if "error" in value:
             message, _ = error_fields(data)
             raise OllamaResponseError(f"the server reported an error mid-stream: {message}")
@@ -409,17 +409,3 @@ def _assembled(call: dict[str, Any]) -> dict[str, Any]:
         arguments = value
     return {"id": call["id"] or new_call_id(),
             "function": {"name": call["name"], "arguments": arguments}}  # fmt: skip
-
-
-def _parse_event(data: bytes) -> dict[str, Any]:
-    try:
-        value = _loads(data)
-    except (UnicodeDecodeError, ValueError):
-        raise OllamaResponseError(
-            f"the server sent an event that is not JSON: {preview(data)}"
-        ) from None
-    if not isinstance(value, dict):
-        raise OllamaResponseError(
-            f"the server sent an event that is not an object: {preview(data)}"
-        )
-    return value

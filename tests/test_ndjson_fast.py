@@ -8,7 +8,7 @@ import json
 import pytest
 
 from ollama_nb._exceptions import OllamaResponseError
-from ollama_nb._ndjson import LineDecoder, _loads, parse_line
+from ollama_nb._ndjson import LineDecoder, loads, parse_line
 
 LINES = [
     b'{"response":" word","done":false}',
@@ -35,7 +35,7 @@ def _plain(line: bytes) -> object:
 
 def _fast(line: bytes) -> object:
     try:
-        return _loads(line)
+        return loads(line)
     except ValueError as exc:
         return type(exc).__name__
 
