@@ -17,7 +17,6 @@ clock as the kernel driver's messages); every contender goes through it alike.
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 import threading
 import time
@@ -72,30 +71,16 @@ class FirstByteProxy(ForwardingProxy):
     def connection_state(self) -> threading.Event:
         return threading.Event()  # a chat request went up; its answer has not begun
 
-    def _up(self, client: socket.socket, upstream: socket.socket, waiting: threading.Event) -> None:
-        try:
-            while data := client.recv(65536):
-                if data.startswith(b"POST ") and b"/chat/completions" in data.split(b"\r\n")[0]:
-                    waiting.set()
-                upstream.sendall(data)
-        except OSError:
-            pass
-        for s in (upstream, client):
-            s.close()
+    def up(self, data: bytes, waiting: threading.Event) -> bytes | None:
+        if data.startswith(b"POST ") and b"/chat/completions" in data.split(b"\r\n")[0]:
+            waiting.set()
+        return data
 
-    def _down(
-        self, upstream: socket.socket, client: socket.socket, waiting: threading.Event
-    ) -> None:
-        try:
-            while data := upstream.recv(65536):
-                if waiting.is_set():
-                    self.response_starts.append(time.monotonic())
-                    waiting.clear()
-                client.sendall(data)
-        except OSError:
-            pass
-        for s in (upstream, client):
-            s.close()
+    def down(self, data: bytes, waiting: threading.Event) -> bytes | None:
+        if waiting.is_set():
+            self.response_starts.append(time.monotonic())
+            waiting.clear()
+        return data
 
 
 def engine_python() -> Path:

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -131,8 +131,13 @@ class EngineServer:
 class ForwardingProxy:
     """A TCP proxy on loopback in front of the engine; subclasses decide what passes.
 
-    Each connection gets a state of its own (`connection_state`), handed to `_up` (client
-    to engine) and `_down` (engine to client), which run on threads of their own."""
+    Each connection gets a state of its own (`connection_state`). Every read from the
+    client goes through `up`, every read from the engine through `down`, each returning
+    what to forward (None: nothing); each direction is pumped on a thread of its own.
+    When the client hangs up, `client_gone` is called and both ends are closed; when the
+    engine does, both are closed too unless `closes_when_upstream_ends` is False."""
+
+    closes_when_upstream_ends = True
 
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
@@ -148,6 +153,15 @@ class ForwardingProxy:
     def connection_state(self) -> Any:
         return None
 
+    def up(self, data: bytes, state: Any) -> bytes | None:
+        return data
+
+    def down(self, data: bytes, state: Any) -> bytes | None:
+        return data
+
+    def client_gone(self) -> None:
+        pass
+
     def _accept(self) -> None:
         while True:
             try:
@@ -159,18 +173,37 @@ class ForwardingProxy:
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._sockets += [client, upstream]
             state = self.connection_state()
-            for pipe, ends in ((self._up, (client, upstream)), (self._down, (upstream, client))):
-                threading.Thread(target=pipe, args=(*ends, state), daemon=True).start()
+            for pipe in (self._client_to_engine, self._engine_to_client):
+                threading.Thread(target=pipe, args=(client, upstream, state), daemon=True).start()
 
-    def _up(self, client: socket.socket, upstream: socket.socket, state: Any) -> None:
-        raise NotImplementedError
+    def _client_to_engine(self, client: socket.socket, upstream: socket.socket, state: Any) -> None:
+        _pump(client, upstream, lambda data: self.up(data, state))
+        self.client_gone()
+        for s in (upstream, client):
+            s.close()
 
-    def _down(self, upstream: socket.socket, client: socket.socket, state: Any) -> None:
-        raise NotImplementedError
+    def _engine_to_client(self, client: socket.socket, upstream: socket.socket, state: Any) -> None:
+        _pump(upstream, client, lambda data: self.down(data, state))
+        if self.closes_when_upstream_ends:
+            for s in (upstream, client):
+                s.close()
 
     def close(self) -> None:
         for s in self._sockets:
             s.close()
+
+
+def _pump(
+    source: socket.socket, sink: socket.socket, passing: Callable[[bytes], bytes | None]
+) -> None:
+    """Forward what `passing` lets through until `source` ends or either end fails."""
+    try:
+        while data := source.recv(65536):
+            passed = passing(data)
+            if passed is not None:
+                sink.sendall(passed)
+    except OSError:
+        pass
 
 
 class StallingProxy(ForwardingProxy):
@@ -178,31 +211,24 @@ class StallingProxy(ForwardingProxy):
     nothing more (the connection stays open): a server gone quiet mid-answer. When the
     client hangs up, it closes the upstream connection too."""
 
+    closes_when_upstream_ends = False
+
     def __init__(self, upstream_port: int, events: int) -> None:
         self.events = events
         self.client_closed = threading.Event()
         super().__init__(upstream_port)
 
-    def _up(self, client: socket.socket, upstream: socket.socket, _state: Any) -> None:
-        try:
-            while data := client.recv(65536):
-                upstream.sendall(data)
-        except OSError:
-            pass
-        self.client_closed.set()
-        for s in (upstream, client):
-            s.close()
+    def connection_state(self) -> list[int]:
+        return [0]  # the events passed so far on this connection
 
-    def _down(self, upstream: socket.socket, client: socket.socket, _state: Any) -> None:
-        seen = 0
-        try:
-            while data := upstream.recv(65536):
-                if seen >= self.events:
-                    continue  # stalled: read and drop, so the server is not blocked
-                seen += data.count(b"data: ")
-                client.sendall(data)
-        except OSError:
-            pass
+    def down(self, data: bytes, seen: list[int]) -> bytes | None:
+        if seen[0] >= self.events:
+            return None  # stalled: read and dropped, so the server is not blocked
+        seen[0] += data.count(b"data: ")
+        return data
+
+    def client_gone(self) -> None:
+        self.client_closed.set()
 
 
 @pytest.fixture(scope="session")
