@@ -113,22 +113,21 @@ def test_a_stopped_answer_inserts_nothing(kernel: KernelDriver, server: StandInS
     assert "code: nothing inserted: the answer was stopped (3 lines in .code)" in record_text(cell)
 
 
-def test_a_failed_request_inserts_nothing(kernel: KernelDriver, server: StandInServer) -> None:
-    server.configure(reply=ANSWER, error_after=20)
-    cell = run_cell(kernel, "stand-in --code", "Read it.")
-    assert cell.ename == "OllamaResponseError" and next_inputs(cell) == []
-    assert kernel.value("_ollama.code_note").startswith(
-        "code: nothing inserted: the request failed"
-    )
-
-
-def test_a_timed_out_request_inserts_nothing(kernel: KernelDriver, server: StandInServer) -> None:
-    server.configure(reply=ANSWER, stall_after=20)
-    cell = run_cell(kernel, "stand-in --code --timeout 0.5", "Read it.")
-    assert cell.ename == "OllamaTimeoutError" and next_inputs(cell) == []
-    assert kernel.value("_ollama.code_note").startswith(
-        "code: nothing inserted: the request timed out"
-    )
+@pytest.mark.parametrize(
+    ("knob", "line", "ename", "note"),
+    [
+        ("error_after", "--code", "OllamaResponseError", "the request failed"),
+        ("stall_after", "--code --timeout 0.5", "OllamaTimeoutError", "the request timed out"),
+    ],
+    ids=["failed", "timed-out"],
+)
+def test_a_request_that_did_not_finish_inserts_nothing(
+    kernel: KernelDriver, server: StandInServer, knob: str, line: str, ename: str, note: str
+) -> None:
+    server.configure(reply=ANSWER, **{knob: 20})
+    cell = run_cell(kernel, f"stand-in {line}", "Read it.")
+    assert cell.ename == ename and next_inputs(cell) == []
+    assert kernel.value("_ollama.code_note").startswith(f"code: nothing inserted: {note}")
 
 
 def test_an_answer_without_python_inserts_nothing(
