@@ -444,11 +444,7 @@ def _ask(
         api=api,
         **given,
         cache=cache,
-        tools=list(tools)
-        if tools is not None and not callable(tools)
-        else [tools]
-        if tools
-        else [],
+        tools=_tool_list(tools),
         max_steps=max_steps,
     )
 
@@ -473,6 +469,13 @@ def _unknown_field(prompt: str, known: Any, fills: Callable[[str], str]) -> None
             f"the prompt uses {{{name}}}, but {fills(name)}: pass variables={{{name!r}: ...}},"
             f" or write {{{{{name}}}}} to send it as written; nothing was sent"
         )
+
+
+def _tool_list(tools: Any) -> list[Callable[..., Any]]:
+    """`tools=f` or `tools=[f, g]` (None: none)."""
+    if tools is None:
+        return []
+    return [tools] if callable(tools) else list(tools)
 
 
 def _filled(prompt: str, variables: dict[str, Any]) -> str:
