@@ -142,8 +142,7 @@ class WidgetView:
                     _dom_classes=(THINKING_CLASS,),
                 )
                 box.set_title(0, "Thinking")
-            *before, answer = self._root.children
-            self._root.children = (*before, box, answer)
+            self._above_answer(box)
         return self._thinking
 
     def _tools_part(self) -> widgets.HTML:
@@ -151,8 +150,7 @@ class WidgetView:
         if self._tools is None:
             with self._out.comms_unrecorded():
                 self._tools = widgets.HTML(layout=shared("layout"), style=shared("html-style"))
-            *before, answer = self._root.children
-            self._root.children = (*before, self._tools, answer)
+            self._above_answer(self._tools)
         return self._tools
 
     def _on_drawn(self, change: dict[str, Any]) -> None:
@@ -189,6 +187,10 @@ class WidgetView:
             )
         self._below_header(self._context)
 
+    def _above_answer(self, widget: widgets.Widget) -> None:
+        *before, answer = self._root.children
+        self._root.children = (*before, widget, answer)
+
     def _below_header(self, widget: widgets.Widget, after: widgets.Widget | None = None) -> None:
         header, *rest = self._root.children
         at = rest.index(after) + 1 if after in rest else 0
@@ -214,8 +216,7 @@ class WidgetView:
 
         run.on_click(lambda _b: choose(True))
         skip.on_click(lambda _b: choose(False))
-        *before, answer = self._root.children
-        self._root.children = (*before, box, answer)
+        self._above_answer(box)
         try:
             return await decided
         finally:
