@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import sys
 from typing import Any
 
@@ -77,8 +79,19 @@ def assert_kept_what_arrived(text: str, record: Any) -> None:
 
 def spawn_ipython(server: StandInServer) -> pexpect.spawn:
     """Terminal IPython on the stand-in, at its first prompt."""
-    env = {**os.environ, "OLLAMA_HOST": server.url, "TERM": "dumb"}
+    # faulthandler: a child that hangs can be made to print every thread's stack
+    # (`stacks_of`), so that a failure says where it hung.
+    env = {**os.environ, "OLLAMA_HOST": server.url, "TERM": "dumb", "PYTHONFAULTHANDLER": "1"}
     argv = ["-m", "IPython", "--simple-prompt", "--no-banner", "--colors=nocolor", "--quick"]
     child = pexpect.spawn(sys.executable, argv, env=env, encoding="utf-8", timeout=20)
     child.expect(r"In \[1\]: ")
     return child
+
+
+def stacks_of(child: pexpect.spawn) -> str:
+    """Every thread's stack of a hung terminal IPython (it aborts: SIGABRT makes
+    faulthandler print them), for a failure message."""
+    child.kill(signal.SIGABRT)
+    with contextlib.suppress(pexpect.TIMEOUT):
+        child.expect(pexpect.EOF, timeout=10)
+    return str(child.before)[-6000:]

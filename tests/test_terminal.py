@@ -4,7 +4,7 @@ the response, and the result lands in `_ollama` as in a notebook."""
 from __future__ import annotations
 
 import pexpect
-from support import REPLY
+from support import REPLY, stacks_of
 
 from ollama_nb.testing import StandInServer
 
@@ -73,6 +73,10 @@ def test_tool_calls_show_as_lines_and_ctrl_c_ends_a_running_tool(
     ipython.expect(r"\[tool\] add\(a=1, b=2\) → 3")
     ipython.expect(r"\[tool\] slow\(s=60\) running; Ctrl-C ends it")
     ipython.sendintr()
-    ipython.expect("stand-in-tools · interrupted · ")
+    try:
+        ipython.expect("stand-in-tools · interrupted · ")
+    except pexpect.TIMEOUT:
+        stacks = stacks_of(ipython)
+        raise AssertionError(f"Ctrl-C did not end the tool; where it hung:\n{stacks}") from None
     ipython.expect(r"KeyboardInterrupt: the request was interrupted", timeout=5)
     assert "Traceback" not in ipython.before
