@@ -15,7 +15,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._stream import Request, StopControl, Transcript, stream_response
-from ._tools import DECLINED, ToolCall, run_call, sigint_noted
+from ._tool_interrupt import sigint_noted
+from ._tools import DECLINED, ToolCall, run_call
 
 NOT_RUN = "not run: the model asked for more rounds than --max-steps allows"
 SUMMED = ("eval_count", "eval_duration", "prompt_eval_count", "prompt_eval_duration")

@@ -16,21 +16,19 @@ covers exactly the types INTERFACE.md lists and emits only fields that Ollama's
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import functools
 import inspect
 import json
 import re
-import signal
-import threading
 import time
 import types
 import typing
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import Any
+
+from ._tool_interrupt import SigintNote, interrupt_raises_here
 
 MAX_RESULT_CHARS = 16 * 1024  # a result sent back longer than this is cut, with a marker
 SHOWN_CHARS = 120  # a call or result as the view and the record show it
@@ -446,7 +444,7 @@ async def run_call(
 
     def invoke() -> tuple[str, Any]:
         try:
-            with _interrupt_raises_here(note):
+            with interrupt_raises_here(note):
                 return "value", tool.func(**arguments)
         except KeyboardInterrupt:
             return "interrupted", None
@@ -507,59 +505,3 @@ def call_text(name: str, arguments: Mapping[str, Any], limit: int = SHOWN_CHARS)
     """`name(a=1, b='x')`, shortened."""
     shown = ", ".join(f"{k}={shorten(repr(v), 40)}" for k, v in arguments.items())
     return shorten(f"{name}({shown})", limit)
-
-
-# -- Interrupt inside a running tool ---------------------------------------------------
-
-
-class SigintNote:
-    """SIGINT's handler from the moment a call shows as running until its function starts:
-    it only notes the signal. ipykernel's own handler would cancel the cell once the
-    loop ran again, i.e. after a function that blocks it had returned."""
-
-    def __init__(self, previous: Any) -> None:
-        self.previous = previous
-        self.fired = False
-        self.taken = False  # the tool's start read it: the call ends as interrupted
-
-    def __call__(self, _signum: int, _frame: FrameType | None) -> None:
-        self.fired = True
-
-
-@contextlib.contextmanager
-def sigint_noted() -> Iterator[SigintNote | None]:
-    """Note SIGINTs until a tool's function starts (`_interrupt_raises_here` takes the
-    note off). A noted SIGINT no tool took is handed on when the block ends."""
-    if threading.current_thread() is not threading.main_thread():
-        yield None  # the synchronous path: its calling thread takes SIGINT (`_sync`)
-        return
-    note = SigintNote(signal.getsignal(signal.SIGINT))
-    signal.signal(signal.SIGINT, note)
-    try:
-        yield note
-    finally:
-        if signal.getsignal(signal.SIGINT) is note:  # no function started (a refused call)
-            signal.signal(signal.SIGINT, note.previous)
-        if note.fired and not note.taken and callable(note.previous):
-            note.previous(signal.SIGINT, None)
-
-
-@contextlib.contextmanager
-def _interrupt_raises_here(note: SigintNote | None = None) -> Iterator[None]:
-    """While a tool runs on the main thread, SIGINT raises KeyboardInterrupt in it.
-    ipykernel turns SIGINT into the cancellation of an async cell, which a function that
-    blocks the loop would only see once it returned. A SIGINT noted since the call showed
-    as running raises at once (the handler is swapped first, so none falls between)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGINT)
-    restore = previous.previous if isinstance(previous, SigintNote) else previous
-    try:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        if note is not None and note.fired:
-            note.taken = True
-            raise KeyboardInterrupt
-        yield
-    finally:
-        signal.signal(signal.SIGINT, restore)

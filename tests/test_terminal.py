@@ -80,3 +80,26 @@ def test_tool_calls_show_as_lines_and_ctrl_c_ends_a_running_tool(
         raise AssertionError(f"Ctrl-C did not end the tool; where it hung:\n{stacks}") from None
     ipython.expect(r"KeyboardInterrupt: the request was interrupted", timeout=5)
     assert "Traceback" not in ipython.before
+
+
+def test_ctrl_c_just_before_a_tool_blocks_still_ends_it(
+    ipython: pexpect.spawn, server: StandInServer
+) -> None:
+    """Ctrl-C in the instant between a tool's last bytecode and its blocking call (the
+    tool sends itself SIGINT from C, then sleeps): CPython would only raise once the 60 s
+    sleep returned; the request ends at once instead."""
+    ipython.sendline("import ctypes, functools, operator, os, time")
+    ipython.sendline(
+        "def stubborn(s: float) -> str: steps = [functools.partial(ctypes.CDLL(None).kill,"
+        " os.getpid(), 2), functools.partial(time.sleep, s)];"
+        " list(map(operator.methodcaller('__call__'), steps)); return 'slept'"
+    )
+    ipython.sendline("")
+    run(ipython, "stand-in-tools --tools stubborn", "call: stubborn(s=60)")
+    try:
+        ipython.expect("stand-in-tools · interrupted · ")
+    except pexpect.TIMEOUT:
+        stacks = stacks_of(ipython)
+        raise AssertionError(f"the SIGINT did not end the tool; where it hung:\n{stacks}") from None
+    ipython.expect(r"KeyboardInterrupt: the request was interrupted", timeout=5)
+    assert "Traceback" not in ipython.before

@@ -9,6 +9,7 @@ import enum
 import functools
 import json
 import time
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, Optional
 
 import ollama
@@ -582,3 +583,69 @@ def test_an_interrupt_as_a_call_shows_running_ends_it_before_its_function_starts
     assert ran == []  # it never started (else it would have run its 30 s)
     assert view.result.done_reason == "interrupted"
     assert [(c.name, c.error) for c in view.result.tool_calls] == [("slow", "interrupted")]
+
+
+def sigint_then_sleep(seconds: float, slept: list[str]) -> Callable[[], None]:
+    """A tool body that takes a SIGINT just before it blocks: Ctrl-C in the instant after
+    its last bytecode. Built of C calls only (no bytecode, so no point where CPython runs
+    the Python handler between the signal and the sleep); `slept` gets an entry only if
+    the sleep ran its whole length."""
+    import ctypes
+    import operator
+    import os
+    import signal
+
+    steps = [
+        functools.partial(ctypes.CDLL(None).kill, os.getpid(), int(signal.SIGINT)),
+        functools.partial(time.sleep, seconds),
+        functools.partial(slept.append, "slept"),
+    ]
+    return lambda: list(map(operator.methodcaller("__call__"), steps)) and None
+
+
+def test_a_sigint_just_before_a_tool_blocks_still_raises_in_it() -> None:
+    """The C handler takes such a SIGINT but the blocked call does not return: without the
+    nudge the tool sleeps its whole 10 s (and only then raises)."""
+    import signal
+
+    from ollama_nb._tool_interrupt import interrupt_raises_here
+
+    slept: list[str] = []
+    with pytest.raises(KeyboardInterrupt), interrupt_raises_here():
+        sigint_then_sleep(10, slept)()
+    assert slept == []
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # pytest's, restored
+    assert signal.getsignal(signal.SIGURG) == signal.SIG_DFL
+    assert signal.set_wakeup_fd(-1) == -1
+
+
+def test_a_sigint_just_before_a_queued_tool_blocks_ends_it() -> None:
+    """The synchronous path (terminal IPython, `%autoawait off`) runs the tool from a
+    queue on the calling thread: the same SIGINT ends it there."""
+    from ollama_nb._sync import run_in_thread
+    from ollama_nb._tools import ToolCall, ToolInterrupted, describe, run_call
+
+    slept: list[str] = []
+    tool = sigint_then_sleep(10, slept)
+
+    def stubborn() -> None:
+        """Sleep."""
+        tool()
+
+    class View:
+        def start(self, _model: object) -> None:
+            pass
+
+        def update(self, _transcript: object) -> None:
+            pass
+
+        def finish(self, _result: object) -> None:
+            pass
+
+    async def request(queued: Any) -> None:
+        call = ToolCall(name="stubborn", arguments={})
+        await run_call(call, {"stubborn": describe(stubborn)}, queued.run_on_caller)
+
+    with pytest.raises(ToolInterrupted):
+        run_in_thread(request, View())  # type: ignore[arg-type]
+    assert slept == []

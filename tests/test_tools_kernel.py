@@ -221,6 +221,37 @@ def test_interrupt_ends_a_tool_running_on_the_worker_thread(
 
 
 @pytest.mark.parametrize("kernel_name", KERNELS)
+def test_an_interrupt_just_before_a_tool_blocks_still_ends_it(
+    kernel_name: str, request: pytest.FixtureRequest, server: StandInServer
+) -> None:
+    """Interrupt in the instant between a tool's last bytecode and its blocking call (the
+    tool sends its kernel SIGINT from C calls, then sleeps): CPython would raise only once
+    the 60 s sleep had returned; the cell ends at once instead."""
+    kernel: KernelDriver = request.getfixturevalue(kernel_name)
+    kernel.ok(
+        textwrap.dedent("""
+            import ctypes, functools, operator, os, signal, time
+            slept = []
+
+            def stubborn(seconds: float) -> str:
+                \"\"\"Wait.\"\"\"
+                steps = [
+                    functools.partial(ctypes.CDLL(None).kill, os.getpid(), int(signal.SIGINT)),
+                    functools.partial(time.sleep, seconds),
+                    functools.partial(slept.append, seconds),  # only after the whole sleep
+                ]
+                list(map(operator.methodcaller("__call__"), steps))
+                return "slept"
+        """)
+    )
+    cell = kernel.run_drawn("%%ollama stand-in-tools --tools stubborn\ncall: stubborn(seconds=60)")
+    assert cell.error()["ename"] == "RequestInterrupted", cell.error_text()
+    assert len(cell.error()["traceback"]) == 1
+    assert kernel.value("slept") == []
+    assert kernel.value("_ollama.tool_calls[0].error") == "interrupted"
+
+
+@pytest.mark.parametrize("kernel_name", KERNELS)
 def test_interrupt_inside_a_tool_of_an_awaited_agenerate_is_an_interrupt(
     kernel_name: str, request: pytest.FixtureRequest, server: StandInServer
 ) -> None:
