@@ -104,7 +104,10 @@ class _Nudge:
     @classmethod
     @contextlib.contextmanager
     def while_running(cls) -> Iterator[None]:
-        if not hasattr(signal, "pthread_kill") or signal.getsignal(signal.SIGURG) != signal.SIG_DFL:
+        if not hasattr(signal, "pthread_kill") or signal.getsignal(signal.SIGURG) not in (
+            signal.SIG_DFL,
+            _wake_only,  # left by a tool whose clean-up an interrupt cut short
+        ):
             yield  # no way to nudge, or SIGURG is someone's: a stuck SIGINT waits its call
             return
         read, write = os.pipe()
@@ -112,20 +115,20 @@ class _Nudge:
         forward_to = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
         signal.signal(signal.SIGURG, _wake_only)
         nudge = cls(forward_to, read)
-        watcher = threading.Thread(target=nudge._watch, name="ollama-nb-nudge", daemon=True)
-        watcher.start()
+        threading.Thread(target=nudge._watch, name="ollama-nb-nudge", daemon=True).start()
         try:
             yield
         finally:
+            # Ordered so that an interrupt landing in this clean-up leaves nothing harmful:
+            # no nudge after the tool, and `write` closed only once it is no wakeup fd.
             with nudge._lock:
                 nudge._running = False
-            signal.set_wakeup_fd(forward_to)
-            signal.signal(signal.SIGURG, signal.SIG_DFL)  # a nudge still on its way: dropped
-            os.write(write, _STOP)
-            watcher.join(timeout=1.0)
-            os.close(write)
-            if not watcher.is_alive():
-                os.close(read)
+            try:
+                signal.set_wakeup_fd(forward_to)
+                os.write(write, _STOP)  # the watcher returns and closes its end
+                os.close(write)
+            finally:
+                signal.signal(signal.SIGURG, signal.SIG_DFL)  # a nudge on its way: dropped
 
     def _watch(self) -> None:
         deadline: float | None = None  # a SIGINT came: nudge unless the tool ends by then
@@ -139,7 +142,8 @@ class _Nudge:
             if self._forward_to != -1:
                 with contextlib.suppress(OSError):
                     os.write(self._forward_to, data.replace(_STOP, b""))
-            if _STOP in data:
+            if _STOP in data or not data:  # not data: the write end is closed
+                os.close(self._read)
                 return
             if signal.SIGINT in data and deadline is None:
                 deadline = NUDGE_AFTER_SECONDS
