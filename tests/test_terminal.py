@@ -16,6 +16,18 @@ def run(child: pexpect.spawn, line: str, prompt: str) -> None:
     child.sendline("")  # two blank lines end a cell magic at the terminal
 
 
+def expect_interrupted(child: pexpect.spawn) -> None:
+    """The tool request ends as interrupted, in one line; if the tool runs on instead, the
+    failure says where the child hung."""
+    try:
+        child.expect("stand-in-tools · interrupted · ")
+    except pexpect.TIMEOUT:
+        stacks = stacks_of(child)
+        raise AssertionError(f"the interrupt did not end the tool; it hung in:\n{stacks}") from None
+    child.expect(r"KeyboardInterrupt: the request was interrupted", timeout=5)
+    assert "Traceback" not in child.before
+
+
 def test_answer_streams_to_stdout(ipython: pexpect.spawn, server: StandInServer) -> None:
     server.configure(reply=REPLY)
     run(ipython, "stand-in", "Say hello.")
@@ -73,13 +85,7 @@ def test_tool_calls_show_as_lines_and_ctrl_c_ends_a_running_tool(
     ipython.expect(r"\[tool\] add\(a=1, b=2\) → 3")
     ipython.expect(r"\[tool\] slow\(s=60\) running; Ctrl-C ends it")
     ipython.sendintr()
-    try:
-        ipython.expect("stand-in-tools · interrupted · ")
-    except pexpect.TIMEOUT:
-        stacks = stacks_of(ipython)
-        raise AssertionError(f"Ctrl-C did not end the tool; where it hung:\n{stacks}") from None
-    ipython.expect(r"KeyboardInterrupt: the request was interrupted", timeout=5)
-    assert "Traceback" not in ipython.before
+    expect_interrupted(ipython)
 
 
 def test_ctrl_c_just_before_a_tool_blocks_still_ends_it(
@@ -96,10 +102,4 @@ def test_ctrl_c_just_before_a_tool_blocks_still_ends_it(
     )
     ipython.sendline("")
     run(ipython, "stand-in-tools --tools stubborn", "call: stubborn(s=60)")
-    try:
-        ipython.expect("stand-in-tools · interrupted · ")
-    except pexpect.TIMEOUT:
-        stacks = stacks_of(ipython)
-        raise AssertionError(f"the SIGINT did not end the tool; where it hung:\n{stacks}") from None
-    ipython.expect(r"KeyboardInterrupt: the request was interrupted", timeout=5)
-    assert "Traceback" not in ipython.before
+    expect_interrupted(ipython)

@@ -461,6 +461,19 @@ def test_odd_results_and_none_defaults() -> None:
     assert describe(greet).parameters["properties"]["name"] == {"type": ["string", "null"]}
 
 
+class SilentView:
+    """A view that shows nothing (tests of the synchronous path's tool queue)."""
+
+    def start(self, _model: object) -> None:
+        pass
+
+    def update(self, _transcript: object) -> None:
+        pass
+
+    def finish(self, _result: object) -> None:
+        pass
+
+
 def test_an_interrupt_before_a_queued_tool_runs_means_it_never_starts() -> None:
     """The synchronous path runs tools on the calling thread, from a queue. Ctrl-C that
     lands while that thread still shows the call as running (before it takes the tool
@@ -507,16 +520,6 @@ def test_an_interrupt_as_a_queued_tool_starts_raises_in_the_tool() -> None:
 
     went_on: list[str] = []
 
-    class View:
-        def start(self, _model: object) -> None:
-            pass
-
-        def update(self, _transcript: object) -> None:
-            pass
-
-        def finish(self, _result: object) -> None:
-            pass
-
     def tool() -> None:
         signal.raise_signal(signal.SIGINT)  # Ctrl-C as the tool starts
         went_on.append("tool")
@@ -525,7 +528,7 @@ def test_an_interrupt_as_a_queued_tool_starts_raises_in_the_tool() -> None:
         await queued.run_on_caller(tool)  # type: ignore[attr-defined]
 
     with pytest.raises(RequestInterrupted):
-        run_in_thread(request, View())  # type: ignore[arg-type]
+        run_in_thread(request, SilentView())  # type: ignore[arg-type]
     assert went_on == []
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # pytest's, restored
 
@@ -632,20 +635,10 @@ def test_a_sigint_just_before_a_queued_tool_blocks_ends_it() -> None:
         """Sleep."""
         tool()
 
-    class View:
-        def start(self, _model: object) -> None:
-            pass
-
-        def update(self, _transcript: object) -> None:
-            pass
-
-        def finish(self, _result: object) -> None:
-            pass
-
     async def request(queued: Any) -> None:
         call = ToolCall(name="stubborn", arguments={})
         await run_call(call, {"stubborn": describe(stubborn)}, queued.run_on_caller)
 
     with pytest.raises(ToolInterrupted):
-        run_in_thread(request, View())  # type: ignore[arg-type]
+        run_in_thread(request, SilentView())  # type: ignore[arg-type]
     assert slept == []
