@@ -27,6 +27,18 @@ SHARED_WIDGETS = (
 )
 
 
+# A tool that takes a SIGINT in the instant between its last bytecode and a blocking call,
+# as Ctrl-C / Interrupt may land: built of C calls only (`ctypes` kill, then the sleep,
+# chained by `map`), so no bytecode runs where CPython could raise in between. `slept`
+# gets an entry only if the sleep ran its whole length. One statement per line: a kernel,
+# `exec` and terminal IPython (line by line, then a blank line) all take it.
+SIGINT_THEN_SLEEP = """\
+import ctypes, functools, operator, os, signal, time
+slept = []
+def stubborn(seconds: float) -> str: "Wait."; steps = [functools.partial(ctypes.CDLL(None).kill, os.getpid(), int(signal.SIGINT)), functools.partial(time.sleep, seconds), functools.partial(slept.append, seconds)]; list(map(operator.methodcaller("__call__"), steps)); return "slept"
+"""  # noqa: E501
+
+
 def run_cell(
     kernel: KernelDriver, line: str, prompt: str = "Say hello.", timeout: float = 30
 ) -> Cell:

@@ -4,7 +4,7 @@ the response, and the result lands in `_ollama` as in a notebook."""
 from __future__ import annotations
 
 import pexpect
-from support import REPLY, stacks_of
+from support import REPLY, SIGINT_THEN_SLEEP, stacks_of
 
 from ollama_nb.testing import StandInServer
 
@@ -94,12 +94,10 @@ def test_ctrl_c_just_before_a_tool_blocks_still_ends_it(
     """Ctrl-C in the instant between a tool's last bytecode and its blocking call (the
     tool sends itself SIGINT from C, then sleeps): CPython would only raise once the 60 s
     sleep returned; the request ends at once instead."""
-    ipython.sendline("import ctypes, functools, operator, os, time")
-    ipython.sendline(
-        "def stubborn(s: float) -> str: steps = [functools.partial(ctypes.CDLL(None).kill,"
-        " os.getpid(), 2), functools.partial(time.sleep, s)];"
-        " list(map(operator.methodcaller('__call__'), steps)); return 'slept'"
-    )
+    for line in SIGINT_THEN_SLEEP.splitlines():
+        ipython.sendline(line)
     ipython.sendline("")
-    run(ipython, "stand-in-tools --tools stubborn", "call: stubborn(s=60)")
+    run(ipython, "stand-in-tools --tools stubborn", "call: stubborn(seconds=60)")
     expect_interrupted(ipython)
+    ipython.sendline("print('slept:', slept)")
+    ipython.expect(r"slept: \[\]")

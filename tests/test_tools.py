@@ -9,11 +9,11 @@ import enum
 import functools
 import json
 import time
-from collections.abc import Callable
 from typing import Annotated, Any, Literal, Optional
 
 import ollama
 import pytest
+from support import SIGINT_THEN_SLEEP
 
 import ollama_nb
 from ollama_nb._exceptions import InvalidRequest
@@ -588,22 +588,11 @@ def test_an_interrupt_as_a_call_shows_running_ends_it_before_its_function_starts
     assert [(c.name, c.error) for c in view.result.tool_calls] == [("slow", "interrupted")]
 
 
-def sigint_then_sleep(seconds: float, slept: list[str]) -> Callable[[], None]:
-    """A tool body that takes a SIGINT just before it blocks: Ctrl-C in the instant after
-    its last bytecode. Built of C calls only (no bytecode, so no point where CPython runs
-    the Python handler between the signal and the sleep); `slept` gets an entry only if
-    the sleep ran its whole length."""
-    import ctypes
-    import operator
-    import os
-    import signal
-
-    steps = [
-        functools.partial(ctypes.CDLL(None).kill, os.getpid(), int(signal.SIGINT)),
-        functools.partial(time.sleep, seconds),
-        functools.partial(slept.append, "slept"),
-    ]
-    return lambda: list(map(operator.methodcaller("__call__"), steps)) and None
+def sigint_then_sleep() -> dict[str, Any]:
+    """`support.SIGINT_THEN_SLEEP` run here: its `stubborn` tool and its `slept` list."""
+    namespace: dict[str, Any] = {}
+    exec(SIGINT_THEN_SLEEP, namespace)
+    return namespace
 
 
 def test_a_sigint_just_before_a_tool_blocks_still_raises_in_it() -> None:
@@ -613,10 +602,10 @@ def test_a_sigint_just_before_a_tool_blocks_still_raises_in_it() -> None:
 
     from ollama_nb._tool_interrupt import interrupt_raises_here
 
-    slept: list[str] = []
+    tool = sigint_then_sleep()
     with pytest.raises(KeyboardInterrupt), interrupt_raises_here():
-        sigint_then_sleep(10, slept)()
-    assert slept == []
+        tool["stubborn"](10)
+    assert tool["slept"] == []
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # pytest's, restored
     assert signal.getsignal(signal.SIGURG) == signal.SIG_DFL
     assert signal.set_wakeup_fd(-1) == -1
@@ -628,17 +617,12 @@ def test_a_sigint_just_before_a_queued_tool_blocks_ends_it() -> None:
     from ollama_nb._sync import run_in_thread
     from ollama_nb._tools import ToolCall, ToolInterrupted, describe, run_call
 
-    slept: list[str] = []
-    tool = sigint_then_sleep(10, slept)
-
-    def stubborn() -> None:
-        """Sleep."""
-        tool()
+    tool = sigint_then_sleep()
 
     async def request(queued: Any) -> None:
-        call = ToolCall(name="stubborn", arguments={})
-        await run_call(call, {"stubborn": describe(stubborn)}, queued.run_on_caller)
+        call = ToolCall(name="stubborn", arguments={"seconds": 10})
+        await run_call(call, {"stubborn": describe(tool["stubborn"])}, queued.run_on_caller)
 
     with pytest.raises(ToolInterrupted):
         run_in_thread(request, SilentView())  # type: ignore[arg-type]
-    assert slept == []
+    assert tool["slept"] == []

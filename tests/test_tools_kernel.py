@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 from kernel_driver import KernelDriver
-from support import assert_one_line_error
+from support import SIGINT_THEN_SLEEP, assert_one_line_error
 
 from ollama_nb.testing import StandInServer
 
@@ -228,22 +228,7 @@ def test_an_interrupt_just_before_a_tool_blocks_still_ends_it(
     tool sends its kernel SIGINT from C calls, then sleeps): CPython would raise only once
     the 60 s sleep had returned; the cell ends at once instead."""
     kernel: KernelDriver = request.getfixturevalue(kernel_name)
-    kernel.ok(
-        textwrap.dedent("""
-            import ctypes, functools, operator, os, signal, time
-            slept = []
-
-            def stubborn(seconds: float) -> str:
-                \"\"\"Wait.\"\"\"
-                steps = [
-                    functools.partial(ctypes.CDLL(None).kill, os.getpid(), int(signal.SIGINT)),
-                    functools.partial(time.sleep, seconds),
-                    functools.partial(slept.append, seconds),  # only after the whole sleep
-                ]
-                list(map(operator.methodcaller("__call__"), steps))
-                return "slept"
-        """)
-    )
+    kernel.ok(SIGINT_THEN_SLEEP)
     cell = kernel.run_drawn("%%ollama stand-in-tools --tools stubborn\ncall: stubborn(seconds=60)")
     assert cell.error()["ename"] == "RequestInterrupted", cell.error_text()
     assert len(cell.error()["traceback"]) == 1
